@@ -1,0 +1,45 @@
+"""Parameter layout: a list of weight matrices <-> one flat float64 vector.
+
+Kernels never see a Python list of arrays (its type would change with depth
+and force a recompile per depth). They see ``theta``, the concatenation of
+W_1..W_K each flattened row-major, and ``dims`` = (d_0, ..., d_K) as int64.
+W_k has shape (d_k, d_{k-1}) and starts at ``offsets[k-1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def dims_of(weights: Sequence[np.ndarray]) -> np.ndarray:
+    """(d_0, ..., d_K) of a chain of weight matrices (assumed to chain)."""
+    dims = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    return np.asarray(dims, dtype=np.int64)
+
+
+def offsets_of(dims: np.ndarray) -> np.ndarray:
+    """Start of each W_k in the flat vector, plus the total length at the end."""
+    sizes = dims[1:] * dims[:-1]
+    out = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out[1:])
+    return out
+
+
+def n_params(dims: np.ndarray) -> int:
+    return int(np.sum(np.asarray(dims[1:]) * np.asarray(dims[:-1])))
+
+
+def flatten(weights: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate W_1..W_K, each row-major, into one float64 vector."""
+    return np.concatenate([np.ascontiguousarray(w, dtype=np.float64).ravel() for w in weights])
+
+
+def unflatten(theta: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
+    """Split a flat vector back into [W_1, ..., W_K] (copies)."""
+    off = offsets_of(dims)
+    return [
+        theta[off[k] : off[k + 1]].reshape(int(dims[k + 1]), int(dims[k])).copy()
+        for k in range(len(dims) - 1)
+    ]

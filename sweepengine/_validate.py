@@ -1,0 +1,94 @@
+"""Input checks shared by the public wrappers: fail before compiled code runs.
+
+Every error is a ValueError that names the argument, what was given and what
+would be valid. Integer and float32 input is converted to float64, not rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def as_matrix(a, name: str, shape: tuple[int | None, int | None] | None = None) -> np.ndarray:
+    """A finite, C-contiguous float64 2-D array (optionally of a given shape)."""
+    arr = np.asarray(a)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if shape is not None:
+        want = tuple("*" if s is None else s for s in shape)
+        if any(s is not None and s != g for s, g in zip(shape, arr.shape, strict=True)):
+            raise ValueError(f"{name} has shape {arr.shape}, expected {want}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return arr
+
+
+def as_weights(weights, name: str = "weights") -> list[np.ndarray]:
+    """A chain [W_1..W_K] with W_k of shape (d_k, d_{k-1}), each float64."""
+    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+        raise ValueError(
+            f"{name} must be a list of 2-D arrays [W_1, ..., W_K], got {type(weights).__name__}"
+        )
+    if len(weights) == 0:
+        raise ValueError(f"{name} must hold at least one weight matrix, got an empty list")
+    out = []
+    for k, w in enumerate(weights):
+        prev = None if k == 0 else out[-1].shape[0]
+        out.append(as_matrix(w, f"{name}[{k}]", (None, prev)))
+    return out
+
+
+def as_data(X, Y, weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """X of shape (d_0, m) and Y of shape (d_K, m) matching the chain."""
+    X = as_matrix(X, "X", (weights[0].shape[1], None))
+    Y = as_matrix(Y, "Y", (weights[-1].shape[0], X.shape[1]))
+    return X, Y
+
+
+def as_direction(direction, weights: list[np.ndarray]) -> np.ndarray:
+    """A direction in parameter space, as a list like ``weights`` or a flat vector."""
+    n = sum(w.size for w in weights)
+    if isinstance(direction, np.ndarray) and direction.ndim == 1:
+        if direction.size != n:
+            raise ValueError(f"direction has {direction.size} entries, expected {n} (flat)")
+        v = np.ascontiguousarray(direction, dtype=np.float64)
+    else:
+        if not isinstance(direction, Sequence) or len(direction) != len(weights):
+            raise ValueError(
+                f"direction must be a list of {len(weights)} arrays shaped like weights "
+                f"{[w.shape for w in weights]}, or a flat vector of {n} entries"
+            )
+        parts = [
+            as_matrix(d, f"direction[{k}]", w.shape)
+            for k, (d, w) in enumerate(zip(direction, weights, strict=True))
+        ]
+        v = np.concatenate([p.ravel() for p in parts])
+    if not np.isfinite(v).all():
+        raise ValueError("direction contains non-finite values (NaN or inf)")
+    return v
+
+
+def as_stats(stats, weights: list[np.ndarray]):
+    """(Cxx (d_0, d_0), Cyx (d_K, d_0), yy) as float64, matching the chain."""
+    try:
+        Cxx, Cyx, yy = stats
+    except (TypeError, ValueError):
+        raise ValueError("stats must be a triple (Cxx, Cyx, yy), e.g. sweepengine.Stats") from None
+    d0, dK = weights[0].shape[1], weights[-1].shape[0]
+    Cxx = as_matrix(Cxx, "stats.Cxx", (d0, d0))
+    Cyx = as_matrix(Cyx, "stats.Cyx", (dK, d0))
+    yy = float(yy)
+    if not np.isfinite(yy) or yy < 0:
+        raise ValueError(f"stats.yy must be a finite, non-negative number (tr Y Y^T), got {yy}")
+    return Cxx, Cyx, yy

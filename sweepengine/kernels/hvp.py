@@ -1,0 +1,68 @@
+"""Exact Hessian-vector products by forward-mode differentiation of the gradient.
+
+Along V = (V_1..V_K): dB_{k+1} = V_k B_k + W_k dB_k (dB_1 = 0), dP = dB_{K+1},
+dG = dP Cxx, dE_K = dG, dE_{k-1} = V_k^T E_k + W_k^T dE_k, and
+(H V)_k = dE_k B_k^T + E_k dB_k^T. Needs the prefix products B and errors E at
+the current point in the workspace (left there by ``loss_grad_*``).
+"""
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT
+from .chain import node, node_offsets, param_offsets, weight
+from .linalg import mm, mm_acc
+from .objective import loss_grad_stats, ws_views
+
+
+@njit(**JIT)
+def hvp_prepared(theta, dims, Cxx, ws, v, out):
+    """out = H(theta) v, using B and E already in ``ws``."""
+    K = dims.size - 1
+    poff = param_offsets(dims)
+    noff = node_offsets(dims)
+    pre, E, dB, dE, _, _, scratch = ws_views(ws, dims)
+    # directional derivative of the prefix products
+    node(dB, dims, noff, 0)[:, :] = 0.0
+    for k in range(1, K + 1):
+        Vk = weight(v, dims, poff, k)
+        cur = node(dB, dims, noff, k)
+        if k == 1:
+            cur[:, :] = Vk
+        else:
+            mm(Vk, node(pre, dims, noff, k - 1), cur)
+            mm_acc(weight(theta, dims, poff, k), node(dB, dims, noff, k - 1), cur, scratch)
+    # directional derivative of the backpropagated errors
+    mm(node(dB, dims, noff, K), Cxx, node(dE, dims, noff, K))
+    for k in range(K, 1, -1):
+        lower = node(dE, dims, noff, k - 1)
+        mm(weight(v, dims, poff, k).T, node(E, dims, noff, k), lower)
+        mm_acc(weight(theta, dims, poff, k).T, node(dE, dims, noff, k), lower, scratch)
+    # (H v)_k = dE_k B_k^T + E_k dB_k^T
+    for k in range(1, K + 1):
+        o = weight(out, dims, poff, k)
+        if k == 1:
+            o[:, :] = node(dE, dims, noff, 1)
+        else:
+            mm(node(dE, dims, noff, k), node(pre, dims, noff, k - 1).T, o)
+            mm_acc(node(E, dims, noff, k), node(dB, dims, noff, k - 1).T, o, scratch)
+
+
+@njit(**JIT)
+def hessian_prepared(theta, dims, Cxx, ws, H):
+    """Dense Hessian, column j = H e_j, with B and E already in ``ws``."""
+    n = theta.size
+    e = np.zeros(n)
+    col = np.empty(n)
+    for j in range(n):
+        e[j] = 1.0
+        hvp_prepared(theta, dims, Cxx, ws, e, col)
+        H[:, j] = col
+        e[j] = 0.0
+
+
+@njit(**JIT)
+def prepare_stats(theta, dims, Cxx, Cyx, yy, ws):
+    """Fill ws with B and E at theta (a gradient evaluation); returns the loss."""
+    g = np.empty(theta.size)
+    return loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, g)

@@ -1,0 +1,136 @@
+"""Loss and gradient of L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2.
+
+Two forms share one backward pass: the data form (X, Y) and the
+sufficient-statistics form (Cxx = X X^T, Cyx = Y X^T, yy = tr Y Y^T) where
+L = 1/2 (tr(P Cxx P^T) - 2 tr(P Cyx^T) + yy) and G = dL/dP = P Cxx - Cyx,
+whose cost per step does not depend on the number of samples.
+
+Workspace ``ws`` (one float64 vector, see ``ws_size``): four node buffers
+(prefix, backprop errors, and their directional derivatives for the HVP),
+G, M = P Cxx, and a scratch block.
+"""
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT
+from .chain import backprop, node, node_offsets, param_offsets, prefix, weight
+from .linalg import mm
+
+
+@njit(**JIT)
+def ws_size(dims):
+    K = dims.size - 1
+    S = node_offsets(dims)[K + 1]
+    out_sz = dims[K] * dims[0]
+    scratch = 0
+    for k in range(K + 1):
+        scratch = max(scratch, dims[k] * dims[0])
+    for k in range(1, K + 1):
+        scratch = max(scratch, dims[k] * dims[k - 1])
+    return 4 * S + 2 * out_sz + scratch
+
+
+@njit(**JIT)
+def ws_views(ws, dims):
+    """(pre, E, dB, dE, G, M, scratch) views into the workspace."""
+    K = dims.size - 1
+    S = node_offsets(dims)[K + 1]
+    o = dims[K] * dims[0]
+    G = ws[4 * S : 4 * S + o].reshape((dims[K], dims[0]))
+    M = ws[4 * S + o : 4 * S + 2 * o].reshape((dims[K], dims[0]))
+    return (ws[:S], ws[S : 2 * S], ws[2 * S : 3 * S], ws[3 * S : 4 * S], G, M, ws[4 * S + 2 * o :])
+
+
+@njit(**JIT)
+def frob(A, B):
+    """tr(A B^T) = sum_ij A_ij B_ij."""
+    s = 0.0
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            s += A[i, j] * B[i, j]
+    return s
+
+
+@njit(**JIT)
+def loss_stats(theta, dims, Cxx, Cyx, yy, ws):
+    """L from sufficient statistics; leaves prefix products and M = P Cxx in ws."""
+    K = dims.size - 1
+    poff = param_offsets(dims)
+    noff = node_offsets(dims)
+    pre, _, _, _, _, M, _ = ws_views(ws, dims)
+    prefix(theta, dims, poff, noff, pre)
+    P = node(pre, dims, noff, K)
+    mm(P, Cxx, M)
+    return 0.5 * (frob(M, P) - 2.0 * frob(P, Cyx) + yy)
+
+
+@njit(**JIT)
+def assemble_grad(theta, dims, poff, noff, pre, E, grad):
+    """grad_k = E_k B_k^T for k = 1..K (B_1 = I)."""
+    K = dims.size - 1
+    for k in range(1, K + 1):
+        out = weight(grad, dims, poff, k)
+        if k == 1:
+            out[:, :] = node(E, dims, noff, 1)
+        else:
+            mm(node(E, dims, noff, k), node(pre, dims, noff, k - 1).T, out)
+
+
+@njit(**JIT)
+def loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, grad):
+    """L and dL/dW (into ``grad``, laid out like theta) from statistics."""
+    l = loss_stats(theta, dims, Cxx, Cyx, yy, ws)
+    poff = param_offsets(dims)
+    noff = node_offsets(dims)
+    pre, E, _, _, G, M, _ = ws_views(ws, dims)
+    for i in range(G.shape[0]):
+        for j in range(G.shape[1]):
+            G[i, j] = M[i, j] - Cyx[i, j]
+    backprop(theta, dims, poff, noff, G, E)
+    assemble_grad(theta, dims, poff, noff, pre, E, grad)
+    return l
+
+
+@njit(**JIT)
+def loss_data(theta, dims, X, Y, ws, R):
+    """L = 1/2 ||P X - Y||^2; leaves prefix products in ws and the residual in R."""
+    K = dims.size - 1
+    poff = param_offsets(dims)
+    noff = node_offsets(dims)
+    pre = ws_views(ws, dims)[0]
+    prefix(theta, dims, poff, noff, pre)
+    mm(node(pre, dims, noff, K), X, R)
+    s = 0.0
+    for i in range(R.shape[0]):
+        for j in range(R.shape[1]):
+            r = R[i, j] - Y[i, j]
+            R[i, j] = r
+            s += r * r
+    return 0.5 * s
+
+
+@njit(**JIT)
+def loss_grad_data(theta, dims, X, Y, ws, R, grad):
+    """L and dL/dW from the data; G = (P X - Y) X^T."""
+    l = loss_data(theta, dims, X, Y, ws, R)
+    poff = param_offsets(dims)
+    noff = node_offsets(dims)
+    pre, E, _, _, G, _, _ = ws_views(ws, dims)
+    mm(R, X.T, G)
+    backprop(theta, dims, poff, noff, G, E)
+    assemble_grad(theta, dims, poff, noff, pre, E, grad)
+    return l
+
+
+@njit(**JIT)
+def sq_norm(v):
+    s = 0.0
+    for i in range(v.size):
+        s += v[i] * v[i]
+    return s
+
+
+@njit(**JIT)
+def new_ws(dims):
+    return np.zeros(ws_size(dims))

@@ -1,0 +1,172 @@
+"""Loss, gradient, Hessian-vector products, Hessian and its extreme eigenvalues.
+
+Public wrappers: validate and coerce (float64, C-contiguous), allocate the
+workspace, then call the compiled kernels in ``sweepengine.kernels``. Each
+takes the weights [W_1, ..., W_K] (W_k of shape (d_k, d_{k-1})) and either the
+data ``X`` (d_0, m), ``Y`` (d_K, m) or ``stats=Stats(Cxx, Cyx, yy)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._layout import dims_of, flatten, unflatten
+from ._validate import as_data, as_direction, as_stats, as_weights
+from .kernels.hvp import hessian_prepared, hvp_prepared
+from .kernels.objective import loss_data, loss_grad_data, loss_grad_stats, loss_stats, ws_size
+from .kernels.spectrum import lanczos_extremes
+
+# Dense eigen-decomposition up to this many parameters under method="auto".
+DENSE_MAX = 400
+
+
+class _Problem(NamedTuple):
+    theta: np.ndarray
+    dims: np.ndarray
+    X: np.ndarray | None
+    Y: np.ndarray | None
+    Cxx: np.ndarray
+    Cyx: np.ndarray | None
+    yy: float
+
+
+def _problem(weights, X, Y, stats, *, need_cxx: bool) -> _Problem:
+    ws = as_weights(weights)
+    if stats is not None:
+        if X is not None or Y is not None:
+            raise ValueError("give either X and Y, or stats, not both")
+        Cxx, Cyx, yy = as_stats(stats, ws)
+        return _Problem(flatten(ws), dims_of(ws), None, None, Cxx, Cyx, yy)
+    if X is None or Y is None:
+        raise ValueError("X and Y are required (or pass stats=Stats(Cxx, Cyx, yy))")
+    X, Y = as_data(X, Y, ws)
+    Cxx = X @ X.T if need_cxx else np.empty((0, 0))
+    return _Problem(flatten(ws), dims_of(ws), X, Y, Cxx, None, 0.0)
+
+
+def _prepare(p: _Problem) -> tuple[float, np.ndarray, np.ndarray]:
+    """Evaluate loss and gradient; return (loss, flat gradient, workspace with B and E)."""
+    ws = np.zeros(ws_size(p.dims))
+    g = np.empty_like(p.theta)
+    if p.X is None:
+        l = loss_grad_stats(p.theta, p.dims, p.Cxx, p.Cyx, p.yy, ws, g)
+    else:
+        R = np.empty((p.dims[-1], p.X.shape[1]))
+        l = loss_grad_data(p.theta, p.dims, p.X, p.Y, ws, R, g)
+    return l, g, ws
+
+
+def loss(weights, X=None, Y=None, *, stats=None) -> float:
+    """L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2."""
+    p = _problem(weights, X, Y, stats, need_cxx=False)
+    ws = np.zeros(ws_size(p.dims))
+    if p.X is None:
+        return float(loss_stats(p.theta, p.dims, p.Cxx, p.Cyx, p.yy, ws))
+    R = np.empty((p.dims[-1], p.X.shape[1]))
+    return float(loss_data(p.theta, p.dims, p.X, p.Y, ws, R))
+
+
+def loss_and_gradient(weights, X=None, Y=None, *, stats=None) -> tuple[float, list[np.ndarray]]:
+    """(L, [dL/dW_1, ..., dL/dW_K]) with dL/dW_k = A_k^T (P Cxx - Cyx) B_k^T."""
+    p = _problem(weights, X, Y, stats, need_cxx=False)
+    l, g, _ = _prepare(p)
+    return float(l), unflatten(g, p.dims)
+
+
+def gradient(weights, X=None, Y=None, *, stats=None) -> list[np.ndarray]:
+    """[dL/dW_1, ..., dL/dW_K], each shaped like its W_k."""
+    return loss_and_gradient(weights, X, Y, stats=stats)[1]
+
+
+def hvp(weights, X=None, Y=None, direction=None, *, stats=None) -> list[np.ndarray]:
+    """Exact Hessian-vector product H(W) V (analytic, no finite differences).
+
+    ``direction`` is a list shaped like ``weights`` or a flat vector; the result
+    is a list shaped like ``weights``.
+    """
+    p = _problem(weights, X, Y, stats, need_cxx=True)
+    if direction is None:
+        raise ValueError("direction is required: a list shaped like weights or a flat vector")
+    v = as_direction(direction, unflatten(p.theta, p.dims))
+    _, _, ws = _prepare(p)
+    out = np.empty_like(p.theta)
+    hvp_prepared(p.theta, p.dims, p.Cxx, ws, v, out)
+    return unflatten(out, p.dims)
+
+
+def hessian(weights, X=None, Y=None, *, stats=None) -> np.ndarray:
+    """Dense Hessian (n x n), parameters ordered W_1..W_K, each flattened row-major."""
+    p = _problem(weights, X, Y, stats, need_cxx=True)
+    _, _, ws = _prepare(p)
+    n = p.theta.size
+    H = np.empty((n, n))
+    hessian_prepared(p.theta, p.dims, p.Cxx, ws, H)
+    return H
+
+
+class Extremes(NamedTuple):
+    """Extreme Hessian eigenvalues with error bounds.
+
+    ``err_min``/``err_max``: an eigenvalue of the Hessian lies within this
+    distance of ``lam_min``/``lam_max`` (Lanczos residual bound; for the dense
+    method n * eps * ||H||). Lanczos values lie inside the spectrum, so
+    ``lam_min`` can only overestimate the true smallest eigenvalue.
+    """
+
+    lam_min: float
+    lam_max: float
+    err_min: float
+    err_max: float
+    method: str
+    iterations: int
+
+
+_METHODS = ("auto", "dense", "lanczos")
+
+
+def hessian_extremes_info(
+    weights,
+    X=None,
+    Y=None,
+    *,
+    stats=None,
+    method: str = "auto",
+    maxiter: int = 300,
+    tol: float = 1e-10,
+    seed: int = 0,
+) -> Extremes:
+    """lam_min and lam_max of the Hessian, with error bounds and diagnostics.
+
+    ``method``: "dense" (eigvalsh of the full Hessian), "lanczos" (Lanczos with
+    full re-orthogonalisation on exact HVPs, stopping when both residual bounds
+    are below ``tol`` relative to max |lam|), or "auto" (dense up to
+    ``DENSE_MAX`` parameters).
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if int(maxiter) < 1:
+        raise ValueError(f"maxiter must be a positive integer, got {maxiter}")
+    if not (tol > 0):
+        raise ValueError(f"tol must be positive, got {tol}")
+    p = _problem(weights, X, Y, stats, need_cxx=True)
+    n = p.theta.size
+    _, _, ws = _prepare(p)
+    if method == "dense" or (method == "auto" and n <= DENSE_MAX):
+        H = np.empty((n, n))
+        hessian_prepared(p.theta, p.dims, p.Cxx, ws, H)
+        ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+        err = n * np.finfo(float).eps * max(abs(ev[0]), abs(ev[-1]))
+        return Extremes(float(ev[0]), float(ev[-1]), err, err, "dense", n)
+    out = np.zeros(5)
+    lanczos_extremes(p.theta, p.dims, p.Cxx, ws, int(maxiter), float(tol), int(seed), out)
+    return Extremes(
+        float(out[0]), float(out[1]), float(out[2]), float(out[3]), "lanczos", int(out[4])
+    )
+
+
+def hessian_extremes(weights, X=None, Y=None, **options) -> tuple[float, float]:
+    """(lam_min, lam_max) of the Hessian; see ``hessian_extremes_info`` for options."""
+    e = hessian_extremes_info(weights, X, Y, **options)
+    return e.lam_min, e.lam_max

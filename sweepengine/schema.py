@@ -1,0 +1,295 @@
+"""Arrow schemas of the results tables, and builders that check rows against them.
+
+Three tables, each a directory of Parquet parts under the results directory:
+
+- ``runs``: one row per training run (the outcome of the run);
+- ``stalls``: one row per stall detected in a run;
+- ``curves``: a thinned loss curve per run, long format (run_id, step, loss).
+
+Each column is declared once below as (name, type, nullable, description); the
+schemas, the builders' checks and the per-field Parquet metadata all come from
+that one list, and ``docs/results-schema.md`` documents it column by column
+(a test keeps the two in step). Changing a column means bumping
+``SCHEMA_VERSIONS`` for its table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "CURVES_SCHEMA",
+    "RUNS_SCHEMA",
+    "RUN_STATUSES",
+    "SCHEMAS",
+    "SCHEMA_VERSIONS",
+    "STALLS_SCHEMA",
+    "STALL_CLASSES",
+    "conform",
+    "curves_table",
+    "runs_table",
+    "stalls_table",
+]
+
+SCHEMA_VERSIONS: dict[str, int] = {"runs": 1, "stalls": 1, "curves": 1}
+
+RUN_STATUSES = ("converged", "max_steps", "diverged", "failed")
+STALL_CLASSES = ("strict_saddle", "bad_saddle", "minimum")
+
+# Columns holding JSON text: the builders encode dicts with sorted keys so that
+# equal parameters give equal strings (and group together in queries).
+_JSON_COLUMNS = frozenset({"problem_params", "optimizer_params"})
+
+_S, _I32, _I64, _F64 = pa.string(), pa.int32(), pa.int64(), pa.float64()
+
+# (name, type, nullable, description)
+_RUNS = [
+    ("run_id", _S, False, "content hash of everything that determines the result"),
+    ("sweep", _S, False, "sweep name from the spec"),
+    ("chunk_id", _S, False, "chunk (Dask task) the run was computed in"),
+    ("problem", _S, False, "problem (data set) name"),
+    ("problem_params", _S, False, "problem parameters, JSON object with sorted keys"),
+    ("d_x", _I32, False, "input dimension d_0"),
+    ("d_y", _I32, False, "output dimension d_K"),
+    ("depth", _I32, False, "H, number of hidden layers (K = H + 1 weight matrices)"),
+    ("widths", pa.list_(_I32), False, "hidden widths d_1..d_H"),
+    ("min_width", _I32, False, "min(d_1..d_H)"),
+    ("n_params", _I64, False, "number of trainable parameters, sum_k d_k d_{k-1}"),
+    ("seed", _I64, False, "random seed of the initialisation"),
+    ("init_scheme", _S, False, "initialisation scheme name"),
+    ("init_scale", _F64, False, "initialisation scale"),
+    ("optimizer", _S, False, "optimizer name"),
+    ("lr", _F64, False, "learning rate"),
+    ("optimizer_params", _S, False, "other optimizer parameters, JSON object with sorted keys"),
+    ("max_steps", _I64, False, "step budget"),
+    ("status", _S, False, "converged | max_steps | diverged | failed"),
+    ("error", _S, True, "error text when status is failed, else null"),
+    ("steps", _I64, False, "steps taken"),
+    ("final_loss", _F64, False, "loss L(W) after the last step"),
+    ("global_min", _F64, False, "L*, the analytic global minimum of the loss"),
+    ("final_gap", _F64, False, "final_loss - global_min"),
+    ("target_gap", _F64, False, "gap below which the run counts as converged"),
+    ("steps_to_target", _I64, True, "first step with gap < target_gap; null if never"),
+    ("n_stalls", _I32, False, "number of stalls (rows in the stalls table)"),
+    ("steps_in_strict_saddle", _I64, False, "steps spent in stalls classed strict_saddle"),
+    ("steps_in_bad_saddle", _I64, False, "steps spent in stalls classed bad_saddle"),
+    ("steps_in_minimum", _I64, False, "steps spent in stalls classed minimum"),
+    ("final_grad_norm", _F64, False, "gradient norm ||dL/dW|| after the last step"),
+    ("final_lam_min", _F64, True, "smallest Hessian eigenvalue at the end; null if not computed"),
+    ("final_lam_max", _F64, True, "largest Hessian eigenvalue at the end; null if not computed"),
+    ("wall_time_s", _F64, False, "this run's share of its chunk's wall time, seconds"),
+    ("compile_time_s", _F64, False, "JIT compile time charged to the chunk, seconds"),
+    ("worker", _S, False, "Dask worker (or host) that ran the chunk"),
+    ("sweepengine_version", _S, False, "sweepengine version that produced the row"),
+]
+
+_STALLS = [
+    ("run_id", _S, False, "run the stall belongs to (runs.run_id)"),
+    ("stall_index", _I32, False, "0-based index of the stall within its run"),
+    ("start_step", _I64, False, "first step of the stall"),
+    ("end_step", _I64, False, "last step of the stall"),
+    ("loss", _F64, False, "loss level of the stall (at the probe point)"),
+    ("gap", _F64, False, "loss - global_min"),
+    ("critical_value", _F64, False, "nearest analytic critical level 1/2 (yy - sum_{i in S} l_i)"),
+    ("critical_rank", _I32, False, "|S| of that critical level"),
+    ("min_grad_norm", _F64, False, "smallest gradient norm seen in the stall (the probe point)"),
+    ("lam_min", _F64, False, "smallest Hessian eigenvalue at the probe point"),
+    ("lam_max", _F64, False, "largest Hessian eigenvalue at the probe point"),
+    ("lam_min_err", _F64, False, "residual error bound on lam_min"),
+    ("lam_max_err", _F64, False, "residual error bound on lam_max"),
+    ("rel_lam_min", _F64, False, "lam_min / lam_max"),
+    ("stall_class", _S, False, "strict_saddle | bad_saddle | minimum"),
+]
+
+_CURVES = [
+    ("run_id", _S, False, "run the point belongs to (runs.run_id)"),
+    ("step", _I64, False, "step number"),
+    ("loss", _F64, False, "loss at that step"),
+]
+
+
+def _schema(cols: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(n, t, nullable=nl, metadata={"description": d}) for n, t, nl, d in cols]
+    )
+
+
+RUNS_SCHEMA = _schema(_RUNS)
+STALLS_SCHEMA = _schema(_STALLS)
+CURVES_SCHEMA = _schema(_CURVES)
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": RUNS_SCHEMA,
+    "stalls": STALLS_SCHEMA,
+    "curves": CURVES_SCHEMA,
+}
+
+# Allowed values of categorical string columns, checked on every write.
+_CATEGORIES = {
+    ("runs", "status"): RUN_STATUSES,
+    ("stalls", "stall_class"): STALL_CLASSES,
+}
+
+
+def _table_name(schema: pa.Schema) -> str:
+    for name, s in SCHEMAS.items():
+        if s.equals(schema):
+            return name
+    raise ValueError("schema is not one of RUNS_SCHEMA, STALLS_SCHEMA, CURVES_SCHEMA")
+
+
+def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """Check ``data`` against ``schema`` and return it with exactly that schema.
+
+    Columns are put in schema order and cast where the cast is safe (int64 to
+    int32 within range, a string-typed null column to string, ...). A missing
+    nullable column is filled with nulls. Raises ValueError, naming the column,
+    for: a missing non-nullable column, an unknown column, a cast that would
+    lose information, a null in a non-nullable column, or a value outside the
+    allowed set of a categorical column (``status``, ``stall_class``).
+    """
+    name = _table_name(schema)
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    if not isinstance(data, pa.Table):
+        raise ValueError(f"{name} data must be a pyarrow Table, got {type(data).__name__}")
+    unknown = [c for c in data.column_names if c not in schema.names]
+    if unknown:
+        raise ValueError(f"{name} table has unknown column(s) {unknown}; valid: {schema.names}")
+    if len(set(data.column_names)) != len(data.column_names):
+        raise ValueError(f"{name} table has duplicate column names: {data.column_names}")
+    cols = []
+    for field in schema:
+        if field.name not in data.column_names:
+            if not field.nullable:
+                raise ValueError(f"{name} table is missing required column {field.name!r}")
+            cols.append(pa.nulls(data.num_rows, field.type))
+            continue
+        col = data.column(field.name)
+        if not col.type.equals(field.type):
+            try:
+                col = col.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise ValueError(
+                    f"{name} column {field.name!r}: cannot cast {col.type} to {field.type}: {e}"
+                ) from None
+        if not field.nullable and col.null_count:
+            raise ValueError(
+                f"{name} column {field.name!r} is not nullable but holds {col.null_count} null(s)"
+            )
+        allowed = _CATEGORIES.get((name, field.name))
+        if allowed is not None and data.num_rows:
+            bad = pc.filter(col, pc.invert(pc.is_in(col, value_set=pa.array(allowed))))
+            if len(bad):
+                raise ValueError(
+                    f"{name} column {field.name!r} holds {bad[0].as_py()!r}; allowed: {allowed}"
+                )
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays as plain Python values for pyarrow."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _json_text(value: Any, column: str) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, default=_plain, allow_nan=True)
+    except TypeError as e:
+        raise ValueError(f"column {column!r}: value is not JSON-serialisable: {e}") from None
+
+
+def _from_rows(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    name = _table_name(schema)
+    rows = list(rows)
+    names = set(schema.names)
+    values: dict[str, list[Any]] = {f.name: [] for f in schema}
+    for i, row in enumerate(rows):
+        unknown = set(row) - names
+        if unknown:
+            raise ValueError(
+                f"{name} row {i} has unknown key(s) {sorted(unknown)}; valid: {schema.names}"
+            )
+        for field in schema:
+            if field.name in row:
+                v = _plain(row[field.name])
+                if field.name in _JSON_COLUMNS and v is not None:
+                    v = _json_text(v, field.name)
+            elif field.nullable:
+                v = None
+            else:
+                raise ValueError(f"{name} row {i} is missing required column {field.name!r}")
+            values[field.name].append(v)
+    arrays = []
+    for field in schema:
+        try:
+            arrays.append(pa.array(values[field.name], type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
+            raise ValueError(f"{name} column {field.name!r}: {e}") from None
+    return conform(pa.Table.from_arrays(arrays, names=schema.names), schema)
+
+
+def runs_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """A runs table (``RUNS_SCHEMA``) from one dict per run.
+
+    Keys are column names. Dict values of ``problem_params`` and
+    ``optimizer_params`` are stored as JSON with sorted keys; NumPy scalars and
+    arrays are accepted. A row without a nullable column (``error``,
+    ``steps_to_target``, ``final_lam_min``, ``final_lam_max``) gets null there;
+    a row without any other column, or with an unknown key, raises ValueError
+    naming it.
+    """
+    return _from_rows(rows, RUNS_SCHEMA)
+
+
+def stalls_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """A stalls table (``STALLS_SCHEMA``) from one dict per stall; see :func:`runs_table`."""
+    return _from_rows(rows, STALLS_SCHEMA)
+
+
+def curves_table(
+    run_ids: str | Sequence[str] | np.ndarray,
+    steps: Sequence[int] | np.ndarray,
+    losses: Sequence[float] | np.ndarray,
+) -> pa.Table:
+    """A curves table (``CURVES_SCHEMA``), long format: row i is (run_ids[i], steps[i], losses[i]).
+
+    ``run_ids`` may be a single string, repeated for every point (one run's curve).
+    """
+    steps = np.asarray(steps)
+    losses = np.asarray(losses)
+    if steps.ndim != 1 or losses.shape != steps.shape:
+        raise ValueError(
+            f"steps and losses must be 1-D of equal length, got shapes {steps.shape}, "
+            f"{losses.shape}"
+        )
+    if isinstance(run_ids, str):
+        ids = pa.array([run_ids] * len(steps), type=pa.string())
+    else:
+        ids = pa.array(_plain(np.asarray(run_ids, dtype=object)), type=pa.string())
+        if len(ids) != len(steps):
+            raise ValueError(f"run_ids has length {len(ids)}, steps has length {len(steps)}")
+    if steps.size and not np.issubdtype(steps.dtype, np.integer):
+        if not np.array_equal(steps, np.round(steps)):
+            raise ValueError("curves column 'step' must hold integers")
+        steps = steps.astype(np.int64)
+    table = pa.table(
+        {
+            "run_id": ids,
+            "step": pa.array(steps.astype(np.int64, copy=False)),
+            "loss": pa.array(losses.astype(np.float64, copy=False)),
+        }
+    )
+    return conform(table, CURVES_SCHEMA)

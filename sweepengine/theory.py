@@ -1,0 +1,697 @@
+"""Analytic results for deep linear networks: Sigma, L*, critical values and points.
+
+Setting (DESIGN.md section 1). K = H + 1 weight matrices W_k of shape
+(d_k, d_{k-1}), d_0 = d_x, d_K = d_y, data X (d_x, m), Y (d_y, m) and
+
+    L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2 = 1/2 (tr(P Cxx P^T) - 2 tr(P Cyx^T) + yy)
+
+with the end-to-end product P = W_K ... W_1 and the sufficient statistics
+Cxx = X X^T, Cyx = Y X^T, yy = tr(Y Y^T). Everything here follows from
+
+    B     = Cyx Cxx^+               least-squares solution (d_y, d_x)
+    Sigma = Cyx Cxx^+ Cyx^T = B Cxx B^T = U diag(l) U^T,   l_1 >= l_2 >= ... >= 0
+    r_0   = yy - tr(Sigma) = ||Y - B X||_F^2                least-squares residual
+    p     = min(d_x, d_1, ..., d_H, d_y)                   rank cap of P
+
+A critical point has P = U_S U_S^T B for a set S of at most p eigen-directions
+of Sigma (Baldi and Hornik 1989 for H = 1; Kawaguchi 2016 for any depth), and
+
+    L = 1/2 (yy - sum_{i in S} l_i) = 1/2 (r_0 + sum_{i not in S} l_i).
+
+The global minimum is S = {1..p} (reduced-rank regression). We evaluate levels
+in the second form, as sums of non-negative terms, so a level near L* keeps
+its relative accuracy instead of being the difference of two large numbers.
+
+Two entry points for each result: from data (X, Y), which works with the SVD
+of X and never squares its condition number, and ``*_from_stats``, which the
+trainer uses and which works with the eigen-decomposition of Cxx (directions
+whose Cxx eigenvalue is below ``10 d_x eps`` times the largest count as null,
+so singular Cxx, e.g. d_x > m or duplicated rows, is handled as a
+pseudo-inverse). Both are valid for singular Cxx.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from ._validate import as_matrix
+from .stats import Stats
+
+__all__ = [
+    "NearestCritical",
+    "critical_point",
+    "critical_point_from_stats",
+    "critical_values",
+    "critical_values_from_stats",
+    "data_stats",
+    "global_minimizer",
+    "global_minimizer_from_stats",
+    "global_minimum",
+    "global_minimum_from_stats",
+    "nearest_critical_value",
+    "rank_cap",
+    "sigma_spectrum",
+]
+
+#: Default relative tolerance (of 1/2 yy) under which two critical levels are one.
+RTOL = 1e-9
+#: Default cap on the number of level combinations enumerated exactly.
+MAX_COUNT = 2**16
+# Statistics from float32 data are slightly inconsistent; beyond this they are wrong.
+_STATS_RTOL = 1e-6
+# Counts of combinations saturate here (a float, so 2^d_y never overflows).
+_HUGE = 1e200
+
+
+class _Spectrum(NamedTuple):
+    eigvals: np.ndarray  # (d_y,) eigenvalues of Sigma, descending, >= 0
+    U: np.ndarray  # (d_y, d_y) orthogonal, column i is the eigenvector of eigvals[i]
+    B: np.ndarray  # (d_y, d_x) least-squares solution Cyx Cxx^+
+    resid: float  # r_0 = yy - tr(Sigma) >= 0
+    yy: float
+
+
+class NearestCritical(NamedTuple):
+    """Result of :func:`nearest_critical_value`.
+
+    ``value`` and ``rank`` have the shape of the ``loss`` argument (plain
+    float and int for a scalar). ``method`` says which levels were searched:
+    ``"exact"`` (every subset S with |S| <= p) or ``"top"`` (only S = {1..r},
+    r = 0..p).
+    """
+
+    value: float | np.ndarray
+    rank: int | np.ndarray
+    method: Literal["exact", "top"]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _widths(hidden_widths) -> list[int]:
+    if isinstance(hidden_widths, str | bytes) or not isinstance(
+        hidden_widths, Sequence | np.ndarray
+    ):
+        raise ValueError(
+            "hidden_widths must be a sequence of positive ints d_1..d_H (e.g. [8, 8], "
+            f"or [] for no hidden layer), got {hidden_widths!r}"
+        )
+    if isinstance(hidden_widths, np.ndarray) and hidden_widths.ndim != 1:
+        raise ValueError(f"hidden_widths must be 1-D, got an array of shape {hidden_widths.shape}")
+    out = []
+    for w in hidden_widths:
+        if isinstance(w, bool | np.bool_) or not isinstance(w, int | np.integer) or w < 1:
+            raise ValueError(f"hidden_widths must hold integers >= 1, got {list(hidden_widths)!r}")
+        out.append(int(w))
+    return out
+
+
+def _data(X, Y) -> tuple[np.ndarray, np.ndarray]:
+    X = as_matrix(X, "X")
+    Y = as_matrix(Y, "Y")
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X and Y must have the same number of columns (samples m): X has shape "
+            f"{X.shape}, Y has shape {Y.shape}"
+        )
+    return X, Y
+
+
+def _stats_matrices(Cxx, Cyx) -> tuple[np.ndarray, np.ndarray]:
+    Cxx = as_matrix(Cxx, "Cxx")
+    if Cxx.shape[0] != Cxx.shape[1]:
+        raise ValueError(f"Cxx must be square (d_x, d_x) = X X^T, got shape {Cxx.shape}")
+    Cyx = as_matrix(Cyx, "Cyx")
+    if Cyx.shape[1] != Cxx.shape[0]:
+        raise ValueError(
+            f"Cyx must have shape (d_y, d_x) with d_x = {Cxx.shape[0]} (from Cxx), "
+            f"got shape {Cyx.shape}"
+        )
+    big = np.max(np.abs(Cxx))
+    if np.max(np.abs(Cxx - Cxx.T)) > _STATS_RTOL * big:
+        raise ValueError("Cxx must be symmetric (it is X X^T), got a non-symmetric matrix")
+    return 0.5 * (Cxx + Cxx.T), Cyx
+
+
+def _yy(yy) -> float:
+    try:
+        out = float(yy)
+    except (TypeError, ValueError):
+        raise ValueError(f"yy must be a number (tr Y Y^T), got {yy!r}") from None
+    if not np.isfinite(out) or out < 0:
+        raise ValueError(f"yy must be a finite number >= 0 (tr Y Y^T), got {out}")
+    return out
+
+
+def _count(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _rtol(rtol) -> float:
+    out = float(rtol)
+    if not (np.isfinite(out) and 0 <= out < 1):
+        raise ValueError(f"rtol must be a number in [0, 1), got {rtol!r}")
+    return out
+
+
+def _subset(subset, d_y: int, p: int) -> list[int]:
+    if isinstance(subset, str | bytes) or not isinstance(subset, Sequence | np.ndarray):
+        raise ValueError(
+            "subset must be a sequence of eigen-direction indices (0-based, in descending "
+            f"eigenvalue order), got {subset!r}"
+        )
+    out = []
+    for i in np.asarray(subset, dtype=object).ravel():
+        if isinstance(i, bool | np.bool_) or not isinstance(i, int | np.integer):
+            raise ValueError(f"subset must hold integers, got {list(subset)!r}")
+        if not 0 <= i < d_y:
+            raise ValueError(
+                f"subset indices must lie in 0..{d_y - 1} (d_y = {d_y} eigen-directions), "
+                f"got {list(subset)!r}"
+            )
+        out.append(int(i))
+    if len(set(out)) != len(out):
+        raise ValueError(f"subset must not repeat an index, got {out}")
+    if len(out) > p:
+        raise ValueError(
+            f"subset has {len(out)} directions, more than the rank cap "
+            f"p = min(d_x, d_1..d_H, d_y) = {p}; got {out}"
+        )
+    return out
+
+
+def _scale(scale) -> float:
+    out = float(scale)
+    if not (np.isfinite(out) and out > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    return out
+
+
+# ----------------------------------------------------------------------------- spectrum
+
+
+def _svd(a: np.ndarray, full_matrices: bool):
+    try:
+        return scipy.linalg.svd(a, full_matrices=full_matrices, lapack_driver="gesdd")
+    except np.linalg.LinAlgError:  # gesdd occasionally fails to converge; gesvd is slower, sturdier
+        return scipy.linalg.svd(a, full_matrices=full_matrices, lapack_driver="gesvd")
+
+
+def _sigma_from_root(M: np.ndarray, d_y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-pairs of Sigma = M M^T from the SVD of M (d_y, r), padded to d_y."""
+    eigvals = np.zeros(d_y)
+    if M.shape[1] == 0:
+        return eigvals, np.eye(d_y)
+    U, sv, _ = _svd(M, full_matrices=True)
+    eigvals[: sv.size] = sv * sv
+    return eigvals, U
+
+
+def _spectrum_from_data(X: np.ndarray, Y: np.ndarray) -> _Spectrum:
+    # X = V diag(s) Q^T (thin, numerical rank r). Then Cxx^+ = V diag(s^-2) V^T,
+    # B = Y Q diag(1/s) V^T and Sigma = (Y Q)(Y Q)^T: no squared condition number.
+    V, s, Qt = _svd(X, full_matrices=False)
+    keep = s > max(X.shape) * np.finfo(np.float64).eps * (s[0] if s.size else 0.0)
+    V, s, Qt = V[:, keep], s[keep], Qt[keep]
+    YQ = Y @ Qt.T
+    eigvals, U = _sigma_from_root(YQ, Y.shape[0])
+    B = (YQ / s) @ V.T
+    R = Y - YQ @ Qt
+    return _Spectrum(eigvals, U, B, float(np.sum(R * R)), float(np.sum(Y * Y)))
+
+
+def _spectrum_from_stats(Cxx: np.ndarray, Cyx: np.ndarray, yy: float | None) -> _Spectrum:
+    # Cxx = V diag(s) V^T; Sigma = M M^T with M = Cyx V diag(s^-1/2) over the kept s.
+    s, V = scipy.linalg.eigh(Cxx)
+    top = max(s[-1], 0.0)
+    if s[0] < -_STATS_RTOL * top:
+        raise ValueError(
+            f"Cxx must be positive semi-definite (it is X X^T), got an eigenvalue {s[0]:.3g} "
+            f"against a largest of {top:.3g}"
+        )
+    keep = s > 10 * Cxx.shape[0] * np.finfo(np.float64).eps * top
+    V, s = V[:, keep], s[keep]
+    CV = Cyx @ V
+    eigvals, U = _sigma_from_root(CV / np.sqrt(s), Cyx.shape[0])
+    B = (CV / s) @ V.T
+    trace = float(np.sum(eigvals))
+    if yy is None:
+        return _Spectrum(eigvals, U, B, 0.0, trace)
+    if yy < trace * (1 - _STATS_RTOL):
+        raise ValueError(
+            f"yy = {yy:.6g} is smaller than tr(Cyx Cxx^+ Cyx^T) = {trace:.6g}; the statistics "
+            "(Cxx, Cyx, yy) cannot come from the same data X, Y"
+        )
+    return _Spectrum(eigvals, U, B, max(yy - trace, 0.0), yy)
+
+
+def data_stats(X, Y) -> Stats:
+    """Sufficient statistics (Cxx, Cyx, yy) = (X X^T, Y X^T, tr(Y Y^T)) in float64.
+
+    X has shape (d_x, m), Y shape (d_y, m). Returns a :class:`Stats` named
+    tuple, which unpacks as ``Cxx, Cyx, yy = data_stats(X, Y)``.
+    """
+    X, Y = _data(X, Y)
+    return Stats(X @ X.T, Y @ X.T, float(np.sum(Y * Y)))
+
+
+def sigma_spectrum(Cxx, Cyx) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of Sigma = Cyx Cxx^+ Cyx^T (d_y, d_y), symmetric PSD.
+
+    Returns ``(eigvals, U)``: eigvals of shape (d_y,) in descending order,
+    clipped at 0, and U (d_y, d_y) orthogonal with Sigma = U diag(eigvals) U^T.
+    Cxx may be singular: with Cxx = V diag(s) V^T, directions whose
+    eigenvalue s_j is at most ``10 d_x eps max(s)`` are treated as null (the
+    pseudo-inverse), and Sigma = M M^T with M = Cyx V diag(s^-1/2) is
+    decomposed by the SVD of M, so the eigenvalues come out >= 0.
+    """
+    Cxx, Cyx = _stats_matrices(Cxx, Cyx)
+    spec = _spectrum_from_stats(Cxx, Cyx, None)
+    return spec.eigvals, spec.U
+
+
+def rank_cap(d_x: int, d_y: int, hidden_widths: Sequence[int]) -> int:
+    """p = min(d_x, d_1, ..., d_H, d_y): the largest possible rank of P = W_K ... W_1."""
+    return min(_count(d_x, "d_x", 1), _count(d_y, "d_y", 1), *_widths(hidden_widths))
+
+
+# ----------------------------------------------------------------------------- global minimum
+
+
+def _global_minimum(spec: _Spectrum, p: int) -> float:
+    # L* = 1/2 (yy - sum_{i<=p} l_i) = 1/2 (r_0 + sum_{i>p} l_i), a sum of non-negative terms.
+    return 0.5 * (spec.resid + float(np.sum(spec.eigvals[p:])))
+
+
+def global_minimum(X, Y, hidden_widths: Sequence[int]) -> float:
+    """Global minimum L* of L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2 over all weights.
+
+    Reduced-rank regression: P = W_K ... W_1 ranges over the matrices of rank
+    at most p = min(d_x, d_1, ..., d_H, d_y), and
+
+        L* = 1/2 (yy - sum_{i <= p} l_i) = 1/2 (||Y - B X||_F^2 + sum_{i > p} l_i)
+
+    with l_i the eigenvalues of Sigma = Cyx Cxx^+ Cyx^T (descending) and
+    B = Cyx Cxx^+. Valid for singular X X^T (d_x > m, duplicated rows): L* is
+    then the residual of the best rank-p least-squares fit. ``hidden_widths``
+    is d_1..d_H, empty for a single layer (ordinary least squares).
+    """
+    X, Y = _data(X, Y)
+    p = min(X.shape[0], Y.shape[0], *_widths(hidden_widths))
+    return _global_minimum(_spectrum_from_data(X, Y), p)
+
+
+def global_minimum_from_stats(Cxx, Cyx, yy, hidden_widths: Sequence[int]) -> float:
+    """:func:`global_minimum` from the statistics Cxx = X X^T, Cyx = Y X^T, yy = tr(Y Y^T).
+
+    Here r_0 = yy - tr(Sigma), so absolute accuracy is about eps * yy.
+    """
+    Cxx, Cyx = _stats_matrices(Cxx, Cyx)
+    spec = _spectrum_from_stats(Cxx, Cyx, _yy(yy))
+    p = min(Cxx.shape[0], Cyx.shape[0], *_widths(hidden_widths))
+    return _global_minimum(spec, p)
+
+
+# ----------------------------------------------------------------------------- critical levels
+
+
+def _combinations(mults: Sequence[int], p: int) -> float:
+    """Number of count vectors c with 0 <= c_j <= mults[j] and sum c_j <= p (as a float)."""
+    poly = np.zeros(p + 1)
+    poly[0] = 1.0
+    for m in mults:
+        # Multiply by 1 + x + ... + x^m, truncated at degree p: a sliding window sum.
+        # Coefficients saturate at _HUGE so that neither the sums nor the count overflow.
+        csum = np.cumsum(poly)
+        shifted = np.concatenate([np.zeros(m + 1), csum])[: p + 1]
+        poly = np.minimum(csum - shifted, _HUGE)
+    return min(float(np.sum(poly)), _HUGE)
+
+
+def _dedupe(levels: np.ndarray, ranks: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Merge levels within ``tol`` of the lowest member of their cluster.
+
+    Each cluster is represented by its member with the fewest directions |S|
+    (then the lowest level), so the empty set keeps 1/2 yy exactly.
+    """
+    order = np.lexsort((ranks, levels))
+    levels, ranks = levels[order], ranks[order]
+    if levels.size == 0:
+        return levels, ranks
+    cluster = np.empty(levels.size, dtype=np.int64)
+    # Chains of neighbours within tol; a chain wider than tol is split greedily.
+    starts = np.flatnonzero(np.diff(levels) > tol) + 1
+    bounds = np.concatenate([[0], starts, [levels.size]])
+    cid = 0
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if levels[b - 1] - levels[a] <= tol:
+            cluster[a:b] = cid
+            cid += 1
+            continue
+        first = levels[a]
+        for i in range(a, b):
+            if levels[i] - first > tol:
+                cid += 1
+                first = levels[i]
+            cluster[i] = cid
+        cid += 1
+    pick = np.lexsort((levels, ranks, cluster))
+    first_of = np.ones(pick.size, dtype=bool)
+    first_of[1:] = cluster[pick[1:]] != cluster[pick[:-1]]
+    reps = pick[first_of]
+    return levels[reps], ranks[reps]
+
+
+def _exact_table(
+    eigvals: np.ndarray, resid: float, yy: float, p: int, rtol: float, max_count: int, who: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """All distinct levels 1/2 (r_0 + sum_{i not in S} l_i), |S| <= p, with the least |S|.
+
+    Only the multiset of chosen eigenvalues matters, so eigenvalues equal to
+    within ``tie`` are grouped and we enumerate how many of each group S
+    takes; eigenvalues <= ``tie`` change a level by at most p * tie <= tol and
+    are never taken. This collapses the 2^d_y subsets of a rank-deficient or
+    degenerate Sigma to what actually differs.
+    """
+    tol = rtol * 0.5 * yy
+    tie = 2.0 * tol / max(p, 1)
+    small = eigvals <= tie
+    base = resid + float(np.sum(eigvals[small]))
+    big = eigvals[~small]  # descending
+    groups: list[np.ndarray] = []
+    start = 0
+    for i in range(1, big.size + 1):
+        if i == big.size or big[start] - big[i] > tie:
+            groups.append(big[start:i])
+            start = i
+    count = _combinations([g.size for g in groups], p)
+    if count > max_count:
+        d_y = eigvals.size
+        total = sum(math.comb(d_y, k) for k in range(min(p, d_y) + 1))
+        shown = f"more than {_HUGE:.0e}" if count >= _HUGE else f"{count:.0f}"
+        raise ValueError(
+            f"{who}: there are {total} subsets S of the d_y = {d_y} eigen-directions of Sigma "
+            f"with |S| <= p = {p}, and after merging zero and tied eigenvalues still "
+            f"{shown} distinct combinations to enumerate, more than max_count = "
+            f"{max_count}. Pass a larger max_count (memory and time grow linearly with it), "
+            "or use nearest_critical_value(..., method='top'), which searches only the "
+            "levels 1/2 (yy - l_1 - ... - l_r), r = 0..p, that gradient training from small "
+            "initialisation visits."
+        )
+    comp = np.zeros(1)  # sum over the chosen group members NOT in S
+    size = np.zeros(1, dtype=np.int64)
+    for g in groups:
+        # Taking the top c of a group leaves tail[c] = sum(g[c:]) out of S.
+        tail = np.concatenate([np.cumsum(g[::-1])[::-1], [0.0]])
+        comp = (comp[:, None] + tail[None, :]).ravel()
+        size = (size[:, None] + np.arange(g.size + 1)[None, :]).ravel()
+        ok = size <= p
+        comp, size = comp[ok], size[ok]
+    return _dedupe(0.5 * (base + comp), size, tol)
+
+
+def _top_table(
+    eigvals: np.ndarray, resid: float, yy: float, p: int, rtol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Levels of S = {1..r}, r = 0..p: 1/2 (r_0 + sum_{i > r} l_i)."""
+    tails = np.concatenate([np.cumsum(eigvals[::-1])[::-1], [0.0]])
+    r = np.arange(min(p, eigvals.size) + 1)
+    return _dedupe(0.5 * (resid + tails[r]), r, rtol * 0.5 * yy)
+
+
+def _critical_values(
+    spec: _Spectrum, widths: list[int], max_count: int, rtol: float, who: str
+) -> np.ndarray:
+    d_y, d_x = spec.B.shape
+    p = min(d_x, d_y, *widths)
+    if not widths:
+        # H = 0: L is convex in W_1; its only critical points are least-squares fits.
+        return np.array([_global_minimum(spec, p)])
+    levels, _ = _exact_table(spec.eigvals, spec.resid, spec.yy, p, rtol, max_count, who)
+    return levels
+
+
+def critical_values(
+    X,
+    Y,
+    hidden_widths: Sequence[int],
+    *,
+    max_count: int = MAX_COUNT,
+    rtol: float = RTOL,
+) -> np.ndarray:
+    """Sorted distinct critical values of L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2.
+
+    For H >= 1 hidden layers these are the levels
+
+        1/2 (yy - sum_{i in S} l_i),   S subset of {1..d_y}, |S| <= p,
+
+    each attained by :func:`critical_point`; the largest is 1/2 yy (S empty,
+    e.g. W = 0), the smallest is :func:`global_minimum`. For H = 0 the loss is
+    convex and the only critical value is L*.
+
+    Levels closer than ``rtol * yy / 2`` count as one (eigenvalue ties and
+    zero eigenvalues give duplicates); each is reported as computed for its
+    smallest S. The number of subsets explodes with d_y: after merging zero
+    and tied eigenvalues, more than ``max_count`` combinations raise a
+    ValueError that says how many there are.
+    """
+    X, Y = _data(X, Y)
+    widths = _widths(hidden_widths)
+    max_count = _count(max_count, "max_count", 1)
+    return _critical_values(
+        _spectrum_from_data(X, Y), widths, max_count, _rtol(rtol), "critical_values"
+    )
+
+
+def critical_values_from_stats(
+    Cxx,
+    Cyx,
+    yy,
+    hidden_widths: Sequence[int],
+    *,
+    max_count: int = MAX_COUNT,
+    rtol: float = RTOL,
+) -> np.ndarray:
+    """:func:`critical_values` from Cxx = X X^T, Cyx = Y X^T, yy = tr(Y Y^T)."""
+    Cxx, Cyx = _stats_matrices(Cxx, Cyx)
+    spec = _spectrum_from_stats(Cxx, Cyx, _yy(yy))
+    widths = _widths(hidden_widths)
+    max_count = _count(max_count, "max_count", 1)
+    return _critical_values(spec, widths, max_count, _rtol(rtol), "critical_values_from_stats")
+
+
+def nearest_critical_value(
+    loss,
+    eigvals,
+    yy,
+    p: int,
+    *,
+    method: Literal["auto", "exact", "top"] = "auto",
+    max_count: int = MAX_COUNT,
+    rtol: float = RTOL,
+) -> NearestCritical:
+    """Critical level 1/2 (yy - sum_{i in S} l_i), |S| <= p, nearest to each loss.
+
+    ``loss`` is a number or an array (vectorised: the table of levels is built
+    once). ``eigvals`` are the eigenvalues of Sigma (any order, e.g. from
+    :func:`sigma_spectrum`), ``yy = tr(Y Y^T)`` and ``p`` the rank cap
+    (:func:`rank_cap`). Returns ``NearestCritical(value, rank, method)`` where
+    ``rank`` is |S| (the smallest S giving that level).
+
+    Methods: ``"exact"`` searches every subset. Finding the subset sum nearest
+    to a target is the subset-sum problem, NP-hard in general, so no cheap
+    exact search exists for large d_y; it is done by enumeration after zero
+    and tied eigenvalues are merged, and raises a ValueError past
+    ``max_count`` combinations. ``"top"`` searches only S = {1..r},
+    r = 0..p: the plateaus that gradient training from small initialisation
+    visits, as it learns the directions in order of decreasing eigenvalue
+    (Saxe et al. 2014). ``"auto"`` (default) is exact when that fits within
+    max_count and top otherwise; ``method`` in the result says which ran.
+    """
+    values = np.asarray(loss, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("loss contains non-finite values (NaN or inf)")
+    l = np.asarray(eigvals, dtype=np.float64)
+    if l.ndim != 1 or l.size == 0 or not np.isfinite(l).all():
+        raise ValueError(
+            f"eigvals must be a non-empty 1-D array of finite numbers, got shape {l.shape}"
+        )
+    yy = _yy(yy)
+    if np.min(l) < -_STATS_RTOL * max(float(np.max(l)), yy):
+        raise ValueError(f"eigvals must be >= 0 (Sigma is PSD), got min {np.min(l):.3g}")
+    l = np.sort(np.clip(l, 0.0, None))[::-1]
+    trace = float(np.sum(l))
+    if yy < trace * (1 - _STATS_RTOL):
+        raise ValueError(f"yy = {yy:.6g} is smaller than sum(eigvals) = {trace:.6g}")
+    p = _count(p, "p", 0)
+    max_count = _count(max_count, "max_count", 1)
+    rtol = _rtol(rtol)
+    if method not in ("auto", "exact", "top"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'top', got {method!r}")
+    resid = max(yy - trace, 0.0)
+    used: Literal["exact", "top"] = "top"
+    if method != "top":
+        try:
+            levels, ranks = _exact_table(l, resid, yy, p, rtol, max_count, "nearest_critical_value")
+            used = "exact"
+        except ValueError:
+            if method == "exact":
+                raise
+    if used == "top":
+        levels, ranks = _top_table(l, resid, yy, p, rtol)
+    idx = np.searchsorted(levels, values)
+    lo = np.clip(idx - 1, 0, levels.size - 1)
+    hi = np.clip(idx, 0, levels.size - 1)
+    pick = np.where(np.abs(levels[hi] - values) < np.abs(values - levels[lo]), hi, lo)
+    if values.ndim == 0:
+        return NearestCritical(float(levels[pick]), int(ranks[pick]), used)
+    return NearestCritical(levels[pick], ranks[pick], used)
+
+
+# ----------------------------------------------------------------------------- critical points
+
+
+def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Haar-random orthogonal matrix (QR of a Gaussian with the sign fix)."""
+    Q, R = np.linalg.qr(rng.standard_normal((n, n)))
+    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+
+
+def _critical_point(
+    spec: _Spectrum, widths: list[int], subset, scale, rng, rtol: float = RTOL
+) -> list[np.ndarray]:
+    d_y, d_x = spec.B.shape
+    p = min(d_x, d_y, *widths)
+    S = _subset(subset, d_y, p)
+    scale = _scale(scale)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    K = len(widths) + 1
+    US = spec.U[:, S]
+    G = US.T @ spec.B  # (|S|, d_x): P = U_S G
+    if K == 1:
+        missed = np.delete(spec.eigvals, S)
+        thr = rtol * float(np.sum(spec.eigvals))
+        if missed.size and missed.max() > thr:
+            must = np.flatnonzero(spec.eigvals > thr).tolist()
+            raise ValueError(
+                "subset: with no hidden layer L is convex in W_1 and its only critical points "
+                f"are least-squares fits, so subset must contain every direction with a "
+                f"non-zero eigenvalue, {must}; got {S}. Use global_minimizer."
+            )
+        return [US @ G]
+    dims = [d_x, *widths, d_y]
+    W = [np.zeros((dims[k + 1], dims[k])) for k in range(K)]
+    s = len(S)
+    if s:
+        # Balanced factors: G = Q diag(sig) R^T, each layer carries diag(sig)^(1/K), so
+        # W_{k+1}^T W_{k+1} = W_k W_k^T = diag(sig)^(2/K) (padded with zeros).
+        Q, sig, Rt = _svd(G, full_matrices=False)
+        D = sig ** (1.0 / K)
+        W[0][:s] = D[:, None] * Rt
+        for k in range(1, K - 1):
+            W[k][:s, :s] = np.diag(D)
+        W[-1][:, :s] = (US @ Q) * D
+    # The product, hence the gradient's zero, is kept by W_1 -> c^-(K-1) W_1, W_k -> c W_k
+    # and by W_k -> O W_k, W_{k+1} -> W_{k+1} O^T with O orthogonal (dL/dW_k -> O dL/dW_k ...).
+    W[0] *= scale ** -(K - 1)
+    for k in range(1, K):
+        W[k] *= scale
+    if rng is not None:
+        for k in range(K - 1):
+            O = _orthogonal(gen, dims[k + 1])
+            W[k] = O @ W[k]
+            W[k + 1] = W[k + 1] @ O.T
+    return W
+
+
+def critical_point(
+    X,
+    Y,
+    hidden_widths: Sequence[int],
+    subset: Sequence[int],
+    *,
+    scale: float = 1.0,
+    rng: int | np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """Weights [W_1, ..., W_K] at a critical point with loss 1/2 (yy - sum_{i in S} l_i).
+
+    ``subset`` S holds 0-based indices of eigen-directions of
+    Sigma = Cyx Cxx^+ Cyx^T in descending eigenvalue order, |S| <= p. The
+    end-to-end product is P = U_S U_S^T B, B = Cyx Cxx^+, so that
+
+        dL/dP = P Cxx - Cyx = (U_S U_S^T - I) Cyx,
+
+    whose column space is orthogonal to U_S and whose product with
+    (U_S^T B)^T is (U_S U_S^T - I) Sigma U_S = 0; hence every
+    dL/dW_k = A_k^T (dL/dP) B_k^T vanishes (A_k = W_K..W_{k+1} has columns in
+    span U_S, B_k = W_{k-1}..W_1 rows in the row space of U_S^T B).
+
+    Factorisation: with U_S^T B = Q diag(sig) R^T, W_1 = [diag(sig)^(1/K) R^T; 0],
+    the middle layers [diag(sig)^(1/K), 0; 0, 0], W_K = [U_S Q diag(sig)^(1/K), 0]:
+    balanced (W_{k+1}^T W_{k+1} = W_k W_k^T). ``scale`` = c != 1 multiplies W_1
+    by c^-(K-1) and the other layers by c (same product, unbalanced). With
+    ``rng`` (seed or Generator) each hidden layer is rotated by a random
+    orthogonal O_k (W_k -> O_k W_k, W_{k+1} -> W_{k+1} O_k^T), giving a
+    generic-looking point on the same critical manifold.
+
+    The empty subset gives W = 0 for H >= 1. With no hidden layer (H = 0) L is
+    convex, and S must contain every direction of non-zero eigenvalue (the
+    least-squares fit); anything else raises a ValueError.
+    """
+    X, Y = _data(X, Y)
+    widths = _widths(hidden_widths)
+    return _critical_point(_spectrum_from_data(X, Y), widths, subset, scale, rng)
+
+
+def critical_point_from_stats(
+    Cxx,
+    Cyx,
+    hidden_widths: Sequence[int],
+    subset: Sequence[int],
+    *,
+    scale: float = 1.0,
+    rng: int | np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """:func:`critical_point` from Cxx = X X^T and Cyx = Y X^T (yy is not needed)."""
+    Cxx, Cyx = _stats_matrices(Cxx, Cyx)
+    widths = _widths(hidden_widths)
+    return _critical_point(_spectrum_from_stats(Cxx, Cyx, None), widths, subset, scale, rng)
+
+
+def global_minimizer(
+    X,
+    Y,
+    hidden_widths: Sequence[int],
+    *,
+    scale: float = 1.0,
+    rng: int | np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """Weights attaining :func:`global_minimum`: :func:`critical_point` with S = {0..p-1}."""
+    X, Y = _data(X, Y)
+    widths = _widths(hidden_widths)
+    p = min(X.shape[0], Y.shape[0], *widths)
+    return _critical_point(_spectrum_from_data(X, Y), widths, range(p), scale, rng)
+
+
+def global_minimizer_from_stats(
+    Cxx,
+    Cyx,
+    hidden_widths: Sequence[int],
+    *,
+    scale: float = 1.0,
+    rng: int | np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """:func:`global_minimizer` from Cxx = X X^T and Cyx = Y X^T."""
+    Cxx, Cyx = _stats_matrices(Cxx, Cyx)
+    widths = _widths(hidden_widths)
+    p = min(Cxx.shape[0], Cyx.shape[0], *widths)
+    return _critical_point(_spectrum_from_stats(Cxx, Cyx, None), widths, range(p), scale, rng)
