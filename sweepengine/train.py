@@ -1,0 +1,324 @@
+"""Training deep linear networks: ``train`` (one run) and ``train_batch`` (B runs).
+
+Both call one fused compiled kernel (``kernels.trainer.train_batch``) that runs
+the whole loop for every run, ``prange`` over runs. ``train`` is a batch of one,
+so batched and single runs are the same code and give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+from . import theory
+from ._layout import dims_of, flatten, unflatten
+from ._validate import as_data, as_weights
+from .init import balanced_factors
+from .kernels import trainer as K
+from .landscape import hessian_extremes_info
+from .options import Optimizer, StallConfig, make_optimizer
+from .stalls import Stall, classify
+from .stats import Stats
+
+STATUS = {K.CONVERGED: "converged", K.MAX_STEPS: "max_steps", K.DIVERGED: "diverged"}
+DIVERGENCE_FACTOR = 1e12  # loss above this times L(0) = 1/2 tr(YY^T) counts as diverged
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """Per-problem analytic quantities the trainer measures against."""
+
+    global_minimum: float  # L*
+    gap_scale: float  # L(0) - L*, the learnable part of the loss
+    lam_ref: float  # top Hessian eigenvalue at the balanced global minimizer
+    eigvals: np.ndarray  # spectrum of Sigma = Cyx Cxx^+ Cyx^T, descending
+    rank_cap: int  # p
+
+
+def reference(stats: Stats, dims: Sequence[int]) -> Reference:
+    """L*, the gap scale and the curvature scale for a problem and architecture."""
+    dims = np.asarray(dims, dtype=np.int64)
+    widths = [int(w) for w in dims[1:-1]]
+    lstar = theory.global_minimum_from_stats(stats.Cxx, stats.Cyx, stats.yy, widths)
+    l0 = 0.5 * stats.yy
+    gap_scale = l0 - lstar if l0 - lstar > 1e-12 * l0 else max(l0, 1e-300)
+    Wstar = theory.global_minimizer_from_stats(stats.Cxx, stats.Cyx, widths)
+    P = Wstar[0]
+    for W in Wstar[1:]:
+        P = W @ P
+    bal = balanced_factors(P, dims)
+    lam_ref = hessian_extremes_info(bal, stats=stats).lam_max
+    if not lam_ref > 0:  # nothing learnable: fall back to the regression curvature
+        lam_ref = float(np.linalg.eigvalsh(stats.Cxx)[-1]) or 1.0
+    eigvals, _ = theory.sigma_spectrum(stats.Cxx, stats.Cyx)
+    p = theory.rank_cap(int(dims[0]), int(dims[-1]), widths)
+    return Reference(float(lstar), float(gap_scale), float(lam_ref), eigvals, p)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Outcome of one training run.
+
+    ``losses[i]`` is the loss at step ``loss_steps[i]`` (NaN after the run
+    stopped). ``final_gap`` = final_loss - L*; ``steps_to_target`` is the first
+    step whose relative gap (L - L*)/(L(0) - L*) was <= target_gap, or None.
+    ``lam_min``/``lam_max`` (with error bounds) are Hessian extremes at the final
+    point (NaN if not probed or diverged). ``n_stalls`` counts every stall,
+    ``stalls`` holds the first ``StallConfig.max_stalls`` of them, probed.
+    """
+
+    weights: list[np.ndarray]
+    losses: np.ndarray
+    loss_steps: np.ndarray
+    status: str
+    steps: int
+    final_loss: float
+    global_minimum: float
+    final_gap: float
+    final_gap_rel: float
+    target_gap: float
+    steps_to_target: int | None
+    grad_norm: float
+    lam_min: float
+    lam_max: float
+    err_min: float
+    err_max: float
+    lam_ref: float
+    n_stalls: int
+    stalls: tuple[Stall, ...]
+    kicks: int
+    optimizer: Optimizer
+    seed: int
+
+
+def _positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _optimizers(optimizer, lr, params: Mapping[str, Any], B: int) -> list[Optimizer]:
+    """One validated Optimizer per run; lr and params may be scalars or length-B lists."""
+    if isinstance(optimizer, Optimizer):
+        opts = [optimizer] * B
+    elif isinstance(optimizer, Sequence) and not isinstance(optimizer, str):
+        opts = list(optimizer)
+        if len(opts) != B or not all(isinstance(o, Optimizer) for o in opts):
+            raise ValueError(f"optimizer list must hold {B} Optimizer objects (one per run)")
+    else:
+
+        def pick(name, v, b):
+            if isinstance(v, Sequence | np.ndarray) and not isinstance(v, str):
+                if len(v) != B:
+                    raise ValueError(f"{name} has {len(v)} values, expected 1 or {B} (runs)")
+                return v[b]
+            return v
+
+        opts = [
+            make_optimizer(
+                str(optimizer), pick("lr", lr, b), **{k: pick(k, v, b) for k, v in params.items()}
+            )
+            for b in range(B)
+        ]
+    if len({o.name for o in opts}) != 1:
+        raise ValueError(f"a batch needs one optimizer kind, got {sorted({o.name for o in opts})}")
+    return opts
+
+
+def _stall_config(stall) -> StallConfig:
+    if stall is None or isinstance(stall, StallConfig):
+        return stall or StallConfig()
+    if isinstance(stall, Mapping):
+        return StallConfig.from_dict(stall)
+    raise ValueError(f"stall must be a StallConfig or a dict of its fields, got {stall!r}")
+
+
+def train_batch(
+    X,
+    Y,
+    weights0: Sequence[Sequence[np.ndarray]],
+    optimizer: str | Optimizer | Sequence[Optimizer] = "gd",
+    lr: float | Sequence[float] | None = None,
+    max_steps: int = 1000,
+    *,
+    seeds: Sequence[int] | None = None,
+    record_every: int = 1,
+    target_gap: float = 1e-6,
+    stop_at_target: bool = True,
+    stall: StallConfig | Mapping[str, Any] | None = None,
+    final_probe: bool = True,
+    threads: int | None = None,
+    ref: Reference | None = None,
+    **optimizer_params: Any,
+) -> list[TrainResult]:
+    """Train B runs of one architecture on one data set in one compiled call.
+
+    ``weights0`` is a list of B weight lists of identical shapes. ``lr`` and any
+    optimizer parameter may be a scalar or a list with one value per run;
+    ``seeds`` (per run) drive mini-batch sampling, PGD kicks and the Lanczos
+    start vector. ``threads`` caps Numba's threads for this call. Results are
+    bit-identical to training each run alone, whatever B or the thread count.
+    """
+    if isinstance(weights0, np.ndarray) or not isinstance(weights0, Sequence) or not weights0:
+        raise ValueError("weights0 must be a non-empty list of weight lists (one per run)")
+    chains = [as_weights(w, f"weights0[{b}]") for b, w in enumerate(weights0)]
+    dims = dims_of(chains[0])
+    for b, c in enumerate(chains):
+        if not np.array_equal(dims_of(c), dims):
+            raise ValueError(
+                f"weights0[{b}] has layer sizes {dims_of(c).tolist()}, expected {dims.tolist()} "
+                "(a batch shares one architecture)"
+            )
+    B = len(chains)
+    opts = _optimizers(optimizer, lr, optimizer_params, B)
+    max_steps = _positive_int("max_steps", max_steps)
+    record_every = _positive_int("record_every", record_every)
+    cfg_stall = _stall_config(stall)
+    if not (isinstance(target_gap, int | float) and 0 <= target_gap < 1):
+        raise ValueError(f"target_gap must be a relative gap in [0, 1), got {target_gap!r}")
+    seeds_arr = np.zeros(B, dtype=np.uint64) if seeds is None else np.asarray(seeds)
+    if seeds_arr.shape != (B,) or not np.issubdtype(seeds_arr.dtype, np.integer):
+        raise ValueError(f"seeds must be {B} integers (one per run), got {seeds!r}")
+    seeds_arr = seeds_arr.astype(np.uint64)
+    X, Y = as_data(X, Y, chains[0])
+    if opts[0].name == "sgd" and int(opts[0].params[0][1]) > X.shape[1]:
+        raise ValueError(
+            f"batch_size {int(opts[0].params[0][1])} exceeds the number of samples m={X.shape[1]}"
+        )
+    stats = Stats.from_data(X, Y)
+    ref = ref or reference(stats, dims)
+
+    cfg = np.zeros(K.N_CFG)
+    cfg[K.C_WINDOW] = cfg_stall.window
+    cfg[K.C_REL_DROP] = cfg_stall.rel_drop
+    cfg[K.C_MIN_LENGTH] = cfg_stall.min_length
+    cfg[K.C_MIN_GAP] = cfg_stall.min_gap
+    cfg[K.C_MAX_STALLS] = cfg_stall.max_stalls
+    cfg[K.C_LZ_ITER] = cfg_stall.lanczos_iter
+    cfg[K.C_LZ_TOL] = cfg_stall.lanczos_tol
+    cfg[K.C_TARGET] = target_gap
+    cfg[K.C_LSTAR] = ref.global_minimum
+    cfg[K.C_GAP_SCALE] = ref.gap_scale
+    cfg[K.C_DIV_LIMIT] = DIVERGENCE_FACTOR * 0.5 * stats.yy if stats.yy > 0 else np.inf
+    cfg[K.C_STOP_AT_TARGET] = float(stop_at_target)
+    cfg[K.C_FINAL_PROBE] = float(final_probe)
+
+    theta = np.stack([flatten(c) for c in chains])
+    hyper = np.array([o.hyper() for o in opts], dtype=np.float64)
+    nrec = max_steps // record_every + 1
+    losses = np.empty((B, nrec))
+    iout = np.zeros((B, K.N_IOUT), dtype=np.int64)
+    fout = np.zeros((B, K.N_FOUT))
+    stalls = np.full((B, cfg_stall.max_stalls, K.N_SFIELDS), np.nan)
+    old_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(_positive_int("threads", threads))
+    try:
+        K.train_batch(theta, dims, stats.Cxx, stats.Cyx, stats.yy, X, Y, opts[0].code, hyper,
+                      seeds_arr, max_steps, record_every, cfg, losses, iout, fout, stalls)  # fmt: skip
+    finally:
+        numba.set_num_threads(old_threads)
+    steps = np.arange(nrec, dtype=np.int64) * record_every
+    return [
+        _result(
+            theta[b],
+            dims,
+            losses[b],
+            steps,
+            iout[b],
+            fout[b],
+            stalls[b],
+            ref,
+            stats,
+            cfg_stall,
+            target_gap,
+            opts[b],
+            int(seeds_arr[b]),
+        )  # fmt: skip
+        for b in range(B)
+    ]
+
+
+def _result(theta, dims, losses, steps, iout, fout, srows, ref, stats, cfg, target, opt, seed):
+    n_rec = min(int(iout[K.I_NSTALLS]), cfg.max_stalls)
+    srows = srows[:n_rec]
+    stalls: tuple[Stall, ...] = ()
+    if n_rec:
+        loss = srows[:, K.S_LOSS]
+        gap = loss - ref.global_minimum
+        gap_rel = gap / ref.gap_scale
+        near = theory.nearest_critical_value(loss, ref.eigvals, stats.yy, ref.rank_cap)
+        cls = classify(srows[:, K.S_LMIN], srows[:, K.S_EMIN], gap_rel, ref.lam_ref,
+                       neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
+        stalls = tuple(
+            Stall(
+                start=int(r[K.S_START]),
+                end=int(r[K.S_END]),
+                probe_step=int(r[K.S_PROBE]),
+                loss=float(r[K.S_LOSS]),
+                gap=float(gap[i]),
+                gap_rel=float(gap_rel[i]),
+                critical_value=float(near.value[i]),
+                critical_rank=int(near.rank[i]),
+                min_grad_norm=float(r[K.S_GNORM]),
+                lam_min=float(r[K.S_LMIN]),
+                lam_max=float(r[K.S_LMAX]),
+                err_min=float(r[K.S_EMIN]),
+                err_max=float(r[K.S_EMAX]),
+                lanczos_iters=int(r[K.S_ITERS]),
+                rel_lam_min=float(r[K.S_LMIN] / ref.lam_ref),
+                stall_class=str(cls[i]),
+            )
+            for i, r in enumerate(srows)
+        )
+    final_loss = float(fout[K.F_LOSS])
+    to_target = int(iout[K.I_TO_TARGET])
+    return TrainResult(
+        weights=unflatten(theta, dims),
+        losses=losses,
+        loss_steps=steps,
+        status=STATUS[int(iout[K.I_STATUS])],
+        steps=int(iout[K.I_STEPS]),
+        final_loss=final_loss,
+        global_minimum=ref.global_minimum,
+        final_gap=final_loss - ref.global_minimum,
+        final_gap_rel=(final_loss - ref.global_minimum) / ref.gap_scale,
+        target_gap=float(target),
+        steps_to_target=None if to_target < 0 else to_target,
+        grad_norm=float(fout[K.F_GNORM]),
+        lam_min=float(fout[K.F_LMIN]),
+        lam_max=float(fout[K.F_LMAX]),
+        err_min=float(fout[K.F_EMIN]),
+        err_max=float(fout[K.F_EMAX]),
+        lam_ref=ref.lam_ref,
+        n_stalls=int(iout[K.I_NSTALLS]),
+        stalls=stalls,
+        kicks=int(iout[K.I_KICKS]),
+        optimizer=opt,
+        seed=seed,
+    )
+
+
+def train(
+    X,
+    Y,
+    weights0: Sequence[np.ndarray],
+    optimizer: str | Optimizer = "gd",
+    lr: float | None = None,
+    max_steps: int = 1000,
+    *,
+    seed: int = 0,
+    **options: Any,
+) -> TrainResult:
+    """Train one deep linear network from ``weights0`` ([W_1..W_K] or ``init_weights(...)``).
+
+    Optimizers: "gd" (full batch, the theory's), "momentum" (heavy ball, beta),
+    "nesterov" (beta), "sgd" (batch_size; unbiased m/b-scaled mini-batch
+    gradient), "adam" (beta1, beta2, eps), "pgd" (perturbed GD, Jin et al. 2017:
+    radius, grad_tol, interval). Other keyword options as in :func:`train_batch`.
+    """
+    return train_batch(X, Y, [weights0], optimizer, lr, max_steps, seeds=[seed], **options)[0]
