@@ -28,7 +28,8 @@ def _dims(dims) -> np.ndarray:
     d = np.asarray(dims)
     if d.ndim != 1 or d.size < 2 or not np.issubdtype(d.dtype, np.integer) or (d < 1).any():
         raise ValueError(
-            f"dims must be a sequence (d_0, ..., d_K) of at least two positive integers, got {dims!r}"
+            "dims must be a sequence (d_0, ..., d_K) of at least two positive integers, "
+            f"got {dims!r}"
         )
     return d.astype(np.int64)
 

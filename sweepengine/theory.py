@@ -32,7 +32,6 @@ pseudo-inverse). Both are valid for singular Cxx.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -71,7 +70,7 @@ _HUGE = 1e200
 class _Spectrum(NamedTuple):
     eigvals: np.ndarray  # (d_y,) eigenvalues of Sigma, descending, >= 0
     U: np.ndarray  # (d_y, d_y) orthogonal, column i is the eigenvector of eigvals[i]
-    B: np.ndarray  # (d_y, d_x) least-squares solution Cyx Cxx^+
+    UtB: np.ndarray  # (d_y, d_x) U^T B, B = Cyx Cxx^+ the least-squares solution
     resid: float  # r_0 = yy - tr(Sigma) >= 0
     yy: float
 
@@ -156,8 +155,15 @@ def _count(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _number(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 def _rtol(rtol) -> float:
-    out = float(rtol)
+    out = _number(rtol, "rtol")
     if not (np.isfinite(out) and 0 <= out < 1):
         raise ValueError(f"rtol must be a number in [0, 1), got {rtol!r}")
     return out
@@ -190,7 +196,7 @@ def _subset(subset, d_y: int, p: int) -> list[int]:
 
 
 def _scale(scale) -> float:
-    out = float(scale)
+    out = _number(scale, "scale")
     if not (np.isfinite(out) and out > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     return out
@@ -206,14 +212,22 @@ def _svd(a: np.ndarray, full_matrices: bool):
         return scipy.linalg.svd(a, full_matrices=full_matrices, lapack_driver="gesvd")
 
 
-def _sigma_from_root(M: np.ndarray, d_y: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-pairs of Sigma = M M^T from the SVD of M (d_y, r), padded to d_y."""
+def _sigma_from_root(M: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigen-pairs of Sigma = M M^T, and U^T B for B = M ``right`` (r, d_x).
+
+    With M = U diag(sv) Z^T (d_y, r), U^T B = [diag(sv) Z^T right; 0]: rows of
+    null directions are exactly zero, not rounding noise that the K-th roots
+    in :func:`_critical_point` would blow up to a visible size.
+    """
+    d_y = M.shape[0]
     eigvals = np.zeros(d_y)
+    UtB = np.zeros((d_y, right.shape[1]))
     if M.shape[1] == 0:
-        return eigvals, np.eye(d_y)
-    U, sv, _ = _svd(M, full_matrices=True)
+        return eigvals, np.eye(d_y), UtB
+    U, sv, Zt = _svd(M, full_matrices=True)
     eigvals[: sv.size] = sv * sv
-    return eigvals, U
+    UtB[: sv.size] = (sv[:, None] * Zt[: sv.size]) @ right
+    return eigvals, U, UtB
 
 
 def _spectrum_from_data(X: np.ndarray, Y: np.ndarray) -> _Spectrum:
@@ -223,10 +237,9 @@ def _spectrum_from_data(X: np.ndarray, Y: np.ndarray) -> _Spectrum:
     keep = s > max(X.shape) * np.finfo(np.float64).eps * (s[0] if s.size else 0.0)
     V, s, Qt = V[:, keep], s[keep], Qt[keep]
     YQ = Y @ Qt.T
-    eigvals, U = _sigma_from_root(YQ, Y.shape[0])
-    B = (YQ / s) @ V.T
+    eigvals, U, UtB = _sigma_from_root(YQ, V.T / s[:, None])
     R = Y - YQ @ Qt
-    return _Spectrum(eigvals, U, B, float(np.sum(R * R)), float(np.sum(Y * Y)))
+    return _Spectrum(eigvals, U, UtB, float(np.sum(R * R)), float(np.sum(Y * Y)))
 
 
 def _spectrum_from_stats(Cxx: np.ndarray, Cyx: np.ndarray, yy: float | None) -> _Spectrum:
@@ -240,18 +253,17 @@ def _spectrum_from_stats(Cxx: np.ndarray, Cyx: np.ndarray, yy: float | None) -> 
         )
     keep = s > 10 * Cxx.shape[0] * np.finfo(np.float64).eps * top
     V, s = V[:, keep], s[keep]
-    CV = Cyx @ V
-    eigvals, U = _sigma_from_root(CV / np.sqrt(s), Cyx.shape[0])
-    B = (CV / s) @ V.T
+    root = np.sqrt(s)
+    eigvals, U, UtB = _sigma_from_root((Cyx @ V) / root, V.T / root[:, None])
     trace = float(np.sum(eigvals))
     if yy is None:
-        return _Spectrum(eigvals, U, B, 0.0, trace)
+        return _Spectrum(eigvals, U, UtB, 0.0, trace)
     if yy < trace * (1 - _STATS_RTOL):
         raise ValueError(
             f"yy = {yy:.6g} is smaller than tr(Cyx Cxx^+ Cyx^T) = {trace:.6g}; the statistics "
             "(Cxx, Cyx, yy) cannot come from the same data X, Y"
         )
-    return _Spectrum(eigvals, U, B, max(yy - trace, 0.0), yy)
+    return _Spectrum(eigvals, U, UtB, max(yy - trace, 0.0), yy)
 
 
 def data_stats(X, Y) -> Stats:
@@ -371,10 +383,24 @@ def _dedupe(levels: np.ndarray, ranks: np.ndarray, tol: float) -> tuple[np.ndarr
     return levels[reps], ranks[reps]
 
 
+def _show(count: float) -> str:
+    if count >= _HUGE:
+        return f"more than {_HUGE:.0e}"
+    return f"{count:.0f}" if count < 2**53 else f"about {count:.3g}"
+
+
+def _levels(left_out: np.ndarray, size: np.ndarray, yy: float) -> np.ndarray:
+    """1/2 (r_0 + sum_{i not in S} l_i), with S empty giving 1/2 yy exactly, not to rounding."""
+    return np.where(size == 0, 0.5 * yy, 0.5 * left_out)
+
+
 def _exact_table(
     eigvals: np.ndarray, resid: float, yy: float, p: int, rtol: float, max_count: int, who: str
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """All distinct levels 1/2 (r_0 + sum_{i not in S} l_i), |S| <= p, with the least |S|.
+
+    More than ``max_count`` combinations: a ValueError naming ``who``, or
+    None when ``who`` is empty.
 
     Only the multiset of chosen eigenvalues matters, so eigenvalues equal to
     within ``tie`` are grouped and we enumerate how many of each group S
@@ -395,13 +421,14 @@ def _exact_table(
             start = i
     count = _combinations([g.size for g in groups], p)
     if count > max_count:
+        if not who:
+            return None
         d_y = eigvals.size
-        total = sum(math.comb(d_y, k) for k in range(min(p, d_y) + 1))
-        shown = f"more than {_HUGE:.0e}" if count >= _HUGE else f"{count:.0f}"
+        total = _combinations([1] * d_y, p)  # sum_{k <= p} C(d_y, k)
         raise ValueError(
-            f"{who}: there are {total} subsets S of the d_y = {d_y} eigen-directions of Sigma "
-            f"with |S| <= p = {p}, and after merging zero and tied eigenvalues still "
-            f"{shown} distinct combinations to enumerate, more than max_count = "
+            f"{who}: there are {_show(total)} subsets S of the d_y = {d_y} eigen-directions of "
+            f"Sigma with |S| <= p = {p}, and after merging zero and tied eigenvalues still "
+            f"{_show(count)} distinct combinations to enumerate, more than max_count = "
             f"{max_count}. Pass a larger max_count (memory and time grow linearly with it), "
             "or use nearest_critical_value(..., method='top'), which searches only the "
             "levels 1/2 (yy - l_1 - ... - l_r), r = 0..p, that gradient training from small "
@@ -416,7 +443,7 @@ def _exact_table(
         size = (size[:, None] + np.arange(g.size + 1)[None, :]).ravel()
         ok = size <= p
         comp, size = comp[ok], size[ok]
-    return _dedupe(0.5 * (base + comp), size, tol)
+    return _dedupe(_levels(base + comp, size, yy), size, tol)
 
 
 def _top_table(
@@ -425,19 +452,20 @@ def _top_table(
     """Levels of S = {1..r}, r = 0..p: 1/2 (r_0 + sum_{i > r} l_i)."""
     tails = np.concatenate([np.cumsum(eigvals[::-1])[::-1], [0.0]])
     r = np.arange(min(p, eigvals.size) + 1)
-    return _dedupe(0.5 * (resid + tails[r]), r, rtol * 0.5 * yy)
+    return _dedupe(_levels(resid + tails[r], r, yy), r, rtol * 0.5 * yy)
 
 
 def _critical_values(
     spec: _Spectrum, widths: list[int], max_count: int, rtol: float, who: str
 ) -> np.ndarray:
-    d_y, d_x = spec.B.shape
+    d_y, d_x = spec.UtB.shape
     p = min(d_x, d_y, *widths)
     if not widths:
         # H = 0: L is convex in W_1; its only critical points are least-squares fits.
         return np.array([_global_minimum(spec, p)])
-    levels, _ = _exact_table(spec.eigvals, spec.resid, spec.yy, p, rtol, max_count, who)
-    return levels
+    table = _exact_table(spec.eigvals, spec.resid, spec.yy, p, rtol, max_count, who)
+    assert table is not None  # who is non-empty: too many raises
+    return table[0]
 
 
 def critical_values(
@@ -517,10 +545,16 @@ def nearest_critical_value(
     (Saxe et al. 2014). ``"auto"`` (default) is exact when that fits within
     max_count and top otherwise; ``method`` in the result says which ran.
     """
-    values = np.asarray(loss, dtype=np.float64)
+    try:
+        values = np.asarray(loss, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"loss must be a number or an array of numbers, got {loss!r}") from None
     if not np.isfinite(values).all():
         raise ValueError("loss contains non-finite values (NaN or inf)")
-    l = np.asarray(eigvals, dtype=np.float64)
+    try:
+        l = np.asarray(eigvals, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"eigvals must be a 1-D array of numbers, got {eigvals!r}") from None
     if l.ndim != 1 or l.size == 0 or not np.isfinite(l).all():
         raise ValueError(
             f"eigvals must be a non-empty 1-D array of finite numbers, got shape {l.shape}"
@@ -538,16 +572,12 @@ def nearest_critical_value(
     if method not in ("auto", "exact", "top"):
         raise ValueError(f"method must be 'auto', 'exact' or 'top', got {method!r}")
     resid = max(yy - trace, 0.0)
-    used: Literal["exact", "top"] = "top"
+    table = None
     if method != "top":
-        try:
-            levels, ranks = _exact_table(l, resid, yy, p, rtol, max_count, "nearest_critical_value")
-            used = "exact"
-        except ValueError:
-            if method == "exact":
-                raise
-    if used == "top":
-        levels, ranks = _top_table(l, resid, yy, p, rtol)
+        who = "nearest_critical_value" if method == "exact" else ""
+        table = _exact_table(l, resid, yy, p, rtol, max_count, who)
+    used: Literal["exact", "top"] = "top" if table is None else "exact"
+    levels, ranks = _top_table(l, resid, yy, p, rtol) if table is None else table
     idx = np.searchsorted(levels, values)
     lo = np.clip(idx - 1, 0, levels.size - 1)
     hi = np.clip(idx, 0, levels.size - 1)
@@ -569,14 +599,13 @@ def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
 def _critical_point(
     spec: _Spectrum, widths: list[int], subset, scale, rng, rtol: float = RTOL
 ) -> list[np.ndarray]:
-    d_y, d_x = spec.B.shape
+    d_y, d_x = spec.UtB.shape
     p = min(d_x, d_y, *widths)
     S = _subset(subset, d_y, p)
     scale = _scale(scale)
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     K = len(widths) + 1
     US = spec.U[:, S]
-    G = US.T @ spec.B  # (|S|, d_x): P = U_S G
+    G = spec.UtB[S]  # (|S|, d_x) = U_S^T B, so P = U_S G
     if K == 1:
         missed = np.delete(spec.eigvals, S)
         thr = rtol * float(np.sum(spec.eigvals))
@@ -606,6 +635,7 @@ def _critical_point(
     for k in range(1, K):
         W[k] *= scale
     if rng is not None:
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         for k in range(K - 1):
             O = _orthogonal(gen, dims[k + 1])
             W[k] = O @ W[k]
@@ -645,7 +675,8 @@ def critical_point(
 
     The empty subset gives W = 0 for H >= 1. With no hidden layer (H = 0) L is
     convex, and S must contain every direction of non-zero eigenvalue (the
-    least-squares fit); anything else raises a ValueError.
+    least-squares fit); anything else raises a ValueError. That point is
+    unique, so ``scale`` and ``rng`` do nothing there.
     """
     X, Y = _data(X, Y)
     widths = _widths(hidden_widths)

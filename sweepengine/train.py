@@ -218,8 +218,8 @@ def train_batch(
     if threads is not None:
         numba.set_num_threads(_positive_int("threads", threads))
     try:
-        K.train_batch(theta, dims, stats.Cxx, stats.Cyx, stats.yy, X, Y, opts[0].code, hyper,
-                      seeds_arr, max_steps, record_every, cfg, losses, iout, fout, stalls)  # fmt: skip
+        args = (stats.Cxx, stats.Cyx, stats.yy, X, Y, opts[0].code, hyper, seeds_arr)
+        K.train_batch(theta, dims, *args, max_steps, record_every, cfg, losses, iout, fout, stalls)
     finally:
         numba.set_num_threads(old_threads)
     steps = np.arange(nrec, dtype=np.int64) * record_every
