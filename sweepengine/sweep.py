@@ -1,0 +1,193 @@
+"""Run a sweep on Dask: plan chunks, stream them to workers, write results, resume.
+
+Flow: spec -> runs not yet in OUT -> chunks of one shape (bounded stream) ->
+Dask tasks (``worker.train_chunk``) -> Arrow tables -> Parquet parts written by
+this process, which holds the results directory's lock. At most
+``max_in_flight`` chunks are submitted at a time, so neither this process nor the
+scheduler ever holds a task per run, whatever the size of the sweep.
+
+Faults: a worker that dies mid-chunk has its task re-run elsewhere by Dask
+(up to ``retries`` more times); a finished chunk is on disk before it counts,
+so killing this process loses nothing finished and a rerun trains only what is
+missing. Chunk ids hash their run ids and a part is replaced, never appended,
+so nothing is ever written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spec import Run, Spec, chunk_runs
+from .store import open_store
+
+log = logging.getLogger(__name__)
+
+TARGET_CHUNK_S = 2.0  # aim for chunks of about this much compute
+MAX_CHUNK = 256
+
+
+@dataclass
+class SweepReport:
+    """What a call to :func:`run_sweep` did."""
+
+    out_dir: str
+    n_runs: int
+    already_done: int
+    trained: int = 0
+    chunks: int = 0
+    failed_chunks: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    dashboard: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.already_done + self.trained >= self.n_runs and not self.failed_chunks
+
+
+def step_cost_s(dims: tuple[int, ...]) -> float:
+    """Rough seconds per training step: ~6 chain products of (d_k, d_{k-1}) x (d_{k-1}, d_0)."""
+    d0 = dims[0]
+    flops = 6 * sum(dims[k + 1] * dims[k] * d0 for k in range(len(dims) - 1))
+    return 3e-7 + flops / 2e9
+
+
+def chunk_size(spec: Spec, n_workers: int, sample: int = 512) -> int:
+    """Runs per chunk: about TARGET_CHUNK_S of compute, and enough chunks for every worker."""
+    costs = [r.max_steps * step_cost_s(r.dims) for r in spec.runs(0, sample)]
+    per_run = max(costs) if costs else 1.0
+    by_cost = max(1, int(TARGET_CHUNK_S / per_run))
+    by_balance = max(1, math.ceil(spec.n_runs / (4 * max(1, n_workers))))
+    return max(1, min(MAX_CHUNK, by_cost, by_balance))
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """Thread caps for a worker process: Numba threads = worker threads, BLAS single-threaded."""
+    return {
+        "NUMBA_NUM_THREADS": str(threads),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+@contextlib.contextmanager
+def connect(
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    client: Any = None,
+) -> Iterator[Any]:
+    """A Dask client: the given one, one joined to ``scheduler``, or an embedded LocalCluster.
+
+    The local cluster has ``n_workers`` processes (default: cores // threads) of
+    ``threads_per_worker`` threads, so workers x threads <= cores.
+    """
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler is not None:
+        with Client(scheduler) as c:
+            yield c
+        return
+    cores = os.cpu_count() or 1
+    threads = max(1, int(threads_per_worker))
+    n = n_workers or max(1, cores // threads)
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=threads,
+            processes=True,
+            env=worker_env(threads),
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def _pending(spec: Spec, done: set[str]) -> Iterator[Run]:
+    return (r for r in spec.runs() if r.run_id not in done)
+
+
+def run_sweep(
+    spec: Spec,
+    out_dir: str | os.PathLike,
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    max_chunk: int | None = None,
+    retries: int = 2,
+    progress: bool = True,
+) -> SweepReport:
+    """Run every run of ``spec`` not already in ``out_dir``; see the module docstring."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from .worker import train_chunk
+
+    t0 = time.perf_counter()
+    store = open_store(out_dir, spec.source)
+    with store.lock():
+        done = store.done_run_ids()
+        report = SweepReport(str(out_dir), spec.n_runs, len(done))
+        if len(done) >= spec.n_runs:
+            log.info("%s: all %d runs already done", out_dir, spec.n_runs)
+            return report
+        with connect(scheduler, n_workers, threads_per_worker, client) as c:
+            report.dashboard = c.dashboard_link
+            log.info("Dask dashboard: %s", c.dashboard_link)
+            workers = max(1, len(c.scheduler_info(n_workers=-1).get("workers", {})) or 1)
+            size = max_chunk or chunk_size(spec, workers)
+            max_in_flight = 2 * workers + 2
+            bar = tqdm(
+                total=spec.n_runs, initial=len(done), unit="run", disable=not progress,
+                desc=spec.name, smoothing=0.1, dynamic_ncols=True,
+            )  # fmt: skip
+            chunks = chunk_runs(_pending(spec, done), size)
+            pending = as_completed()
+            sizes: dict[str, int] = {}
+
+            def submit_next() -> bool:
+                nxt = next(chunks, None)
+                if nxt is None:
+                    return False
+                cid, runs = nxt
+                sizes[cid] = len(runs)
+                fut = c.submit(
+                    train_chunk, cid, runs, spec.name, key=f"chunk-{cid}",
+                    retries=retries, pure=False,
+                )  # fmt: skip
+                pending.add(fut)
+                return True
+
+            while len(sizes) < max_in_flight and submit_next():
+                pass
+            for fut in pending:
+                cid = fut.key.removeprefix("chunk-")
+                try:
+                    res = fut.result()
+                except Exception as e:  # worker died too often, or the task raised
+                    log.error("chunk %s failed and is left for a rerun: %r", cid, e)
+                    report.failed_chunks.append(cid)
+                else:
+                    store.write_chunk(res.chunk_id, res.runs, res.stalls, res.curves)
+                    report.trained += res.runs.num_rows
+                    report.chunks += 1
+                    bar.update(res.runs.num_rows)
+                fut.release()
+                sizes.pop(cid, None)
+                submit_next()
+            bar.close()
+    report.wall_s = time.perf_counter() - t0
+    return report
