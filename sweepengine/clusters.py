@@ -28,10 +28,7 @@ def batch_cluster(kind: str, jobs: int = 1, **overrides: Any):
     import dask
 
     cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind]
-    cores = overrides.get("cores") or dask.config.get(f"jobqueue.{kind}.cores")
-    processes = overrides.get("processes") or dask.config.get(f"jobqueue.{kind}.processes")
-    threads = max(1, int(cores or 1) // max(1, int(processes or 1)))
-    prologue = [f"export {k}={v}" for k, v in worker_env(threads).items()]
+    prologue = [f"export {k}={v}" for k, v in worker_env().items()]
     configured = dask.config.get(f"jobqueue.{kind}.job-script-prologue", None) or []
     overrides.setdefault("job_script_prologue", [*configured, *prologue])
     cluster = cls(**overrides)

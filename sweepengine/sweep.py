@@ -67,10 +67,14 @@ def chunk_size(spec: Spec, n_workers: int, sample: int = 512) -> int:
     return max(1, min(MAX_CHUNK, by_cost, by_balance))
 
 
-def worker_env(threads: int) -> dict[str, str]:
-    """Thread caps for a worker process: Numba threads = worker threads, BLAS single-threaded."""
+def worker_env() -> dict[str, str]:
+    """BLAS single-threaded in every worker process.
+
+    Numba's threads are capped per task instead (``numba.set_num_threads`` to
+    the worker's thread count, in ``worker.train_chunk``): pinning
+    NUMBA_NUM_THREADS in the environment breaks once Numba's pool exists.
+    """
     return {
-        "NUMBA_NUM_THREADS": str(threads),
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -106,7 +110,7 @@ def connect(
             n_workers=n,
             threads_per_worker=threads,
             processes=True,
-            env=worker_env(threads),
+            env=worker_env(),
             dashboard_address=":0",
         ) as cluster,
         Client(cluster) as c,
