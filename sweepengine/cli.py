@@ -56,6 +56,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({rate:.1f} runs/s); {report.already_done} were already done; "
         f"{len(report.failed_chunks)} chunks failed"
     )
+    if report.already_done + report.trained:
+        from .summary import format_summary
+
+        print(format_summary(out))
     return 0 if report.complete else 1
 
 

@@ -111,7 +111,8 @@ def connect(
             threads_per_worker=threads,
             processes=True,
             env=worker_env(),
-            dashboard_address=":0",
+            host="127.0.0.1",  # a private cluster: listen on loopback only
+            dashboard_address="127.0.0.1:0",  # ":0" would bind every interface
         ) as cluster,
         Client(cluster) as c,
     ):
@@ -147,10 +148,13 @@ def run_sweep(
         report = SweepReport(str(out_dir), spec.n_runs, len(done))
         if len(done) >= spec.n_runs:
             log.info("%s: all %d runs already done", out_dir, spec.n_runs)
+            report.wall_s = time.perf_counter() - t0
             return report
         with connect(scheduler, n_workers, threads_per_worker, client) as c:
             report.dashboard = c.dashboard_link
             log.info("Dask dashboard: %s", c.dashboard_link)
+            if progress:
+                tqdm.write(f"Dask dashboard: {c.dashboard_link}")
             workers = max(1, len(c.scheduler_info(n_workers=-1).get("workers", {})) or 1)
             size = max_chunk or chunk_size(spec, workers)
             max_in_flight = 2 * workers + 2
