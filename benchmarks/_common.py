@@ -126,13 +126,49 @@ def pin_prefix(threads: int) -> list[str]:
     return ["taskset", "-c", ",".join(str(c) for c in cpus[:threads])]
 
 
+def _busy_seconds() -> float:
+    """CPU seconds all processes on this machine have spent busy (from /proc/stat)."""
+    try:
+        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return float("nan")
+    ticks = [int(x) for x in f]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wait_quiet(max_wait: float = 20.0, limit: float = 0.15) -> float:
+    """Wait (up to ``max_wait`` s) until other processes use under ``limit`` cores; return it."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0, t0 = _busy_seconds(), time.monotonic()
+        time.sleep(1.0)
+        load = (_busy_seconds() - b0) / (time.monotonic() - t0)
+        if load < limit or time.monotonic() > deadline:
+            return load
+        log.info("machine busy (%.2f cores used by other processes), waiting", load)
+
+
 def run_worker(script: Path, args: list[str], threads: int, timeout: float, extra_env=None):
-    """Run ``script --worker args`` capped to `threads`; return its JSON result (or None)."""
+    """Run ``script --worker args`` capped to `threads`; return its JSON result (or None).
+
+    The result gains ``foreign_load``: cores used on average by *other* processes
+    while the worker ran (machine busy time minus the worker's own CPU time),
+    so a timing disturbed by someone else's job can be recognised.
+    """
     env = thread_env(threads)
     env.update(extra_env or {})
     cmd = pin_prefix(threads) + [sys.executable, str(script), "--worker", *args]
+    wait_quiet()
     log.info("worker: %s", " ".join(args))
-    t0 = time.perf_counter()
+    t0, b0, c0 = time.perf_counter(), _busy_seconds(), _children_cpu()
     try:
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -140,12 +176,20 @@ def run_worker(script: Path, args: list[str], threads: int, timeout: float, extr
     except subprocess.TimeoutExpired:
         log.error("worker %s timed out after %.0f s", args, timeout)
         return None
+    wall = time.perf_counter() - t0
+    foreign = max(0.0, (_busy_seconds() - b0) - (_children_cpu() - c0)) / wall
     if proc.returncode != 0:
         log.error("worker %s failed (rc %d):\n%s", args, proc.returncode, proc.stderr[-3000:])
         return None
-    log.info("worker done in %.1f s", time.perf_counter() - t0)
+    log.info("worker done in %.1f s (other processes: %.2f cores)", wall, foreign)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
+    if not lines:
+        return None
+    out = json.loads(lines[-1])
+    if isinstance(out, dict):
+        out["foreign_load"] = foreign
+        out["wall_s"] = wall
+    return out
 
 
 def worker_threads() -> int:
@@ -296,6 +340,31 @@ def fmt_rate(per_s: float | None) -> str:
     if per_s >= 1e3:
         return f"{per_s / 1e3:.1f} k"
     return f"{per_s:.0f}"
+
+
+def _worker_results(obj):
+    """Every worker result (a dict with ``foreign_load``) nested anywhere in ``obj``."""
+    if isinstance(obj, dict):
+        if "foreign_load" in obj:
+            yield obj
+        else:
+            for v in obj.values():
+                yield from _worker_results(v)
+
+
+def load_md(res: dict) -> str:
+    """One line on how busy the machine was with other processes during the workers."""
+    loads = [w["foreign_load"] for w in _worker_results(res)]
+    if not loads:
+        return ""
+    worst = max(loads)
+    line = (
+        f"- other processes on the machine used at most {worst:.2f} cores during any worker "
+        "(machine busy time minus the worker's own CPU time)"
+    )
+    if worst > 0.2:
+        line += "; **timings may be disturbed by another job, above all the 2-thread ones**"
+    return line + ".\n"
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -63,7 +63,7 @@ def compile_worker() -> dict:
     t = {"import sweepengine (+ numba, numpy)": time.perf_counter() - t0}
     t.update(S.compile_probe())
     t.update(S.train_compile_probe())
-    return t
+    return {"times": t}
 
 
 # ---------------------------------------------------------------- driver side
@@ -136,6 +136,7 @@ def render(res: dict, command: str) -> str:
     )
     for note in res.get("notes", []):
         md.append(f"- note: {note}\n")
+    md.append(C.load_md(res))
     md.append("\n## Targets\n\n")
     md.append(C.table(["target", "result", "detail"], res["targets"], "lll"))
 
@@ -265,7 +266,8 @@ def render(res: dict, command: str) -> str:
     # -- compile
     md.append("\n## Compile time (fresh process, seconds of each first call, in order)\n\n")
     comp = res.get("compile") or {}
-    cold, warm = comp.get("cold") or {}, comp.get("warm") or {}
+    cold = (comp.get("cold") or {}).get("times", {})
+    warm = (comp.get("warm") or {}).get("times", {})
     rows = [[k, f"{cold[k]:.2f}", f"{warm.get(k, float('nan')):.2f}"] for k in cold]
     if rows:
         rows.append(["total", f"{sum(cold.values()):.2f}", f"{sum(warm.values()):.2f}"])

@@ -31,11 +31,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("sweep-out") / spec.name)
     print(spec.summary())
     print(f"results -> {out}")
-    client = None
+    client = cluster = None
     if args.cluster:
         from .clusters import batch_cluster
 
-        cluster = batch_cluster(args.cluster, jobs=args.jobs)
+        try:
+            cluster = batch_cluster(args.cluster, jobs=args.jobs)
+        except ImportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         from distributed import Client
 
         client = Client(cluster)
@@ -50,6 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+        if cluster is not None:  # cancels the batch jobs; closing the client does not
+            cluster.close()
     rate = report.trained / report.wall_s if report.wall_s else 0.0
     print(
         f"{report.trained} runs trained in {report.chunks} chunks, {report.wall_s:.1f} s "

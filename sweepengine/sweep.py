@@ -119,6 +119,11 @@ def connect(
         yield c
 
 
+def _count_workers(c: Any) -> int:
+    """Workers now connected to the scheduler (at least 1)."""
+    return max(1, len(c.scheduler_info(n_workers=-1).get("workers", {})))
+
+
 def _pending(spec: Spec, done: set[str]) -> Iterator[Run]:
     return (r for r in spec.runs() if r.run_id not in done)
 
@@ -155,9 +160,17 @@ def run_sweep(
             log.info("Dask dashboard: %s", c.dashboard_link)
             if progress:
                 tqdm.write(f"Dask dashboard: {c.dashboard_link}")
-            workers = max(1, len(c.scheduler_info(n_workers=-1).get("workers", {})) or 1)
+            workers = _count_workers(c)
             size = max_chunk or chunk_size(spec, workers)
-            max_in_flight = 2 * workers + 2
+            # batch jobs and adaptive clusters add workers after the start: recount
+            # (at most once a second) so the stream widens as they join
+            cap = {"n": 2 * workers + 2, "at": time.monotonic()}
+
+            def max_in_flight() -> int:
+                if time.monotonic() - cap["at"] > 1.0:
+                    cap["n"], cap["at"] = 2 * _count_workers(c) + 2, time.monotonic()
+                return cap["n"]
+
             bar = tqdm(
                 total=spec.n_runs, initial=len(done), unit="run", disable=not progress,
                 desc=spec.name, smoothing=0.1, dynamic_ncols=True,
@@ -179,7 +192,7 @@ def run_sweep(
                 pending.add(fut)
                 return True
 
-            while len(sizes) < max_in_flight and submit_next():
+            while len(sizes) < max_in_flight() and submit_next():
                 pass
             for fut in pending:
                 cid = fut.key.removeprefix("chunk-")
@@ -195,7 +208,8 @@ def run_sweep(
                     bar.update(res.runs.num_rows)
                 fut.release()
                 sizes.pop(cid, None)
-                submit_next()
+                while len(sizes) < max_in_flight() and submit_next():
+                    pass
             bar.close()
     report.wall_s = time.perf_counter() - t0
     return report
