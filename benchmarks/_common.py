@@ -144,7 +144,7 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def wait_quiet(max_wait: float = 20.0, limit: float = 0.15) -> float:
+def wait_quiet(max_wait: float = 10.0, limit: float = 0.15) -> float:
     """Wait (up to ``max_wait`` s) until other processes use under ``limit`` cores; return it."""
     deadline = time.monotonic() + max_wait
     while True:
@@ -354,16 +354,25 @@ def _worker_results(obj):
 
 def load_md(res: dict) -> str:
     """One line on how busy the machine was with other processes during the workers."""
-    loads = [w["foreign_load"] for w in _worker_results(res)]
-    if not loads:
+    workers = list(_worker_results(res))
+    if not workers:
         return ""
-    worst = max(loads)
+    worst = max(w["foreign_load"] for w in workers)
+    each = ", ".join(
+        f"{w.get('impl', '?')}/{w.get('mode') or str(w.get('threads', '?')) + 't'} "
+        f"{w['foreign_load']:.2f}"
+        for w in workers
+        if "impl" in w
+    )
     line = (
-        f"- other processes on the machine used at most {worst:.2f} cores during any worker "
-        "(machine busy time minus the worker's own CPU time)"
+        f"- load from other processes on this shared machine, in cores, while each worker ran "
+        f"(machine busy time minus the worker's own CPU time): {each or f'max {worst:.2f}'}"
     )
     if worst > 0.2:
-        line += "; **timings may be disturbed by another job, above all the 2-thread ones**"
+        line += (
+            ". **Above 0.2 the timings of that worker may be disturbed by another job**, "
+            "above all 2-thread ones (a parallel region waits for a descheduled thread)"
+        )
     return line + ".\n"
 
 

@@ -239,11 +239,19 @@ def render(res: dict, command: str) -> str:
             best = _min(npv, jv, tv, jl)
             jg = _get(r1, "jax", sid, f"{form}/grad")
             tg = _get(r1, "torch", sid, f"{form}/grad")
-            f2 = (lambda r: "n/a" if r is None else f"{r:.2f}")  # noqa: E731
+            f2 = lambda r: "n/a" if r is None else f"{r:.2f}"  # noqa: E731
             rows.append(
-                [sid, x(_ratio(npv, gh)), x(_ratio(jv, gh)), x(_ratio(tv, gh)),
-                 x(_ratio(jl, pr)), x(_ratio(best, api)), f2(_ratio(pr, kg)),
-                 f2(_ratio(jv, jg)), f2(_ratio(tv, tg))]  # fmt: skip
+                [
+                    sid,
+                    x(_ratio(npv, gh)),
+                    x(_ratio(jv, gh)),
+                    x(_ratio(tv, gh)),
+                    x(_ratio(jl, pr)),
+                    x(_ratio(best, api)),
+                    f2(_ratio(pr, kg)),
+                    f2(_ratio(jv, jg)),
+                    f2(_ratio(tv, tg)),
+                ]  # fmt: skip
             )
         md.append(C.table(hdr, rows))
 
@@ -277,11 +285,9 @@ def render(res: dict, command: str) -> str:
         "earlier lines did not.\n\n"
     )
     md.append(C.table(["first call", "empty cache (s)", "warm cache (s)"], rows, "lrr"))
-    jf = [
-        (sid, r1.get("jax", {}).get("sizes", {}).get(sid, {}).get("first", {})) for sid in sids
-    ]
+    jf = [(sid, r1.get("jax", {}).get("sizes", {}).get(sid, {}).get("first", {})) for sid in sids]
     if any(f for _, f in jf):
-        md.append("\nFor comparison, JAX's first (tracing + XLA compile) call per size, seconds:\n\n")
+        md.append("\nFor comparison, JAX's first call (trace + XLA compile) per size, seconds:\n\n")
         keys = ["stats/grad", "stats/hvp", "data/grad", "data/hvp"]
         md.append(
             C.table(
@@ -344,7 +350,9 @@ def targets(res: dict) -> list[list[str]]:
             continue
         for form in ("stats", "data"):
             for op, kcase in (("grad", f"kernel:{form}/grad"), ("hvp", f"kernel:{form}/grad+hvp")):
-                s = _ratio(_get(r1, "numpy", sid, f"{form}/{op}"), _get(r1, "sweepengine", sid, kcase))
+                s = _ratio(
+                    _get(r1, "numpy", sid, f"{form}/{op}"), _get(r1, "sweepengine", sid, kcase)
+                )
                 if s is None:
                     continue
                 worst = s if worst is None else min(worst, s)
@@ -394,7 +402,10 @@ def main(argv=None) -> None:
     sizes = [s for s in C.SIZES if args.sizes is None or C.size_id(*s) in args.sizes.split(",")]
 
     if args.worker:
-        res = compile_worker() if args.compile_probe else worker(args.impl, args.quick, sizes, args.npz)
+        if args.compile_probe:
+            res = compile_worker()
+        else:
+            res = worker(args.impl, args.quick, sizes, args.npz)
         print(json.dumps(res))
         return
 

@@ -55,10 +55,27 @@ def _trainer(impl, p, inits, form, threads):
     return T.Trainer(p, inits, form), 1
 
 
-def _timed(fn) -> float:
+def _timed(fn, *args) -> float:
     t0 = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t0
+
+
+def _measure(tr, chunk: int, check_steps: int, target: float, reps: int) -> dict:
+    """Compile (untimed), a cross-check run of `check_steps`, then timed runs of ~target s."""
+    compile_s = tr.compile() if hasattr(tr, "compile") else _timed(tr.run, chunk)
+    t0 = time.perf_counter()
+    check = tr.run(check_steps)
+    per_step = (time.perf_counter() - t0) / check_steps
+    steps = max(chunk, int(target / per_step) // chunk * chunk)
+    t = statistics.median(_timed(tr.run, steps) for _ in range(reps))
+    return {
+        "steps": steps,
+        "seconds": t,
+        "compile_s": compile_s,
+        "check_steps": check_steps,
+        "check_losses": [float(v) for v in check],
+    }
 
 
 def worker(impl: str, mode: str, quick: bool, sizes) -> dict:
@@ -73,28 +90,12 @@ def worker(impl: str, mode: str, quick: bool, sizes) -> dict:
         for form in forms:
             C.log.info("%s %s %s %s", impl, mode, p.id, form)
             tr, chunk = _trainer(impl, p, inits, form, threads)
-            compile_s = tr.compile() if hasattr(tr, "compile") else _timed(lambda: tr.run(chunk))
             check_steps = CHECK_STEPS if (B == 1 or d < 128) else 20
-            t0 = time.perf_counter()
-            check = tr.run(check_steps)
-            per_step = (time.perf_counter() - t0) / check_steps
-            steps = max(chunk, int(target / per_step) // chunk * chunk)
-            times = [_timed(lambda s=steps: tr.run(s)) for _ in range(reps)]
-            t = statistics.median(times)
-            case = {
-                "size": p.id,
-                "form": form,
-                "B": B,
-                "lr": p.lr,
-                "steps": steps,
-                "seconds": t,
-                "run_steps_per_s": B * steps / t,
-                "compile_s": compile_s,
-                "check_steps": check_steps,
-                "check_losses": [float(v) for v in check],
-            }
+            case = _measure(tr, chunk, check_steps, target, reps)
+            case.update(size=p.id, form=form, B=B, lr=p.lr)
+            case["run_steps_per_s"] = B * case["steps"] / case["seconds"]
             if impl == "sweepengine":
-                case["overhead_s"] = min(_timed(lambda: tr.run(1)) for _ in range(3))
+                case["overhead_s"] = min(_timed(tr.run, 1) for _ in range(3))
                 if B == 1:
                     case["reference_s"] = tr.reference_seconds()
                     import _impl_sweepengine as S
@@ -121,7 +122,8 @@ def _rate(c):
 def _agree(c, ref):
     if c is None or ref is None or c["check_steps"] != ref["check_steps"]:
         return None
-    return max(abs(a - b) / abs(b) for a, b in zip(c["check_losses"], ref["check_losses"], strict=True))
+    pairs = zip(c["check_losses"], ref["check_losses"], strict=True)
+    return max(abs(a - b) / abs(b) for a, b in pairs)
 
 
 def render(res: dict, command: str) -> str:
@@ -200,7 +202,7 @@ def render(res: dict, command: str) -> str:
                 C.fmt_us(step), f"{c['reference_s'] * 1e3:.1f}", C.fmt_us(c["overhead_s"]),
             ])  # fmt: skip
         md.append(C.table(hdr, rows))
-        md.append("\nCompile / first call, seconds (JAX: the scan chunk + final loss, per size):\n\n")
+        md.append("\nCompile / first call, seconds (JAX: scan chunk + final loss, per size):\n\n")
         hdr = ["size", "sweepengine (single)", "JAX stats", "JAX data", "Torch stats", "Torch data"]
         rows = []
         for sid in sids:

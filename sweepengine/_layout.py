@@ -36,10 +36,12 @@ def flatten(weights: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.ascontiguousarray(w, dtype=np.float64).ravel() for w in weights])
 
 
-def unflatten(theta: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
-    """Split a flat vector back into [W_1, ..., W_K] (copies)."""
-    off = offsets_of(dims)
-    return [
-        theta[off[k] : off[k + 1]].reshape(int(dims[k + 1]), int(dims[k])).copy()
-        for k in range(len(dims) - 1)
-    ]
+def unflatten(theta: np.ndarray, dims, copy: bool = True) -> list[np.ndarray]:
+    """Split a flat vector back into [W_1, ..., W_K]; views of ``theta`` if not ``copy``."""
+    out, o = [], 0
+    for k in range(len(dims) - 1):
+        r, c = int(dims[k + 1]), int(dims[k])
+        w = theta[o : o + r * c].reshape(r, c)
+        out.append(w.copy() if copy else w)
+        o += r * c
+    return out

@@ -6,13 +6,37 @@ would be valid. Integer and float32 input is converted to float64, not rejected.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 
-def as_matrix(a, name: str, shape: tuple[int | None, int | None] | None = None) -> np.ndarray:
-    """A finite, C-contiguous float64 2-D array (optionally of a given shape)."""
+def _finite(arr: np.ndarray) -> bool:
+    # One BLAS dot: finite unless an entry is NaN/inf, or the squares overflow
+    # (|x| > 1e154), in which case look entry by entry. Raises no warnings.
+    v = arr.reshape(-1)
+    return math.isfinite(float(np.dot(v, v))) or bool(np.isfinite(arr).all())
+
+
+def as_matrix(a, name: str, rows: int | None = None, cols: int | None = None) -> np.ndarray:
+    """A finite, C-contiguous float64 2-D array, optionally with ``rows`` x ``cols``."""
+    if not (
+        type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 2 and a.flags.c_contiguous
+    ):
+        a = _coerce(a, name)
+    r, c = a.shape
+    if (rows is not None and r != rows) or (cols is not None and c != cols):
+        want = ("*" if rows is None else rows, "*" if cols is None else cols)
+        raise ValueError(f"{name} has shape {a.shape}, expected {want}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    if not _finite(a):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return a
+
+
+def _coerce(a, name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
@@ -22,16 +46,7 @@ def as_matrix(a, name: str, shape: tuple[int | None, int | None] | None = None) 
         raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    if shape is not None:
-        want = tuple("*" if s is None else s for s in shape)
-        if any(s is not None and s != g for s, g in zip(shape, arr.shape, strict=True)):
-            raise ValueError(f"{name} has shape {arr.shape}, expected {want}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
-    return arr
+    return np.ascontiguousarray(arr, dtype=np.float64)
 
 
 def as_weights(weights, name: str = "weights") -> list[np.ndarray]:
@@ -45,14 +60,14 @@ def as_weights(weights, name: str = "weights") -> list[np.ndarray]:
     out = []
     for k, w in enumerate(weights):
         prev = None if k == 0 else out[-1].shape[0]
-        out.append(as_matrix(w, f"{name}[{k}]", (None, prev)))
+        out.append(as_matrix(w, f"{name}[{k}]", None, prev))
     return out
 
 
 def as_data(X, Y, weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """X of shape (d_0, m) and Y of shape (d_K, m) matching the chain."""
-    X = as_matrix(X, "X", (weights[0].shape[1], None))
-    Y = as_matrix(Y, "Y", (weights[-1].shape[0], X.shape[1]))
+    X = as_matrix(X, "X", weights[0].shape[1])
+    Y = as_matrix(Y, "Y", weights[-1].shape[0], X.shape[1])
     return X, Y
 
 
@@ -70,7 +85,7 @@ def as_direction(direction, weights: list[np.ndarray]) -> np.ndarray:
                 f"{[w.shape for w in weights]}, or a flat vector of {n} entries"
             )
         parts = [
-            as_matrix(d, f"direction[{k}]", w.shape)
+            as_matrix(d, f"direction[{k}]", *w.shape)
             for k, (d, w) in enumerate(zip(direction, weights, strict=True))
         ]
         v = np.concatenate([p.ravel() for p in parts])
@@ -86,8 +101,8 @@ def as_stats(stats, weights: list[np.ndarray]):
     except (TypeError, ValueError):
         raise ValueError("stats must be a triple (Cxx, Cyx, yy), e.g. sweepengine.Stats") from None
     d0, dK = weights[0].shape[1], weights[-1].shape[0]
-    Cxx = as_matrix(Cxx, "stats.Cxx", (d0, d0))
-    Cyx = as_matrix(Cyx, "stats.Cyx", (dK, d0))
+    Cxx = as_matrix(Cxx, "stats.Cxx", d0, d0)
+    Cyx = as_matrix(Cyx, "stats.Cyx", dK, d0)
     yy = float(yy)
     if not np.isfinite(yy) or yy < 0:
         raise ValueError(f"stats.yy must be a finite, non-negative number (tr Y Y^T), got {yy}")

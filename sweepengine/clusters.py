@@ -28,9 +28,13 @@ def batch_cluster(kind: str, jobs: int = 1, **overrides: Any):
     import dask
 
     cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind]
-    prologue = [f"export {k}={v}" for k, v in worker_env().items()]
-    configured = dask.config.get(f"jobqueue.{kind}.job-script-prologue", None) or []
-    overrides.setdefault("job_script_prologue", [*configured, *prologue])
+    caps = [f"export {k}={v}" for k, v in worker_env().items()]
+    # the caller's prologue replaces the configured one (as in dask-jobqueue); the caps
+    # are added to either, last, so a site's module loads cannot undo them
+    prologue = overrides.get("job_script_prologue")
+    if prologue is None:
+        prologue = dask.config.get(f"jobqueue.{kind}.job-script-prologue", None) or []
+    overrides["job_script_prologue"] = [*prologue, *caps]
     cluster = cls(**overrides)
     if jobs:
         cluster.scale(jobs=jobs)

@@ -72,7 +72,7 @@ def loss_and_gradient(weights, X=None, Y=None, *, stats=None) -> tuple[float, li
     """(L, [dL/dW_1, ..., dL/dW_K]) with dL/dW_k = A_k^T (P Cxx - Cyx) B_k^T."""
     p = _problem(weights, X, Y, stats, need_cxx=False)
     l, g, _ = _prepare(p)
-    return float(l), unflatten(g, p.dims)
+    return float(l), unflatten(g, p.dims, copy=False)
 
 
 def gradient(weights, X=None, Y=None, *, stats=None) -> list[np.ndarray]:
@@ -89,11 +89,11 @@ def hvp(weights, X=None, Y=None, direction=None, *, stats=None) -> list[np.ndarr
     p = _problem(weights, X, Y, stats, need_cxx=True)
     if direction is None:
         raise ValueError("direction is required: a list shaped like weights or a flat vector")
-    v = as_direction(direction, unflatten(p.theta, p.dims))
+    v = as_direction(direction, unflatten(p.theta, p.dims, copy=False))
     _, _, ws = _prepare(p)
     out = np.empty_like(p.theta)
     hvp_prepared(p.theta, p.dims, p.Cxx, ws, v, out)
-    return unflatten(out, p.dims)
+    return unflatten(out, p.dims, copy=False)
 
 
 def hessian(weights, X=None, Y=None, *, stats=None) -> np.ndarray:

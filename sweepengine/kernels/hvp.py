@@ -12,15 +12,19 @@ from numba import njit
 from .._config import JIT
 from .chain import node, node_offsets, param_offsets, weight
 from .linalg import mm, mm_acc
-from .objective import loss_grad_stats, ws_views
+from .objective import ws_views
 
 
 @njit(**JIT)
 def hvp_prepared(theta, dims, Cxx, ws, v, out):
     """out = H(theta) v, using B and E already in ``ws``."""
+    hvp_prepared_o(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, ws, v, out)
+
+
+@njit(**JIT)
+def hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, v, out):
+    """``hvp_prepared`` with the offsets computed once by the caller."""
     K = dims.size - 1
-    poff = param_offsets(dims)
-    noff = node_offsets(dims)
     pre, E, dB, dE, _, _, scratch = ws_views(ws, dims)
     # directional derivative of the prefix products
     node(dB, dims, noff, 0)[:, :] = 0.0
@@ -52,17 +56,11 @@ def hvp_prepared(theta, dims, Cxx, ws, v, out):
 def hessian_prepared(theta, dims, Cxx, ws, H):
     """Dense Hessian, column j = H e_j, with B and E already in ``ws``."""
     n = theta.size
+    poff, noff = param_offsets(dims), node_offsets(dims)
     e = np.zeros(n)
     col = np.empty(n)
     for j in range(n):
         e[j] = 1.0
-        hvp_prepared(theta, dims, Cxx, ws, e, col)
+        hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, e, col)
         H[:, j] = col
         e[j] = 0.0
-
-
-@njit(**JIT)
-def prepare_stats(theta, dims, Cxx, Cyx, yy, ws):
-    """Fill ws with B and E at theta (a gradient evaluation); returns the loss."""
-    g = np.empty(theta.size)
-    return loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, g)

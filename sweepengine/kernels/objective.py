@@ -53,16 +53,24 @@ def frob(A, B):
 
 
 @njit(**JIT)
-def loss_stats(theta, dims, Cxx, Cyx, yy, ws):
-    """L from sufficient statistics; leaves prefix products and M = P Cxx in ws."""
+def loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws):
+    """L from sufficient statistics; leaves prefix products and M = P Cxx in ws.
+
+    ``poff``/``noff`` are ``param_offsets(dims)``/``node_offsets(dims)``, computed once
+    by the caller (the ``_o`` kernels never allocate).
+    """
     K = dims.size - 1
-    poff = param_offsets(dims)
-    noff = node_offsets(dims)
     pre, _, _, _, _, M, _ = ws_views(ws, dims)
     prefix(theta, dims, poff, noff, pre)
     P = node(pre, dims, noff, K)
     mm(P, Cxx, M)
     return 0.5 * (frob(M, P) - 2.0 * frob(P, Cyx) + yy)
+
+
+@njit(**JIT)
+def loss_stats(theta, dims, Cxx, Cyx, yy, ws):
+    """L from sufficient statistics (see ``loss_stats_o``)."""
+    return loss_stats_o(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, Cyx, yy, ws)
 
 
 @njit(**JIT)
@@ -78,11 +86,9 @@ def assemble_grad(theta, dims, poff, noff, pre, E, grad):
 
 
 @njit(**JIT)
-def loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, grad):
+def loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad):
     """L and dL/dW (into ``grad``, laid out like theta) from statistics."""
-    l = loss_stats(theta, dims, Cxx, Cyx, yy, ws)
-    poff = param_offsets(dims)
-    noff = node_offsets(dims)
+    l = loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
     pre, E, _, _, G, M, _ = ws_views(ws, dims)
     for i in range(G.shape[0]):
         for j in range(G.shape[1]):
@@ -93,11 +99,16 @@ def loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, grad):
 
 
 @njit(**JIT)
-def loss_data(theta, dims, X, Y, ws, R):
+def loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, grad):
+    """L and dL/dW from statistics (see ``loss_grad_stats_o``)."""
+    poff, noff = param_offsets(dims), node_offsets(dims)
+    return loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad)
+
+
+@njit(**JIT)
+def loss_data_o(theta, dims, poff, noff, X, Y, ws, R):
     """L = 1/2 ||P X - Y||^2; leaves prefix products in ws and the residual in R."""
     K = dims.size - 1
-    poff = param_offsets(dims)
-    noff = node_offsets(dims)
     pre = ws_views(ws, dims)[0]
     prefix(theta, dims, poff, noff, pre)
     mm(node(pre, dims, noff, K), X, R)
@@ -111,16 +122,27 @@ def loss_data(theta, dims, X, Y, ws, R):
 
 
 @njit(**JIT)
-def loss_grad_data(theta, dims, X, Y, ws, R, grad):
+def loss_data(theta, dims, X, Y, ws, R):
+    """L from the data (see ``loss_data_o``)."""
+    return loss_data_o(theta, dims, param_offsets(dims), node_offsets(dims), X, Y, ws, R)
+
+
+@njit(**JIT)
+def loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad):
     """L and dL/dW from the data; G = (P X - Y) X^T."""
-    l = loss_data(theta, dims, X, Y, ws, R)
-    poff = param_offsets(dims)
-    noff = node_offsets(dims)
+    l = loss_data_o(theta, dims, poff, noff, X, Y, ws, R)
     pre, E, _, _, G, _, _ = ws_views(ws, dims)
     mm(R, X.T, G)
     backprop(theta, dims, poff, noff, G, E)
     assemble_grad(theta, dims, poff, noff, pre, E, grad)
     return l
+
+
+@njit(**JIT)
+def loss_grad_data(theta, dims, X, Y, ws, R, grad):
+    """L and dL/dW from the data (see ``loss_grad_data_o``)."""
+    poff, noff = param_offsets(dims), node_offsets(dims)
+    return loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad)
 
 
 @njit(**JIT)

@@ -11,7 +11,8 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT
-from .hvp import hvp_prepared
+from .chain import node_offsets, param_offsets
+from .hvp import hvp_prepared_o
 from .linalg import dot
 from .rng import mix64
 
@@ -46,6 +47,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
     breakdown, or after ``maxiter`` iterations (capped at n).
     """
     n = theta.size
+    poff, noff = param_offsets(dims), node_offsets(dims)
     m = min(maxiter, n)
     Q = np.empty((m, n))
     alpha = np.zeros(m)
@@ -56,7 +58,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
     lo = hi = elo = ehi = 0.0
     j = 0
     for j in range(m):
-        hvp_prepared(theta, dims, Cxx, ws, Q[j], w)
+        hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, Q[j], w)
         a = dot(Q[j], w)
         alpha[j] = a
         for _ in range(2):  # full re-orthogonalisation, twice is enough (Kahan)

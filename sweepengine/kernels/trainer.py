@@ -15,7 +15,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
-from .objective import loss_grad_data, loss_grad_stats, loss_stats, sq_norm, ws_size
+from .chain import node_offsets, param_offsets
+from .objective import loss_grad_data_o, loss_grad_stats_o, loss_stats_o, sq_norm, ws_size
 from .rng import next_normal, next_uniform
 from .spectrum import lanczos_extremes
 
@@ -42,9 +43,9 @@ N_SFIELDS = 10
 
 
 @njit(**JIT)
-def _probe(theta, dims, Cxx, Cyx, yy, ws, gbuf, cfg, seed, out):
+def _probe(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg, seed, out):
     """Extreme Hessian eigenvalues at theta: out[0:5] = lam_min, lam_max, errs, iters."""
-    loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, gbuf)
+    loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf)
     lanczos_extremes(theta, dims, Cxx, ws, int(cfg[C_LZ_ITER]), cfg[C_LZ_TOL], seed, out)
 
 
@@ -54,6 +55,7 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
     """Train one run in place; fills its rows of the output arrays."""
     n = theta.size
     m = X.shape[1]
+    poff, noff = param_offsets(dims), node_offsets(dims)
     ws = np.zeros(ws_size(dims))
     g = np.empty(n)
     buf1 = np.zeros(n)  # momentum / Adam first moment
@@ -92,18 +94,18 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
     t = 0
     for t in range(max_steps + 1):
         if opt == SGD:
-            l = loss_stats(theta, dims, Cxx, Cyx, yy, ws)
+            l = loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
             for i in range(bsz):  # partial Fisher-Yates: a uniform b-subset
                 j = i + int(next_uniform(rng) * (m - i))
                 perm[i], perm[j] = perm[j], perm[i]
                 Xb[:, i] = X[:, perm[i]]
                 Yb[:, i] = Y[:, perm[i]]
-            loss_grad_data(theta, dims, Xb, Yb, ws, Rb, g)
+            loss_grad_data_o(theta, dims, poff, noff, Xb, Yb, ws, Rb, g)
             s = m / bsz
             for i in range(n):
                 g[i] *= s
         else:
-            l = loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, g)
+            l = loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
         if t % rec_every == 0:
             losses[t // rec_every] = l
         gnorm = np.sqrt(sq_norm(g))
@@ -141,7 +143,8 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
                     row[S_PROBE] = probe_step
                     row[S_LOSS] = probe_loss
                     row[S_GNORM] = min_g
-                    _probe(probe_theta, dims, Cxx, Cyx, yy, ws, gprobe, cfg, seed, probe_out)
+                    pt = probe_theta
+                    _probe(pt, dims, poff, noff, Cxx, Cyx, yy, ws, gprobe, cfg, seed, probe_out)
                     row[S_LMIN : S_ITERS + 1] = probe_out
                 n_stalls += 1
         if status == CONVERGED or t == max_steps:
@@ -190,7 +193,7 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
     fout[F_GNORM] = gnorm
     fout[F_LMIN:] = np.nan
     if status != DIVERGED and cfg[C_FINAL_PROBE] != 0.0:
-        _probe(theta, dims, Cxx, Cyx, yy, ws, gprobe, cfg, seed, probe_out)
+        _probe(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gprobe, cfg, seed, probe_out)
         fout[F_LMIN:] = probe_out[:4]
 
 
