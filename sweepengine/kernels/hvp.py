@@ -25,7 +25,7 @@ def hvp_prepared(theta, dims, Cxx, ws, v, out):
 def hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, v, out):
     """``hvp_prepared`` with the offsets computed once by the caller."""
     K = dims.size - 1
-    pre, E, dB, dE, _, _, scratch = ws_views(ws, dims)
+    pre, E, dB, dE, _, _, scratch = ws_views(ws, dims, noff)
     # directional derivative of the prefix products
     node(dB, dims, noff, 0)[:, :] = 0.0
     for k in range(1, K + 1):

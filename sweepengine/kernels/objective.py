@@ -32,10 +32,10 @@ def ws_size(dims):
 
 
 @njit(**JIT)
-def ws_views(ws, dims):
+def ws_views(ws, dims, noff):
     """(pre, E, dB, dE, G, M, scratch) views into the workspace."""
     K = dims.size - 1
-    S = node_offsets(dims)[K + 1]
+    S = noff[K + 1]
     o = dims[K] * dims[0]
     G = ws[4 * S : 4 * S + o].reshape((dims[K], dims[0]))
     M = ws[4 * S + o : 4 * S + 2 * o].reshape((dims[K], dims[0]))
@@ -60,7 +60,7 @@ def loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws):
     by the caller (the ``_o`` kernels never allocate).
     """
     K = dims.size - 1
-    pre, _, _, _, _, M, _ = ws_views(ws, dims)
+    pre, _, _, _, _, M, _ = ws_views(ws, dims, noff)
     prefix(theta, dims, poff, noff, pre)
     P = node(pre, dims, noff, K)
     mm(P, Cxx, M)
@@ -89,7 +89,7 @@ def assemble_grad(theta, dims, poff, noff, pre, E, grad):
 def loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad):
     """L and dL/dW (into ``grad``, laid out like theta) from statistics."""
     l = loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
-    pre, E, _, _, G, M, _ = ws_views(ws, dims)
+    pre, E, _, _, G, M, _ = ws_views(ws, dims, noff)
     for i in range(G.shape[0]):
         for j in range(G.shape[1]):
             G[i, j] = M[i, j] - Cyx[i, j]
@@ -109,7 +109,7 @@ def loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, grad):
 def loss_data_o(theta, dims, poff, noff, X, Y, ws, R):
     """L = 1/2 ||P X - Y||^2; leaves prefix products in ws and the residual in R."""
     K = dims.size - 1
-    pre = ws_views(ws, dims)[0]
+    pre = ws_views(ws, dims, noff)[0]
     prefix(theta, dims, poff, noff, pre)
     mm(node(pre, dims, noff, K), X, R)
     s = 0.0
@@ -131,7 +131,7 @@ def loss_data(theta, dims, X, Y, ws, R):
 def loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad):
     """L and dL/dW from the data; G = (P X - Y) X^T."""
     l = loss_data_o(theta, dims, poff, noff, X, Y, ws, R)
-    pre, E, _, _, G, _, _ = ws_views(ws, dims)
+    pre, E, _, _, G, _, _ = ws_views(ws, dims, noff)
     mm(R, X.T, G)
     backprop(theta, dims, poff, noff, G, E)
     assemble_grad(theta, dims, poff, noff, pre, E, grad)
