@@ -194,6 +194,7 @@ def run_sweep(
 
             while len(sizes) < max_in_flight() and submit_next():
                 pass
+            lost = False  # the client closed (scheduler gone): new tasks would never finish
             for fut in pending:
                 cid = fut.key.removeprefix("chunk-")
                 try:
@@ -201,6 +202,9 @@ def run_sweep(
                 except Exception as e:  # worker died too often, or the task raised
                     log.error("chunk %s failed and is left for a rerun: %r", cid, e)
                     report.failed_chunks.append(cid)
+                    if not lost and c.status in ("closing", "closed"):
+                        lost = True
+                        log.error("lost the Dask scheduler: stopping; rerun to finish the sweep")
                 else:
                     store.write_chunk(res.chunk_id, res.runs, res.stalls, res.curves)
                     report.trained += res.runs.num_rows
@@ -208,7 +212,7 @@ def run_sweep(
                     bar.update(res.runs.num_rows)
                 fut.release()
                 sizes.pop(cid, None)
-                while len(sizes) < max_in_flight() and submit_next():
+                while not lost and len(sizes) < max_in_flight() and submit_next():
                     pass
             bar.close()
     report.wall_s = time.perf_counter() - t0

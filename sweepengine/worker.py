@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .init import init_weights
 from .problems import make_problem
-from .schema import curves_table, runs_table, stalls_table
+from .schema import RUNS_SCHEMA, STALLS_SCHEMA, conform, curves_table, runs_table, stalls_table
 from .spec import Run, package_version
 from .stats import Stats
 from .train import reference, train_batch
@@ -87,27 +87,39 @@ def _threads() -> int:
         return numba.get_num_threads()
 
 
-def _base_row(run: Run, sweep: str, chunk_id: str) -> dict:
+def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows of plain values (JSON columns already text) as a checked Arrow table.
+
+    The same result as ``schema.runs_table`` / ``stalls_table``, built by
+    pyarrow's C++ row converter: about 6x faster than their per-value Python
+    loop, which for chunks of short runs is a tenth of a worker's time.
+    """
+    unknown = set(rows[0]) - set(schema.names) if rows else set()
+    if unknown:  # from_pylist would drop them silently
+        raise ValueError(f"unknown column(s) {sorted(unknown)}; valid: {schema.names}")
+    return conform(pa.Table.from_pylist(rows, schema=schema), schema)
+
+
+def _base_row(run: Run, sweep: str, chunk_id: str, params_json: str | None = None) -> dict:
     hidden = list(run.hidden)
-    dims = np.asarray(run.dims)
     return {
         "run_id": run.run_id,
         "sweep": sweep,
         "chunk_id": chunk_id,
         "problem": run.problem,
-        "problem_params": run.problem_params,
+        "problem_params": run.problem_params if params_json is None else params_json,
         "d_x": run.dims[0],
         "d_y": run.dims[-1],
         "depth": run.depth,
         "widths": hidden,
         "min_width": min(hidden) if hidden else min(run.dims[0], run.dims[-1]),
-        "n_params": int(np.sum(dims[1:] * dims[:-1])),
+        "n_params": sum(a * b for a, b in zip(run.dims[1:], run.dims[:-1], strict=True)),
         "seed": run.seed,
         "init_scheme": run.init_scheme,
         "init_scale": run.init_scale,
         "optimizer": run.optimizer.name,
         "lr": run.optimizer.lr,
-        "optimizer_params": dict(run.optimizer.params),
+        "optimizer_params": json.dumps(dict(run.optimizer.params), sort_keys=True),
         "max_steps": run.max_steps,
         "target_gap": run.target_gap,
         "sweepengine_version": package_version(),
@@ -158,7 +170,7 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
                 "rel_lam_min": st.rel_lam_min, "stall_class": st.stall_class,
             })  # fmt: skip
         rows.append({
-            **_base_row(r, sweep, chunk_id),
+            **_base_row(r, sweep, chunk_id, params_json),
             "status": res.status, "error": None, "steps": res.steps,
             "final_loss": res.final_loss, "global_min": res.global_minimum,
             "final_gap": res.final_gap, "final_gap_rel": res.final_gap_rel,
@@ -182,7 +194,8 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
             ids, np.concatenate([s for _, s, _ in curve_parts]),
             np.concatenate([v for _, _, v in curve_parts]),
         )  # fmt: skip
-    return ChunkResult(chunk_id, runs_table(rows), stalls_table(stall_rows), curves, wall)
+    runs_t, stalls_t = _table(rows, RUNS_SCHEMA), _table(stall_rows, STALLS_SCHEMA)
+    return ChunkResult(chunk_id, runs_t, stalls_t, curves, wall)
 
 
 def _failed_row(run, sweep, chunk_id, err, share, compile_s, worker) -> dict:
