@@ -13,9 +13,9 @@ import numpy as np
 
 import sweepengine as se
 from sweepengine._layout import dims_of, flatten
-from sweepengine.kernels import trainer as T
 from sweepengine.kernels.hvp import hvp_prepared
 from sweepengine.kernels.objective import loss_grad_data, loss_grad_stats, ws_size
+from sweepengine.kernels.spectrum import lanczos_extremes
 from sweepengine.train import reference, train_batch
 
 # Stall probes off during throughput runs (measured separately): no stall can
@@ -136,27 +136,24 @@ class Trainer:
 
 
 def probe_costs(p, reps: int) -> dict[str, float]:
-    """Seconds of one stall probe at the start point: the trainer's own probe kernel
-    (loss_grad_stats + lanczos_extremes with the default StallConfig) and the
-    public ``hessian_extremes_info(method="lanczos")``."""
-    cfg_stall = se.StallConfig()
+    """Seconds of one stall probe at the start point: what the trainer's probe runs
+    (``loss_grad_stats`` then ``lanczos_extremes`` with the default StallConfig) and
+    the public ``hessian_extremes_info(method="lanczos")``."""
+    cfg = se.StallConfig()
     theta = flatten(p.weights)
     dims = dims_of(p.weights)
     ws = np.zeros(ws_size(dims))
     gbuf = np.empty_like(theta)
-    cfg = np.zeros(T.N_CFG)
-    cfg[T.C_LZ_ITER] = cfg_stall.lanczos_iter
-    cfg[T.C_LZ_TOL] = cfg_stall.lanczos_tol
     out = np.zeros(5)
     stats = se.Stats(p.Cxx, p.Cyx, p.yy)
 
     def kernel():
-        T._probe(theta, dims, p.Cxx, p.Cyx, p.yy, ws, gbuf, cfg, np.uint64(0), out)
+        loss_grad_stats(theta, dims, p.Cxx, p.Cyx, p.yy, ws, gbuf)
+        lanczos_extremes(theta, dims, p.Cxx, ws, cfg.lanczos_iter, cfg.lanczos_tol, 0, out)
 
     def api():
         return se.hessian_extremes_info(p.weights, stats=stats, method="lanczos",
-                                        maxiter=cfg_stall.lanczos_iter,
-                                        tol=cfg_stall.lanczos_tol)  # fmt: skip
+                                        maxiter=cfg.lanczos_iter, tol=cfg.lanczos_tol)  # fmt: skip
 
     kernel()
     api()

@@ -302,7 +302,10 @@ def render(res: dict, command: str) -> str:
         md.append("\n## 2 threads (microseconds per call)\n\n")
         md.append(
             "Same runs with every pool capped at 2 threads and no pinning. sweepengine's "
-            "kernels are serial (their BLAS calls for big products may use 2 threads).\n\n"
+            "kernels are serial (their BLAS calls for big products may use 2 threads). "
+            "A 2-thread BLAS call stalls whenever another process holds one of the two "
+            "cores (a 128x128 product then takes ~16 ms instead of ~0.07 ms, in NumPy and "
+            "Numba alike), so read these numbers with the load line above.\n\n"
         )
         hdr = ["size", "kernel grad (stats)", "kernel grad (data)", "NumPy (data)",
                "JAX (data)", "Torch (data)", "prepared HVP", "grad+HVP (data)",
@@ -424,7 +427,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-kernels-") as tmp:
         cache = {"NUMBA_CACHE_DIR": str(Path(tmp) / "numba-cache")}
         res["compile"] = {
-            name: C.run_worker(SCRIPT, ["--compile-probe"], 1, 600, cache)
+            name: C.run_worker(SCRIPT, ["--compile-probe"], 1, 600, cache, retries=0)
             for name in ("cold", "warm")
         }
         for nt in threads:

@@ -34,6 +34,7 @@ CHECK_STEPS = 300
 BATCH = 64
 BATCH_BIG = 8  # runs per batch at d = 128
 SINGLE_THREADS, BATCH_THREADS = 1, 2
+BLAS_1 = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _batch_size(d: int) -> int:
@@ -119,6 +120,10 @@ def _rate(c):
     return None if c is None else c["run_steps_per_s"]
 
 
+def _ratio(a, b):
+    return None if not a or not b else a / b
+
+
 def _agree(c, ref):
     if c is None or ref is None or c["check_steps"] != ref["check_steps"]:
         return None
@@ -135,7 +140,7 @@ def render(res: dict, command: str) -> str:
         f"- single run: **1 thread** for everything (Numba, BLAS, torch.set_num_threads(1), "
         f"every worker pinned to one CPU with `taskset`, since jaxlib ignores XLA's thread "
         f"flags). Batch: B = {BATCH} runs ({BATCH_BIG} at d = 128), **2 threads** everywhere, "
-        "no pinning.\n"
+        "no pinning (sweepengine: 2 Numba threads over runs, BLAS 1 thread).\n"
         "- sweepengine: public `train_batch(..., 'gd', stop_at_target=False, final_probe=False, "
         "record_every=1)` with stall probes switched off (`min_length` beyond the run) and "
         "`ref=` precomputed; the time includes validation, X X^T and result building. The "
@@ -148,6 +153,7 @@ def render(res: dict, command: str) -> str:
         "- rate = runs x steps / wall seconds, median of 3 timed runs, after an untimed "
         "compiling run. Same start weights and lr everywhere.\n"
     )
+    md.append(C.load_md(res))
     md.append("\n## Targets\n\n")
     md.append(C.table(["target", "result", "detail"], res["targets"], "lll"))
     for mode, title in (("single", "Single run, 1 thread: steps per second"),
@@ -155,11 +161,22 @@ def render(res: dict, command: str) -> str:
         if mode not in res:
             continue
         md.append(f"\n## {title}\n\n")
-        hdr = ["size", "B", "sweepengine", "JAX stats", "JAX data", "Torch stats", "Torch data",
+        pitfall = mode == "batch" and "sweepengine_blas2" in res[mode]
+        if mode == "batch":
+            md.append(
+                "sweepengine: `train_batch(threads=2)` with BLAS capped at 1 thread (it "
+                "parallelises over runs; what a sweep worker should set). `se, BLAS 2` = the "
+                "same with OpenBLAS left at 2 threads: each of the 2 Numba threads then "
+                "calls a 2-thread OpenBLAS (oversubscription).\n\n"
+            )
+        hdr = ["size", "B", "sweepengine"] + (["se, BLAS 2"] if pitfall else []) + [
+               "JAX stats", "JAX data", "Torch stats", "Torch data",
                "vs best JAX", "vs best Torch", "agree (max rel diff, steps)"]  # fmt: skip
         rows = []
         for sid in sids:
             se = _case(res, mode, "sweepengine", sid, "stats")
+            extra = ([C.fmt_rate(_rate(_case(res, mode, "sweepengine_blas2", sid, "stats")))]
+                     if pitfall else [])  # fmt: skip
             peers = {(i, f): _case(res, mode, i, sid, f)
                      for i in ("jax", "torch") for f in ("stats", "data")}  # fmt: skip
             bj = max((_rate(peers[("jax", f)]) or 0) for f in ("stats", "data")) or None
@@ -168,10 +185,10 @@ def render(res: dict, command: str) -> str:
             agree = [a for a in agree if a is not None]
             steps = se["check_steps"] if se else "?"
             rows.append(
-                [sid, se["B"] if se else "?", C.fmt_rate(_rate(se))]
+                [sid, se["B"] if se else "?", C.fmt_rate(_rate(se))] + extra
                 + [C.fmt_rate(_rate(peers[k])) for k in
                    (("jax", "stats"), ("jax", "data"), ("torch", "stats"), ("torch", "data"))]
-                + [C.fmt_x(bj and _rate(se) / bj), C.fmt_x(bt and _rate(se) / bt),
+                + [C.fmt_x(_ratio(_rate(se), bj)), C.fmt_x(_ratio(_rate(se), bt)),
                    f"{max(agree):.1e} ({steps})" if agree else "n/a"]
             )  # fmt: skip
         md.append(C.table(hdr, rows))
@@ -179,8 +196,8 @@ def render(res: dict, command: str) -> str:
         md.append("\n## Stall probe cost (sweepengine, 1 thread)\n\n")
         md.append(
             "One probe = `loss_grad_stats` + `lanczos_extremes` with the default `StallConfig` "
-            "(at most 120 iterations, tol 1e-8, full re-orthogonalisation), at the start point, "
-            "as the trainer runs it (`kernels.trainer._probe`); `API` = "
+            "(at most 120 iterations, tol 1e-8, full re-orthogonalisation) at the start point, "
+            "what the trainer's probe runs; `API` = "
             "`hessian_extremes_info(method='lanczos')`. `steps` = probe time / one training "
             "step of the single-run table. `reference` = `train.reference()` (L*, lam_ref), "
             "which `train_batch` runs on every call unless given `ref=`; `call overhead` = "
@@ -269,10 +286,17 @@ def main(argv=None) -> None:
     for mode in args.modes.split(","):
         nt = SINGLE_THREADS if mode == "single" else BATCH_THREADS
         res[mode] = {}
-        for impl in impls:
-            out = C.run_worker(SCRIPT, wargs + ["--impl", impl, "--mode", mode], nt, 900)
+        runs = [(impl, impl, None) for impl in impls]
+        if mode == "batch":
+            # sweepengine parallelises over runs, so its BLAS must stay single-threaded
+            # (what a sweep worker sets); the default 2-thread BLAS is kept as a pitfall.
+            runs[0] = ("sweepengine", "sweepengine", BLAS_1)
+            runs.insert(1, ("sweepengine", "sweepengine_blas2", None))
+        for impl, key, env in runs:
+            out = C.run_worker(SCRIPT, wargs + ["--impl", impl, "--mode", mode], nt, 900, env)
             if out is not None:
-                res[mode][impl] = out
+                out["label"] = key
+                res[mode][key] = out
     res["targets"] = targets(res)
     res["wall_seconds"] = time.perf_counter() - t_start
     stem = Path(args.out)

@@ -34,13 +34,13 @@ def node_offsets(dims):
     return off
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def weight(theta, dims, poff, k):
     """View of W_k (1-based k) inside theta."""
     return theta[poff[k - 1] : poff[k]].reshape((dims[k], dims[k - 1]))
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def node(buf, dims, noff, k):
     """View of node k (shape (d_k, d_0)) inside a node buffer."""
     return buf[noff[k] : noff[k + 1]].reshape((dims[k], dims[0]))

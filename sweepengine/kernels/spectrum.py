@@ -53,6 +53,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
     alpha = np.zeros(m)
     beta = np.zeros(m)
     w = np.empty(n)
+    coef = np.empty(m)
     Q[0] = _start_vector(n, seed)
     scale = 0.0
     lo = hi = elo = ehi = 0.0
@@ -61,9 +62,11 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
         hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, Q[j], w)
         a = dot(Q[j], w)
         alpha[j] = a
-        for _ in range(2):  # full re-orthogonalisation, twice is enough (Kahan)
+        for _ in range(2):  # classical Gram-Schmidt, twice is enough (Kahan)
             for i in range(j + 1):
-                c = dot(Q[i], w)
+                coef[i] = dot(Q[i], w)
+            for i in range(j + 1):
+                c = coef[i]
                 for t in range(n):
                     w[t] -= c * Q[i, t]
         b = np.sqrt(dot(w, w))
