@@ -46,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
-PARTS = ("raw", "cli", "warm", "anatomy", "plan", "big", "parquet")
+PARTS = ("raw", "cli", "warm", "scale", "anatomy", "plan", "big", "parquet")
 RETRIES, DISTURBED = 2, 0.2  # redo a part when other jobs used more cores than this
-MODES = {"raw": "2 threads", "cli": "2 workers", "warm": "2 workers", "anatomy": "1 thread",
+MODES = {"raw": "2 threads", "cli": "2 workers", "warm": "2 workers", "scale": "both",
+         "anatomy": "1 thread",
          "plan": "client", "big": "2 workers", "parquet": "1 thread"}  # fmt: skip
 
 SPEC = """
@@ -98,13 +99,21 @@ class PeakRSS:
         self.proc = psutil.Process()
         self.every = every
         self.peak = self.proc.memory_info().rss
+        self.samples: list[int] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            rss = self.proc.memory_info().rss
+            self.peak = max(self.peak, rss)
+            self.samples.append(rss)
             self._stop.wait(self.every)
+
+    def quartiles(self) -> list[float]:
+        """RSS (MiB) at 25, 50, 75 and 100 percent of the sampled time: flat = bounded."""
+        s = self.samples or [self.peak]
+        return [_mib(s[min(len(s) - 1, round(q * (len(s) - 1)))]) for q in (0.25, 0.5, 0.75, 1)]
 
     def __enter__(self):
         self.start = self.proc.memory_info().rss
@@ -234,7 +243,7 @@ def part_warm(n_runs: int) -> dict:
         steps = int(t.column("steps").to_numpy().sum())
         inner = float(t.column("wall_time_s").to_numpy().sum())
     return {
-        "n_runs": n_runs, "wall_s": report.wall_s, "chunks": report.chunks, "steps": steps,
+        "n_runs": n_runs, "sweep_s": report.wall_s, "chunks": report.chunks, "steps": steps,
         "task_compute_s": acc.get("compute", 0.0), "task_other_s": {
             k: v for k, v in acc.items() if k != "compute"},
         "train_chunk_s": inner, "write_chunk_s": spent["write_chunk"],
@@ -329,6 +338,7 @@ def part_plan(n_runs: int) -> dict:
         dt = time.perf_counter() - t0
     return {"n_runs": n, "chunks": chunks, "chunk_size": size, "seconds": dt,
             "rss_start_mib": _mib(mem.start), "rss_peak_mib": _mib(mem.peak),
+            "rss_quartiles_mib": mem.quartiles(),
             "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
@@ -355,11 +365,11 @@ def part_big(n_runs: int) -> dict:
         with PeakRSS() as resume_mem:
             again = run_sweep(spec, out, n_workers=2, progress=False)
     return {
-        "n_runs": n_runs, "wall_s": report.wall_s, "trained": report.trained,
+        "n_runs": n_runs, "sweep_s": report.wall_s, "trained": report.trained,
         "chunks": report.chunks, "rows": rows, "runs_bytes": size,
         "rss_start_mib": _mib(run_mem.start), "rss_peak_mib": _mib(run_mem.peak),
-        "done_ids": n_done, "done_s": done_s, "done_rss_delta_mib": _mib(
-            done_mem.peak - done_mem.start),
+        "rss_quartiles_mib": run_mem.quartiles(), "done_ids": n_done, "done_s": done_s,
+        "done_rss_delta_mib": _mib(done_mem.peak - done_mem.start),
         "resume_s": again.wall_s, "resume_trained": again.trained,
         "resume_rss_peak_mib": _mib(resume_mem.peak),
     }  # fmt: skip
@@ -461,6 +471,8 @@ def worker(part: str, quick: bool) -> dict:
         return part_cli(n, 1 if quick else 2)
     if part == "warm":
         return part_warm(n)
+    if part == "scale":  # the same sweep 4x longer: fixed costs amortised
+        return {"raw": part_raw(4 * n, 1), "cli": part_cli(4 * n, 1)}
     if part == "anatomy":
         return part_anatomy(250, 4 if quick else 8)
     if part == "plan":
@@ -477,6 +489,35 @@ def worker(part: str, quick: bool) -> dict:
 
 def _fmt(x: float, nd: int = 0) -> str:
     return f"{x:,.{nd}f}"
+
+
+def targets(p: dict) -> list[list[str]]:
+    """The >= 85 % of the raw kernel target, per way of measuring it."""
+    raw, warm = p["raw"], p["warm"]
+    best = min(p["cli"]["reps"], key=lambda x: x["process_s"])
+    fixed = best["process_s"] - warm["sweep_s"]
+    rows = [
+        ["sweep >= 85 % of the raw kernel, steady state (warm cluster, 10,000 runs)",
+         "met" if raw["seconds"] / warm["sweep_s"] >= 0.85 else "NOT met",
+         f"{raw['seconds'] / warm['sweep_s']:.0%}"],
+        ["the same, `sweepengine run` end to end, 10,000 runs",
+         "met" if raw["seconds"] / best["process_s"] >= 0.85 else "NOT met",
+         f"{raw['seconds'] / best['process_s']:.0%}: about {fixed:.1f} s of fixed cost "
+         "(interpreter and imports, starting 2 worker processes, their first Numba cache "
+         f"load, shutdown) on {raw['seconds']:.1f} s of training"],
+    ]  # fmt: skip
+    sc = p.get("scale")
+    if sc:
+        r = sc["raw"]["seconds"] / sc["cli"]["reps"][0]["process_s"]
+        rows.append([f"the same, end to end, {sc['raw']['n_runs']:,} runs",
+                     "met" if r >= 0.85 else "NOT met", f"{r:.0%}"])  # fmt: skip
+    big = p.get("big")
+    if big:
+        q = big["rss_quartiles_mib"]
+        rows.append(["client memory bounded while running", "met" if q[-1] - q[0] < 32
+                     else "NOT met", f"RSS {q[0]:.0f} MiB at 1/4 of the run, {q[-1]:.0f} "
+                     "at the end"])  # fmt: skip
+    return rows
 
 
 def render(res: dict, command: str) -> str:
@@ -496,6 +537,9 @@ def render(res: dict, command: str) -> str:
     p = res["parts"]
     raw, cli, warm = p.get("raw"), p.get("cli"), p.get("warm")
     if raw and cli and warm:
+        md.append("\n## Targets\n\n")
+        md.append(C.table(["target", "result", "detail"], targets(p), "lll"))
+    if raw and cli and warm:
         md.append("\n## 1. Throughput: 10,000-run sweep vs the raw batched kernel\n\n")
         r_rate = raw["n_runs"] / raw["seconds"]
         rows = [["raw kernel, `train_batch(threads=2)`", _fmt(raw["seconds"], 2),
@@ -504,11 +548,23 @@ def render(res: dict, command: str) -> str:
         for label, secs in (
             ("`sweepengine run` process, end to end", best["process_s"]),
             ("`run_sweep` as reported (cluster start included)", best["report_s"]),
-            ("`run_sweep` on a warm cluster (steady state)", warm["wall_s"]),
+            ("`run_sweep` on a warm cluster (steady state)", warm["sweep_s"]),
         ):
             steps = warm["steps"] if "warm" in label else best["steps"]
             rows.append([label, _fmt(secs, 2), _fmt(raw["n_runs"] / secs),
                          C.fmt_rate(steps / secs), f"{raw['seconds'] / secs:.0%}"])  # fmt: skip
+        sc = p.get("scale")
+        if sc:
+            sraw, scli = sc["raw"], sc["cli"]["reps"][0]
+            n4 = sraw["n_runs"]
+            rows.append([f"**{n4:,} runs** (same grid, 4x the seeds): raw kernel",
+                         _fmt(sraw["seconds"], 2), _fmt(n4 / sraw["seconds"]),
+                         C.fmt_rate(sraw["steps"] / sraw["seconds"]), "100%"])  # fmt: skip
+            for label, secs in (("`sweepengine run` process, end to end", scli["process_s"]),
+                                ("`run_sweep` as reported", scli["report_s"])):  # fmt: skip
+                rows.append([f"{n4:,} runs: {label}", _fmt(secs, 2), _fmt(n4 / secs),
+                             C.fmt_rate(scli["steps"] / secs),
+                             f"{sraw['seconds'] / secs:.0%}"])  # fmt: skip
         md.append(C.table(["path", "seconds", "runs/s", "run-steps/s", "of raw"], rows))
         md.append(
             f"\nSteps taken: raw {raw['steps']:,}, sweep {best['steps']:,} (equal: the sweep "
@@ -520,8 +576,8 @@ def render(res: dict, command: str) -> str:
         md.append(
             f"\nWarm run, from Dask's task stream: tasks computed for "
             f"{warm['task_compute_s']:.2f} worker-seconds (of which `train_chunk` up to the end "
-            f"of training {warm['train_chunk_s']:.2f} s), over {warm['wall_s']:.2f} s x 2 "
-            f"workers = {2 * warm['wall_s']:.2f} worker-seconds available; other task "
+            f"of training {warm['train_chunk_s']:.2f} s), over {warm['sweep_s']:.2f} s x 2 "
+            f"workers = {2 * warm['sweep_s']:.2f} worker-seconds available; other task "
             f"phases: {other}. The client process used {warm['client_cpu_s']:.2f} CPU-seconds "
             f"(planning alone {warm['plan_s']:.2f} s, `write_chunk` {warm['write_chunk_s']:.2f} s"
             f", the rest is Dask's scheduler and comms, which share the process), on the same "
@@ -549,6 +605,16 @@ def render(res: dict, command: str) -> str:
         rows = [[k, f"{v:.1f}", f"{v / total:.0%}"] for k, v in rows]
         rows.append(["total", f"{total:.1f}", "100%"])
         md.append(C.table(["step", "us per run", "share"], rows))
+        outside = total - a["kernel_us"] - a["train_batch_rest_us"]
+        md.append(
+            f"\nThe raw-kernel baseline pays the kernel and the rest of `train_batch`; a sweep "
+            f"adds {outside:.0f} us per run ({outside / total:.0%} of the total), on the same "
+            "two cores, and its workers also need the cores while the client plans and "
+            "writes. With runs this short (about half a millisecond each) the largest "
+            "additions are `init_weights` (per-run validation and a new `default_rng`), "
+            "planning (two sha256 of canonical JSON per Run) and the per-chunk fsyncs of "
+            "`write_chunk` (about 8 ms per chunk, nearly independent of its size).\n"
+        )
     plan, big = p.get("plan"), p.get("big")
     if plan or big:
         md.append("\n## 3. Client memory\n\n")
@@ -558,14 +624,16 @@ def render(res: dict, command: str) -> str:
                 f"plan {plan['n_runs']:,} runs (no training)", _fmt(plan["seconds"], 1),
                 f"{_fmt(plan['rss_start_mib'])} -> {_fmt(plan['rss_peak_mib'])}",
                 f"{plan['chunks']:,} chunks of {plan['chunk_size']}; "
-                f"{plan['n_runs'] / plan['seconds']:,.0f} runs/s",
+                f"{plan['n_runs'] / plan['seconds']:,.0f} runs/s; RSS at 1/4, 1/2, 3/4, end: "
+                + ", ".join(f"{m:.0f}" for m in plan["rss_quartiles_mib"]),
             ])  # fmt: skip
         if big:
             rows.append([
-                f"run {big['n_runs']:,} runs, max_steps = 1", _fmt(big["wall_s"], 1),
+                f"run {big['n_runs']:,} runs, max_steps = 1", _fmt(big["sweep_s"], 1),
                 f"{_fmt(big['rss_start_mib'])} -> {_fmt(big['rss_peak_mib'])}",
-                f"{big['chunks']} chunks, {big['n_runs'] / big['wall_s']:,.0f} runs/s; "
-                "includes the in-process scheduler",
+                f"{big['chunks']} chunks, {big['n_runs'] / big['sweep_s']:,.0f} runs/s; "
+                "RSS (client + in-process scheduler) at 1/4, 1/2, 3/4, end: "
+                + ", ".join(f"{m:.0f}" for m in big["rss_quartiles_mib"]),
             ])  # fmt: skip
             rows.append([
                 f"resume it: `done_run_ids` of {big['done_ids']:,} runs", _fmt(big["done_s"], 2),

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 TARGET_CHUNK_S = 2.0  # aim for chunks of about this much compute
 MAX_CHUNK = 256
+# distributed keeps the last `low-level-log-length` (default 1000) messages of every
+# comm for debugging, and a compute-task message holds a whole chunk of Run objects:
+# the (in-process) scheduler then grows by ~1 KB per run, up to 1000 chunks per worker
+# (~250 MB per worker for small nets). Keep a few for debugging, not thousands.
+COMM_LOG = {"distributed.admin.low-level-log-length": 20}
 
 
 @dataclass
@@ -91,21 +96,25 @@ def connect(
     """A Dask client: the given one, one joined to ``scheduler``, or an embedded LocalCluster.
 
     The local cluster has ``n_workers`` processes (default: cores // threads) of
-    ``threads_per_worker`` threads, so workers x threads <= cores.
+    ``threads_per_worker`` threads, so workers x threads <= cores. While the
+    block runs, comms created in this process keep short message logs (``COMM_LOG``).
     """
+    import dask
     from distributed import Client, LocalCluster
 
-    if client is not None:
-        yield client
+    if client is not None:  # e.g. a batch cluster whose scheduler runs in this process
+        with dask.config.set(COMM_LOG):
+            yield client
         return
     if scheduler is not None:
-        with Client(scheduler) as c:
+        with dask.config.set(COMM_LOG), Client(scheduler) as c:
             yield c
         return
     cores = os.cpu_count() or 1
     threads = max(1, int(threads_per_worker))
     n = n_workers or max(1, cores // threads)
     with (
+        dask.config.set(COMM_LOG),
         LocalCluster(
             n_workers=n,
             threads_per_worker=threads,

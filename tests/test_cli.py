@@ -86,7 +86,10 @@ def results(tmp_path_factory, spec_file) -> tuple[Path, subprocess.CompletedProc
 def sorted_tables(out: Path) -> list[pd.DataFrame]:
     keys = (["run_id"], ["run_id", "stall_index"], ["run_id", "step"])
     tables = (read_runs(out), read_stalls(out), read_curves(out))
-    return [t.to_pandas().sort_values(k).reset_index(drop=True) for t, k in zip(tables, keys)]
+    return [
+        t.to_pandas().sort_values(k).reset_index(drop=True)
+        for t, k in zip(tables, keys, strict=True)
+    ]
 
 
 def test_help():
@@ -200,7 +203,7 @@ def test_run_with_another_spec_is_refused(results, tmp_path, run_main, capsys):
         (("max_steps = 200", "max_step = 200"), ["max_step", "unknown key", "max_steps"]),
         (("lr = 0.1", "lr = -0.1"), ["optimizer.lr"]),
         (("width = 3", "width = [3, 3]"), ["architecture.width[1]", "repeats"]),
-        (("name = \"gd\"", "name = \"newton\""), ["optimizer.name", "unknown optimizer"]),
+        (('name = "gd"', 'name = "newton"'), ["optimizer.name", "unknown optimizer"]),
         (("[init]", "[init\n"), ["not valid TOML"]),
     ],
     ids=["unknown-key", "negative-lr", "repeated-width", "unknown-optimizer", "bad-toml"],

@@ -174,7 +174,9 @@ def start_cluster(root: Path, n_workers: int = 2) -> DaskProcs:
         deadline = time.monotonic() + 60
         while not procs.address:
             if sched.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"scheduler did not start:\n{(root / 'scheduler.log').read_text()}")
+                raise RuntimeError(
+                    f"scheduler did not start:\n{(root / 'scheduler.log').read_text()}"
+                )
             with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
                 procs.address = json.loads(sfile.read_text())["address"]
             time.sleep(0.1)
@@ -288,9 +290,10 @@ def test_sweep_on_external_cluster(dask_cluster, tmp_path):
     assert n_stalls > 0
     assert sql(f"select count(*) from {s} join {r} using (run_id)") == [(n_stalls,)]
     # every run's n_stalls counts its stall rows (max_stalls is not reached here)
-    assert sql(f"""
+    miscounted = sql(f"""
         select r.run_id from {r} r left join {s} s using (run_id)
-        group by r.run_id, r.n_stalls having count(s.run_id) != r.n_stalls""") == []
+        group by r.run_id, r.n_stalls having count(s.run_id) != r.n_stalls""")
+    assert miscounted == []
     # curves: every point belongs to a run, every run has points, at multiples of 50
     assert sql(f"select count(*) from {c} anti join {r} using (run_id)") == [(0,)]
     assert sql(f"select count(distinct run_id) from {c}") == [(64,)]
@@ -483,6 +486,43 @@ def test_second_sweep_into_locked_dir_is_refused(dask_cluster, tmp_path, monkeyp
     assert_one_row_per_run(out, spec)
 
 
+@pytest.mark.slow
+def test_lost_scheduler_stops_the_sweep_and_rerun_finishes(tmp_path):
+    """Kill the scheduler mid-sweep: run_sweep returns (no hang), incomplete; a rerun
+    on a new cluster trains exactly the missing runs."""
+    import dask
+
+    procs = start_cluster(tmp_path / "dask", 2)
+    spec, out = load_spec(heavy_spec(12)), tmp_path / "out"
+    try:
+
+        def killer() -> None:
+            wait_for(lambda: len(part_files(out)) >= 1, 60, "the first part")
+            os.killpg(procs.scheduler.pid, signal.SIGKILL)
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+            t0 = time.monotonic()
+            report = run_sweep(spec, out, scheduler=procs.address, max_chunk=2, progress=False)
+        t.join(5)
+        assert time.monotonic() - t0 < 60
+        assert not report.complete and report.failed_chunks
+    finally:
+        procs.close()
+    n_done = len(read_runs(out))
+    assert n_done == report.trained < spec.n_runs
+
+    procs = start_cluster(tmp_path / "dask2", 2)
+    try:
+        again = run_sweep(spec, out, scheduler=procs.address, max_chunk=2, progress=False)
+    finally:
+        procs.close()
+    assert (again.already_done, again.trained) == (n_done, spec.n_runs - n_done)
+    assert again.complete
+    assert_one_row_per_run(out, spec)
+
+
 def test_failing_chunk_is_recorded_as_failed(dask_cluster, tmp_path):
     """A chunk whose training raises becomes rows with status 'failed' and the error.
 
@@ -518,13 +558,18 @@ def test_cluster_listens_on_loopback_only(dask_cluster):
     assert all(a.startswith("tcp://127.0.0.1:") for a in addrs), addrs
 
 
-def test_local_cluster_is_private_to_loopback():
-    from sweepengine.sweep import connect
+def test_local_cluster_is_private_and_keeps_short_comm_logs():
+    """Loopback only; and the in-process scheduler does not keep the last 1000 messages
+    to each worker (each holds a chunk's Run objects: ~1 KB per run of client memory)."""
+    from sweepengine.sweep import COMM_LOG, connect
 
     with connect(n_workers=1) as c:
         info = c.scheduler_info(n_workers=-1)
         assert c.scheduler.address.startswith("tcp://127.0.0.1:")
         assert all(w.startswith("tcp://127.0.0.1:") for w in info["workers"])
         assert c.dashboard_link.startswith("http://127.0.0.1:")
-        assert c.cluster.scheduler.http_server.address == "127.0.0.1"
-
+        scheduler = c.cluster.scheduler
+        assert scheduler.http_server.address == "127.0.0.1"
+        [stream] = scheduler.stream_comms.values()
+        limit = COMM_LOG["distributed.admin.low-level-log-length"]
+        assert stream.recent_message_log.maxlen == limit <= 100
