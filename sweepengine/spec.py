@@ -539,6 +539,7 @@ def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spe
             ]
         )
         space = grid
+        _check_batch_size(v, opt, v.problem_grid(problem, p_axes))
         if combine == "random":
             if len(grid) > _MAX_SEED:
                 v.add("combine", f"random sampling needs a grid below 2^63 points, not {len(grid)}")
@@ -563,6 +564,20 @@ def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spe
         source=copy.deepcopy(dict(data)),
         _space=space,
     )
+
+
+def _check_batch_size(v: _Validator, opt: dict[str, list], problems: list[tuple]) -> None:
+    """A mini-batch cannot be larger than the data set (checked before anything runs)."""
+    if "sgd" not in opt["optimizer.name"] or not problems:
+        return
+    sizes = opt.get("optimizer.batch_size", [OPTIMIZERS["sgd"][1]["batch_size"]])
+    m = min(dims[2] for _, dims in problems)
+    if max(sizes) > m:
+        v.add(
+            "optimizer.batch_size",
+            f"= {int(max(sizes))} exceeds the number of samples m = {m} of the problem "
+            f"(valid: 1..{m})",
+        )
 
 
 _OPT_FIXED = ("optimizer.name", "optimizer.lr")

@@ -79,11 +79,14 @@ def _worker_name() -> str:
 
 
 def _threads() -> int:
+    """Numba threads for one chunk: 1 inside a Dask worker (a worker with T threads
+    already runs T chunks at once, so workers x threads <= cores holds), else all."""
     try:
         from distributed import get_worker
 
-        return max(1, int(get_worker().state.nthreads))
-    except (ImportError, ValueError, AttributeError):
+        get_worker()
+        return 1
+    except (ImportError, ValueError):
         return numba.get_num_threads()
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from sweepengine.spec import Spec, load_spec
+from sweepengine.spec import Spec, SpecError, load_spec
 from sweepengine.store import StoreLockedError, read_curves, read_runs, read_stalls
 from sweepengine.sweep import run_sweep, worker_env
 
@@ -523,29 +523,40 @@ def test_lost_scheduler_stops_the_sweep_and_rerun_finishes(tmp_path):
     assert_one_row_per_run(out, spec)
 
 
-def test_failing_chunk_is_recorded_as_failed(dask_cluster, tmp_path):
-    """A chunk whose training raises becomes rows with status 'failed' and the error.
-
-    The trigger is a mini-batch larger than the data set, which the trainer
-    rejects inside the worker (spec validation does not cross-check it).
-    """
+def test_oversized_batch_is_refused_before_anything_runs():
     text = SMALL.replace('name = ["gd", "momentum"]', 'name = ["gd", "sgd"]').replace(
         "beta = 0.9", "batch_size = 64"
     )
-    spec, out = load_spec(text), tmp_path / "out"
-    report = run_sweep(spec, out, scheduler=dask_cluster.address, progress=False)
-    assert report.complete and report.trained == spec.n_runs
-    assert not report.failed_chunks  # the task itself succeeded: failure is an outcome
-    runs = assert_one_row_per_run(out, spec)
-    failed = runs[runs.status == "failed"]
-    assert set(failed.optimizer) == {"sgd"} and len(failed) == spec.n_runs // 2
-    assert failed.error.str.contains("batch_size 64 exceeds the number of samples m=16").all()
-    assert (failed.steps == 0).all()
-    ok = runs[runs.optimizer == "gd"]
-    assert ok.error.isna().all() and set(ok.status) <= STATUSES
-    # failed runs count as done: a rerun does not retry them
-    again = run_sweep(spec, out, scheduler=dask_cluster.address, progress=False)
-    assert again.trained == 0
+    with pytest.raises(SpecError, match=r"optimizer.batch_size.*exceeds the number of samples"):
+        load_spec(text)
+
+
+def test_failing_chunk_is_recorded_as_failed(dask_cluster, tmp_path):
+    """A chunk whose training raises becomes rows with status 'failed' and the error.
+
+    Validation refuses such specs, so the runs are built past it: SGD with a
+    mini-batch larger than the data set, which the trainer rejects on the worker.
+    The task itself succeeds (failure is an outcome) and the rows are stored.
+    """
+    from distributed import Client
+
+    from sweepengine.options import make_optimizer
+    from sweepengine.store import open_store
+    from sweepengine.worker import train_chunk
+
+    spec = load_spec(SMALL)
+    runs = [dataclasses.replace(r, optimizer=make_optimizer("sgd", 0.05, batch_size=64))
+            for r in spec.runs(0, 3)]  # fmt: skip
+    with Client(dask_cluster.address) as c:
+        res = c.submit(train_chunk, "failing", runs, spec.name, pure=False).result()
+    store = open_store(tmp_path / "out", spec.source)
+    with store.lock():
+        store.write_chunk(res.chunk_id, res.runs, res.stalls, res.curves)
+    got = pd.read_parquet(tmp_path / "out" / "runs")
+    assert sorted(got.run_id) == sorted(r.run_id for r in runs)
+    assert (got.status == "failed").all() and (got.steps == 0).all()
+    assert got.error.str.contains("batch_size 64 exceeds the number of samples m=16").all()
+    assert store.done_run_ids() == {r.run_id for r in runs}  # a rerun does not retry them
 
 
 def test_cluster_listens_on_loopback_only(dask_cluster):
