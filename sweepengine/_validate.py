@@ -25,6 +25,8 @@ def as_matrix(a, name: str, rows: int | None = None, cols: int | None = None) ->
         type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 2 and a.flags.c_contiguous
     ):
         a = _coerce(a, name)
+    if not a.flags.writeable:  # a read-only array is another Numba type: one more compile
+        a = a.copy()
     r, c = a.shape
     if (rows is not None and r != rows) or (cols is not None and c != cols):
         want = ("*" if rows is None else rows, "*" if cols is None else cols)

@@ -110,6 +110,11 @@ def connect(
         with dask.config.set(COMM_LOG), Client(scheduler) as c:
             yield c
         return
+    # Compile (or load) the trainer once here, before the workers start: they then
+    # load it from the on-disk cache instead of each compiling the same code.
+    from .worker import warm_up
+
+    warm_up()
     cores = os.cpu_count() or 1
     threads = max(1, int(threads_per_worker))
     n = n_workers or max(1, cores // threads)

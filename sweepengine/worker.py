@@ -43,8 +43,6 @@ class ChunkResult:
 @functools.lru_cache(maxsize=16)
 def _data(problem: str, params_json: str) -> tuple[np.ndarray, np.ndarray, Stats]:
     X, Y = make_problem(problem, json.loads(params_json))
-    X.setflags(write=False)
-    Y.setflags(write=False)
     return X, Y, Stats.from_data(X, Y)
 
 

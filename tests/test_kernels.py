@@ -160,3 +160,20 @@ def test_bad_input_names_argument(rng, call, name):
     X, Y = random_data(rng, 3, 2, 5)
     with pytest.raises(ValueError, match=name.replace("[", r"\[").replace("]", r"\]")):
         call(W, X, Y)
+
+
+def test_one_compiled_signature_whatever_the_input(rng):
+    """Read-only, integer or Fortran-ordered input must not compile new kernel versions."""
+    from sweepengine.kernels.objective import loss_grad_data
+
+    W = random_chain(rng, (3, 4, 2))
+    X, Y = random_data(rng, 3, 2, 5)
+    se.gradient(W, X, Y)
+    n_sigs = len(loss_grad_data.signatures)
+    Xr, Yr = X.copy(), Y.copy()
+    Xr.setflags(write=False)
+    Yr.setflags(write=False)
+    Wf = [np.asfortranarray(w) for w in W]
+    for args in ((W, Xr, Yr), (Wf, np.asfortranarray(X), Y), (W, X.astype(np.float32), Y)):
+        se.gradient(*args)
+    assert len(loss_grad_data.signatures) == n_sigs
