@@ -399,5 +399,16 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def write_report(
+    res: dict, out: str, render: Callable[[dict, str], str], command: str, t_start: float
+) -> None:
+    """Stamp the wall time, then write ``out``.json (``res``) and ``out``.md (``render``)."""
+    res["wall_seconds"] = time.perf_counter() - t_start
+    stem = Path(out)
+    write_atomic(stem.with_suffix(".json"), json.dumps(res, indent=1))
+    write_atomic(stem.with_suffix(".md"), render(res, command))
+    log.info("wrote %s.{md,json} in %.0f s", stem, res["wall_seconds"])
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -444,11 +444,7 @@ def main(argv=None) -> None:
     if "1" not in res["threads"]:
         res["threads"]["1"] = res["threads"][str(threads[0])]
     res["targets"] = targets(res)
-    res["wall_seconds"] = time.perf_counter() - t_start
-    stem = Path(args.out)
-    C.write_atomic(stem.with_suffix(".json"), json.dumps(res, indent=1))
-    C.write_atomic(stem.with_suffix(".md"), render(res, command))
-    C.log.info("wrote %s.{md,json} in %.0f s", stem, res["wall_seconds"])
+    C.write_report(res, args.out, render, command, t_start)
 
 
 if __name__ == "__main__":

@@ -298,11 +298,7 @@ def main(argv=None) -> None:
                 out["label"] = key
                 res[mode][key] = out
     res["targets"] = targets(res)
-    res["wall_seconds"] = time.perf_counter() - t_start
-    stem = Path(args.out)
-    C.write_atomic(stem.with_suffix(".json"), json.dumps(res, indent=1))
-    C.write_atomic(stem.with_suffix(".md"), render(res, command))
-    C.log.info("wrote %s.{md,json} in %.0f s", stem, res["wall_seconds"])
+    C.write_report(res, args.out, render, command, t_start)
 
 
 if __name__ == "__main__":

@@ -13,3 +13,39 @@ def random_chain(rng, dims, scale=1.0):
 
 def random_data(rng, d_x, d_y, m):
     return rng.standard_normal((d_x, m)), rng.standard_normal((d_y, m))
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def whitened_spec(
+    name: str,
+    *,
+    seeds: int,
+    max_steps: int,
+    record_every: int | None = None,
+    problem: dict,
+    architecture: dict,
+    init: dict,
+    optimizer: dict,
+) -> str:
+    """Sweep spec TOML on a whitened problem (``seed = 0``): seeds ``0 .. seeds-1``.
+
+    ``problem`` holds d_x, d_y, m and singular_values; each table's keys are written
+    in order, one ``key = value`` line each (strings quoted, lists as ``[a, b]``).
+    """
+    head = [f'name = "{name}"', f"seeds = {{ range = [0, {seeds}] }}", f"max_steps = {max_steps}"]
+    if record_every is not None:
+        head.append(f"record_every = {record_every}")
+    tables = {"problem": {"name": "whitened", **problem, "seed": 0},
+              "architecture": architecture, "init": init, "optimizer": optimizer}  # fmt: skip
+    blocks = ["\n".join(head)] + [
+        "\n".join([f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in keys.items()])
+        for table, keys in tables.items()
+    ]
+    return "\n" + "\n\n".join(blocks) + "\n"

@@ -22,32 +22,14 @@ import pytest
 from sweepengine.cli import main
 from sweepengine.store import open_store, read_curves, read_runs, read_stalls
 from sweepengine.sweep import worker_env
+from tests.conftest import whitened_spec
 
-SPEC = """
-name = "cli-small"
-seeds = { range = [0, 3] }
-max_steps = 200
-record_every = 20
-
-[problem]
-name = "whitened"
-d_x = 3
-d_y = 3
-m = 12
-singular_values = [2.0, 1.0, 0.5]
-seed = 0
-
-[architecture]
-depth = [1, 2]
-width = 3
-
-[init]
-scale = [1e-2, 0.3]
-
-[optimizer]
-name = "gd"
-lr = 0.1
-"""
+SPEC = whitened_spec(
+    "cli-small", seeds=3, max_steps=200, record_every=20,
+    problem={"d_x": 3, "d_y": 3, "m": 12, "singular_values": [2.0, 1.0, 0.5]},
+    architecture={"depth": [1, 2], "width": 3}, init={"scale": [1e-2, 0.3]},
+    optimizer={"name": "gd", "lr": 0.1},
+)  # fmt: skip
 N_RUNS = 12  # 2 depths x 2 scales x 3 seeds
 CHUNK = 2  # -> 6 parts
 

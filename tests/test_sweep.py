@@ -30,6 +30,7 @@ import pytest
 from sweepengine.spec import Spec, SpecError, load_spec
 from sweepengine.store import StoreLockedError, read_curves, read_runs, read_stalls
 from sweepengine.sweep import run_sweep, worker_env
+from tests.conftest import whitened_spec
 
 pytestmark = pytest.mark.cluster
 
@@ -39,59 +40,12 @@ STATUSES = {"converged", "max_steps", "diverged"}
 
 # 64 runs in 8 shapes (depth x width x optimizer), all three outcomes: at lr 0.1 some
 # depth-2 momentum runs diverge, so NaN/inf values are part of every comparison.
-SMALL = """
-name = "small"
-seeds = { range = [0, 4] }
-max_steps = 300
-record_every = 50
-
-[problem]
-name = "whitened"
-d_x = 4
-d_y = 3
-m = 16
-singular_values = [3.0, 1.0, 0.5]
-seed = 0
-
-[architecture]
-depth = [1, 2]
-width = [2, 4]
-
-[init]
-scale = [1e-2, 0.3]
-
-[optimizer]
-name = ["gd", "momentum"]
-lr = 0.1
-beta = 0.9
-"""
-
-# Work to interrupt: 2 x SEEDS runs of 40k steps at an lr too small to converge
-# (about 0.1 s per run on one thread), no curves.
-HEAVY = """
-name = "heavy"
-seeds = {{ range = [0, {seeds}] }}
-max_steps = 40_000
-
-[problem]
-name = "whitened"
-d_x = 4
-d_y = 4
-m = 16
-singular_values = [3.0, 2.0, 1.0, 0.5]
-seed = 0
-
-[architecture]
-depth = [1, 2]
-width = 4
-
-[init]
-scale = 0.1
-
-[optimizer]
-name = "gd"
-lr = 2e-4
-"""
+SMALL = whitened_spec(
+    "small", seeds=4, max_steps=300, record_every=50,
+    problem={"d_x": 4, "d_y": 3, "m": 16, "singular_values": [3.0, 1.0, 0.5]},
+    architecture={"depth": [1, 2], "width": [2, 4]}, init={"scale": [1e-2, 0.3]},
+    optimizer={"name": ["gd", "momentum"], "lr": 0.1, "beta": 0.9},
+)  # fmt: skip
 
 
 def _exe(name: str) -> list[str]:
@@ -207,7 +161,14 @@ def small_spec() -> Spec:
 
 
 def heavy_spec(seeds: int) -> str:
-    return HEAVY.format(seeds=seeds)
+    """Work to interrupt: 2 x ``seeds`` runs of 40k steps at an lr too small to converge
+    (about 0.1 s per run on one thread), no curves."""
+    return whitened_spec(
+        "heavy", seeds=seeds, max_steps=40_000,
+        problem={"d_x": 4, "d_y": 4, "m": 16, "singular_values": [3.0, 2.0, 1.0, 0.5]},
+        architecture={"depth": [1, 2], "width": 4}, init={"scale": 0.1},
+        optimizer={"name": "gd", "lr": 2e-4},
+    )  # fmt: skip
 
 
 def spec_ids(spec: Spec) -> list[str]:
