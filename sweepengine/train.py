@@ -20,6 +20,7 @@ from . import theory
 from ._layout import dims_of, flatten, unflatten
 from ._validate import as_data, as_weights
 from .init import balanced_factors
+from .kernels import lockstep
 from .kernels import trainer as K
 from .landscape import hessian_extremes_info
 from .options import Optimizer, StallConfig, make_optimizer
@@ -227,7 +228,8 @@ def train_batch(
         with blas_cap:
             args = (stats.Cxx, stats.Cyx, stats.yy, X, Y, opts[0].code, hyper, seeds_arr)
             outs = (losses, iout, fout, stalls)
-            K.train_batch(theta, dims, *args, max_steps, record_every, cfg, *outs)
+            kernel = _kernel(dims, opts[0].name, B)
+            kernel(theta, dims, *args, max_steps, record_every, cfg, *outs)
     finally:
         numba.set_num_threads(old_threads)
     steps = np.arange(nrec, dtype=np.int64) * record_every
@@ -249,6 +251,19 @@ def train_batch(
         )  # fmt: skip
         for b in range(B)
     ]
+
+
+def _kernel(dims: np.ndarray, optimizer: str, B: int):
+    """Lock-step blocks for batches of narrow nets, else one run per thread.
+
+    Both give bit-identical numbers for widths up to ``lockstep.MAX_WIDTH`` (a test
+    checks it), so the choice may depend on B: a lock-step block of fewer than
+    ``lockstep.MIN_BATCH`` runs is slower than running them one by one.
+    """
+    narrow = int(dims.max()) <= lockstep.MAX_WIDTH
+    if optimizer != "sgd" and narrow and B >= lockstep.MIN_BATCH:
+        return lockstep.train_batch_lockstep
+    return K.train_batch
 
 
 def _result(theta, dims, losses, steps, iout, fout, srows, ref, stats, cfg, target, opt, seed):

@@ -235,3 +235,53 @@ def test_bad_init_and_chain(rng):
     X, Y = rng.standard_normal((3, 10)), rng.standard_normal((2, 10))
     with pytest.raises(ValueError, match=r"weights0\[0\]\[1\]"):
         train(X, Y, [np.ones((4, 3)), np.ones((2, 5))], "gd", 0.1)
+
+
+@pytest.mark.parametrize("name,lr,params", [o for o in OPTIMIZERS if o[0] != "sgd"],
+                         ids=[o[0] for o in OPTIMIZERS if o[0] != "sgd"])  # fmt: skip
+def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params):
+    """Narrow nets train in lock-step blocks; each run's numbers equal the per-run kernel's."""
+    from sweepengine._layout import flatten
+    from sweepengine.kernels import lockstep
+    from sweepengine.kernels import trainer as K
+    from sweepengine.options import make_optimizer
+    from sweepengine.stats import Stats
+    from sweepengine.train import reference
+
+    X = rng.standard_normal((4, 24))
+    Y = rng.standard_normal((3, 4)) @ X
+    dims = np.array([4, 5, 8, 3])
+    S, ref = Stats.from_data(X, Y), reference(Stats.from_data(X, Y), dims)
+    B, steps = 21, 800  # more than one block, the last one partial
+    theta = np.stack(
+        [flatten(init_weights(dims, "gaussian", 0.05 * (1 + b % 4), b)) for b in range(B)]
+    )
+    hyper = np.array([make_optimizer(name, lr * (1 + b % 3), **params).hyper() for b in range(B)])
+    seeds = np.arange(B, dtype=np.uint64) + 7
+    cfg = np.zeros(K.N_CFG)
+    cfg[[K.C_WINDOW, K.C_REL_DROP, K.C_MIN_LENGTH, K.C_MIN_GAP, K.C_MAX_STALLS]] = [
+        20,
+        1e-2,
+        40,
+        1e-4,
+        4,
+    ]
+    cfg[[K.C_LZ_ITER, K.C_LZ_TOL, K.C_TARGET, K.C_LSTAR, K.C_GAP_SCALE]] = [
+        60,
+        1e-8,
+        1e-6,
+        ref.global_minimum,
+        ref.gap_scale,
+    ]
+    cfg[[K.C_DIV_LIMIT, K.C_STOP_AT_TARGET, K.C_FINAL_PROBE]] = [1e12 * S.yy, 1, 1]
+    code = make_optimizer(name, lr, **params).code
+    outs = []
+    for kernel in (K.train_batch, lockstep.train_batch_lockstep):
+        th = theta.copy()
+        o = (np.empty((B, steps + 1)), np.zeros((B, K.N_IOUT), dtype=np.int64),
+             np.zeros((B, K.N_FOUT)), np.full((B, 4, K.N_SFIELDS), np.nan))  # fmt: skip
+        kernel(th, dims, S.Cxx, S.Cyx, S.yy, X, Y, code, hyper, seeds, steps, 1, cfg, *o)
+        outs.append((th, *o))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert outs[0][2][:, K.I_NSTALLS].sum() > 0  # stalls were recorded and probed
