@@ -255,6 +255,7 @@ def part_warm(n_runs: int) -> dict:
 def part_anatomy(chunk: int = 250, n_chunks: int = 8) -> dict:
     """One thread, no Dask: each step of a chunk's life, per run."""
     from sweepengine.init import init_weights
+    from sweepengine.kernels import lockstep as LS
     from sweepengine.kernels import trainer as K
     from sweepengine.spec import chunk_runs
     from sweepengine.store import open_store
@@ -274,26 +275,31 @@ def part_anatomy(chunk: int = 250, n_chunks: int = 8) -> dict:
     n = sum(len(r) for _, r in chunks)
 
     kernel = [0.0]
-    orig = K.train_batch
+    origs = {K: K.train_batch, LS: LS.train_batch_lockstep}  # both drivers train_batch may pick
 
-    def timed(*a):
-        t = time.perf_counter()
-        try:
-            return orig(*a)
-        finally:
-            kernel[0] += time.perf_counter() - t
+    def timer(orig):
+        def timed(*a):
+            t = time.perf_counter()
+            try:
+                return orig(*a)
+            finally:
+                kernel[0] += time.perf_counter() - t
+
+        return timed
 
     t0 = time.perf_counter()
     for _, runs in chunks:
         [init_weights(r.dims, r.init_scheme, r.init_scale, r.init_seed) for r in runs]
     init = (time.perf_counter() - t0) / n
-    K.train_batch = timed
+    K.train_batch = timer(origs[K])
+    LS.train_batch_lockstep = timer(origs[LS])
     try:
         t0 = time.perf_counter()
         results = [train_chunk(cid, runs, "b") for cid, runs in chunks]
         total = (time.perf_counter() - t0) / n
     finally:
-        K.train_batch = orig
+        K.train_batch = origs[K]
+        LS.train_batch_lockstep = origs[LS]
     inner = sum(r.wall_s for r in results) / n  # train_chunk up to the end of training
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "out", spec.source)
