@@ -19,14 +19,6 @@ def dims_of(weights: Sequence[np.ndarray]) -> np.ndarray:
     return np.asarray(dims, dtype=np.int64)
 
 
-def offsets_of(dims: np.ndarray) -> np.ndarray:
-    """Start of each W_k in the flat vector, plus the total length at the end."""
-    sizes = dims[1:] * dims[:-1]
-    out = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=out[1:])
-    return out
-
-
 def n_params(dims: np.ndarray) -> int:
     return int(np.sum(np.asarray(dims[1:]) * np.asarray(dims[:-1])))
 

@@ -10,7 +10,6 @@ Workspace ``ws`` (one float64 vector, see ``ws_size``): four node buffers
 G, M = P Cxx, and a scratch block.
 """
 
-import numpy as np
 from numba import njit
 
 from .._config import JIT
@@ -151,8 +150,3 @@ def sq_norm(v):
     for i in range(v.size):
         s += v[i] * v[i]
     return s
-
-
-@njit(**JIT)
-def new_ws(dims):
-    return np.zeros(ws_size(dims))

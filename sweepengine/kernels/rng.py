@@ -41,9 +41,3 @@ def next_normal(state):
     u1 = next_uniform(state)
     u2 = next_uniform(state)
     return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
-
-
-@njit(**JIT)
-def fill_normal(state, out):
-    for i in range(out.size):
-        out[i] = next_normal(state)
