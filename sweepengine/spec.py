@@ -161,6 +161,7 @@ class Run:
     run_id: str = dataclasses.field(init=False)
     init_seed: int = dataclasses.field(init=False, repr=False)
     rng_seed: int = dataclasses.field(init=False, repr=False)
+    _shape: tuple = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -176,6 +177,9 @@ class Run:
         seeds = _digest("seeds:", {k: content[k] for k in ("problem", "dims", "seed")})
         set_("init_seed", int.from_bytes(seeds[:8], "little") >> 1)
         set_("rng_seed", int.from_bytes(seeds[8:16], "little") >> 1)
+        set_("_shape", (self.problem, _canonical(self.problem_params), self.dims,
+                        self.optimizer.name, self.max_steps, self.target_gap,
+                        self.record_every, self.stall))  # fmt: skip
 
     def __hash__(self) -> int:
         return hash(self.run_id)
@@ -212,16 +216,49 @@ class Run:
         thinning and stall settings; init scheme and scale, learning rate,
         optimizer parameters and seeds may differ (they are per-run inputs).
         """
-        return (
-            self.problem,
-            _canonical(self.problem_params),
-            self.dims,
-            self.optimizer.name,
-            self.max_steps,
-            self.target_gap,
-            self.record_every,
-            self.stall,
+        return self._shape
+
+
+class _Reseeder:
+    """Copies of one Run with other seeds, ids and seeds hashed from cached JSON text.
+
+    The canonical JSON of a run's content differs between seeds only in the seed's
+    digits, so the text around them is built once per configuration; the ids are the
+    ones ``Run.__post_init__`` computes (a test checks), at a tenth of the cost.
+    """
+
+    _MARK = "\x00seed\x00"
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        content = run.content()
+        self.run_text = self._split("run:", {**content, "seed": self._MARK})
+        picked = {k: content[k] for k in ("problem", "dims")}
+        self.seed_text = self._split("seeds:", {**picked, "seed": self._MARK})
+
+    @classmethod
+    def _split(cls, tag: str, obj: dict) -> tuple[str, str] | None:
+        parts = (tag + _canonical(obj)).split(_canonical(cls._MARK))
+        return (parts[0], parts[1]) if len(parts) == 2 else None
+
+    def __call__(self, seed: int) -> Run:
+        if self.run_text is None or self.seed_text is None:  # the mark occurs elsewhere
+            return dataclasses.replace(self.run, seed=seed)
+        seed = int(seed)
+        digits = str(seed)
+        pre, post = self.run_text
+        run_id = hashlib.sha256((pre + digits + post).encode()).hexdigest()[:ID_LENGTH]
+        pre, post = self.seed_text
+        seeds = hashlib.sha256((pre + digits + post).encode()).digest()
+        run = object.__new__(Run)  # a shallow copy: the other fields are shared
+        run.__dict__.update(
+            self.run.__dict__,
+            seed=seed,
+            run_id=run_id,
+            init_seed=int.from_bytes(seeds[:8], "little") >> 1,
+            rng_seed=int.from_bytes(seeds[8:16], "little") >> 1,
         )
+        return run
 
 
 def chunk_runs(
@@ -412,10 +449,16 @@ class Spec:
         c0, s0 = divmod(start, n_seeds)
         i = start
         for config in self._space.iter_from(c0):
+            reseed = None
             for seed in self.seeds[s0:]:
                 if i >= stop:
                     return
-                yield self._make(config, seed)
+                if reseed is None:
+                    run = self._make(config, seed)
+                    reseed = _Reseeder(run)
+                    yield run
+                else:
+                    yield reseed(seed)
                 i += 1
             s0 = 0
 

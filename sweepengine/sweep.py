@@ -30,7 +30,9 @@ from .store import open_store
 log = logging.getLogger(__name__)
 
 TARGET_CHUNK_S = 2.0  # aim for chunks of about this much compute
-MAX_CHUNK = 256
+MAX_CHUNK = 1024  # runs per chunk at most (short runs: few tasks, few Parquet parts)
+CHUNKS_PER_WORKER = 8  # at least this many chunks per worker, for load balance
+CURVE_BYTES = 64 * 2**20  # a chunk's recorded losses (B x records x 8 bytes) at most
 # distributed keeps the last `low-level-log-length` (default 1000) messages of every
 # comm for debugging, and a compute-task message holds a whole chunk of Run objects:
 # the (in-process) scheduler then grows by ~1 KB per run, up to 1000 chunks per worker
@@ -64,12 +66,15 @@ def step_cost_s(dims: tuple[int, ...]) -> float:
 
 
 def chunk_size(spec: Spec, n_workers: int, sample: int = 512) -> int:
-    """Runs per chunk: about TARGET_CHUNK_S of compute, and enough chunks for every worker."""
-    costs = [r.max_steps * step_cost_s(r.dims) for r in spec.runs(0, sample)]
-    per_run = max(costs) if costs else 1.0
+    """Runs per chunk: about TARGET_CHUNK_S of compute, enough chunks for every worker,
+    and at most CURVE_BYTES of recorded losses."""
+    runs = list(spec.runs(0, sample))
+    per_run = max((r.max_steps * step_cost_s(r.dims) for r in runs), default=1.0)
+    records = max((r.max_steps // (r.record_every or r.max_steps) + 1 for r in runs), default=1)
     by_cost = max(1, int(TARGET_CHUNK_S / per_run))
-    by_balance = max(1, math.ceil(spec.n_runs / (4 * max(1, n_workers))))
-    return max(1, min(MAX_CHUNK, by_cost, by_balance))
+    by_balance = max(1, math.ceil(spec.n_runs / (CHUNKS_PER_WORKER * max(1, n_workers))))
+    by_memory = max(1, CURVE_BYTES // (8 * records))
+    return max(1, min(MAX_CHUNK, by_cost, by_balance, by_memory))
 
 
 def worker_env() -> dict[str, str]:

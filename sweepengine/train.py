@@ -8,6 +8,7 @@ so batched and single runs are the same code and give bit-identical results.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -17,9 +18,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import theory
-from ._layout import dims_of, flatten, unflatten
-from ._validate import as_data, as_weights
-from .init import balanced_factors
+from ._layout import dims_of, flatten, n_params, unflatten
+from ._validate import as_matrix, as_weights
+from .init import _dims, balanced_factors
 from .kernels import lockstep
 from .kernels import trainer as K
 from .landscape import hessian_extremes_info
@@ -28,6 +29,7 @@ from .stalls import Stall, classify
 from .stats import Stats
 
 STATUS = {K.CONVERGED: "converged", K.MAX_STEPS: "max_steps", K.DIVERGED: "diverged"}
+_STATUS_NAMES = np.array([STATUS[c] for c in sorted(STATUS)])
 DIVERGENCE_FACTOR = 1e12  # loss above this times L(0) = 1/2 tr(YY^T) counts as diverged
 
 
@@ -177,7 +179,50 @@ def train_batch(
                 f"weights0[{b}] has layer sizes {dims_of(c).tolist()}, expected {dims.tolist()} "
                 "(a batch shares one architecture)"
             )
-    B = len(chains)
+    theta = np.stack([flatten(c) for c in chains])
+    out = train_flat(
+        X, Y, theta, dims, optimizer, lr, max_steps, seeds=seeds, record_every=record_every,
+        target_gap=target_gap, stop_at_target=stop_at_target, stall=stall,
+        final_probe=final_probe, threads=threads, ref=ref, **optimizer_params,
+    )  # fmt: skip
+    return out.results()
+
+
+def train_flat(
+    X,
+    Y,
+    theta0: np.ndarray,
+    dims: Sequence[int],
+    optimizer: str | Optimizer | Sequence[Optimizer] = "gd",
+    lr: float | Sequence[float] | None = None,
+    max_steps: int = 1000,
+    *,
+    seeds: Sequence[int] | None = None,
+    record_every: int = 1,
+    target_gap: float = 1e-6,
+    stop_at_target: bool = True,
+    stall: StallConfig | Mapping[str, Any] | None = None,
+    final_probe: bool = True,
+    threads: int | None = None,
+    ref: Reference | None = None,
+    **optimizer_params: Any,
+) -> BatchOutput:
+    """:func:`train_batch` on flat weights, returning the raw per-run arrays.
+
+    ``theta0`` is (B, n_params(dims)), row b = W_1..W_K of run b flattened row-major
+    (what ``init.init_batch`` returns). For sweeps: no per-run Python objects are
+    built unless ``BatchOutput.results()`` is called.
+    """
+    dims = _dims(dims)
+    n = n_params(dims)
+    theta = np.array(theta0, dtype=np.float64, order="C", copy=True)  # trained in place
+    if theta.ndim != 2 or theta.shape[0] < 1 or theta.shape[1] != n:
+        raise ValueError(
+            f"theta0 must have shape (B >= 1, {n}) for dims {dims.tolist()}, got {theta.shape}"
+        )
+    if not np.isfinite(theta).all():
+        raise ValueError("theta0 contains non-finite values (NaN or inf)")
+    B = theta.shape[0]
     opts = _optimizers(optimizer, lr, optimizer_params, B)
     max_steps = _positive_int("max_steps", max_steps)
     record_every = _positive_int("record_every", record_every)
@@ -188,7 +233,8 @@ def train_batch(
     if seeds_arr.shape != (B,) or not np.issubdtype(seeds_arr.dtype, np.integer):
         raise ValueError(f"seeds must be {B} integers (one per run), got {seeds!r}")
     seeds_arr = seeds_arr.astype(np.uint64)
-    X, Y = as_data(X, Y, chains[0])
+    X = as_matrix(X, "X", int(dims[0]))
+    Y = as_matrix(Y, "Y", int(dims[-1]), X.shape[1])
     if opts[0].name == "sgd" and int(opts[0].params[0][1]) > X.shape[1]:
         raise ValueError(
             f"batch_size {int(opts[0].params[0][1])} exceeds the number of samples m={X.shape[1]}"
@@ -211,7 +257,6 @@ def train_batch(
     cfg[K.C_STOP_AT_TARGET] = float(stop_at_target)
     cfg[K.C_FINAL_PROBE] = float(final_probe)
 
-    theta = np.stack([flatten(c) for c in chains])
     hyper = np.array([o.hyper() for o in opts], dtype=np.float64)
     nrec = max_steps // record_every + 1
     losses = np.empty((B, nrec))
@@ -233,24 +278,8 @@ def train_batch(
     finally:
         numba.set_num_threads(old_threads)
     steps = np.arange(nrec, dtype=np.int64) * record_every
-    return [
-        _result(
-            theta[b],
-            dims,
-            losses[b],
-            steps,
-            iout[b],
-            fout[b],
-            stalls[b],
-            ref,
-            stats,
-            cfg_stall,
-            target_gap,
-            opts[b],
-            int(seeds_arr[b]),
-        )  # fmt: skip
-        for b in range(B)
-    ]
+    return BatchOutput(theta, dims, losses, steps, iout, fout, stalls, ref, stats, cfg_stall,
+                       float(target_gap), opts, seeds_arr)  # fmt: skip
 
 
 def _kernel(dims: np.ndarray, optimizer: str, B: int):
@@ -266,64 +295,124 @@ def _kernel(dims: np.ndarray, optimizer: str, B: int):
     return K.train_batch
 
 
-def _result(theta, dims, losses, steps, iout, fout, srows, ref, stats, cfg, target, opt, seed):
-    n_rec = min(int(iout[K.I_NSTALLS]), cfg.max_stalls)
-    srows = srows[:n_rec]
-    stalls: tuple[Stall, ...] = ()
-    if n_rec:
-        loss = srows[:, K.S_LOSS]
+@dataclasses.dataclass(frozen=True)
+class StallArrays:
+    """Every recorded stall of a batch as columns (one entry per stall, runs in order)."""
+
+    run: np.ndarray  # index of the run in the batch
+    index: np.ndarray  # 0-based index of the stall within its run
+    rows: np.ndarray  # (R, N_SFIELDS) raw kernel fields (kernels.trainer.S_*)
+    gap: np.ndarray
+    gap_rel: np.ndarray
+    critical_value: np.ndarray
+    critical_rank: np.ndarray
+    rel_lam_min: np.ndarray
+    stall_class: np.ndarray  # str
+    length: np.ndarray  # end - start
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchOutput:
+    """The raw outcome of one batched kernel call (row b = run b), see :func:`train_flat`."""
+
+    theta: np.ndarray  # (B, n) final weights
+    dims: np.ndarray
+    losses: np.ndarray  # (B, nrec), NaN after a run stopped
+    loss_steps: np.ndarray  # (nrec,)
+    iout: np.ndarray  # (B, N_IOUT) kernels.trainer.I_* fields
+    fout: np.ndarray  # (B, N_FOUT) kernels.trainer.F_* fields
+    stall_rows: np.ndarray  # (B, max_stalls, N_SFIELDS)
+    ref: Reference
+    stats: Stats
+    stall: StallConfig
+    target_gap: float
+    optimizers: list[Optimizer]
+    seeds: np.ndarray
+
+    @property
+    def status(self) -> np.ndarray:
+        """Status name of every run."""
+        return _STATUS_NAMES[self.iout[:, K.I_STATUS]]
+
+    @functools.cached_property
+    def stalls(self) -> StallArrays:
+        """The recorded (probed) stalls of every run, classified, as columns."""
+        n_rec = np.minimum(self.iout[:, K.I_NSTALLS], self.stall.max_stalls)
+        mask = np.arange(self.stall_rows.shape[1])[None, :] < n_rec[:, None]
+        run, index = np.nonzero(mask)
+        rows = self.stall_rows[mask]
+        ref = self.ref
+        loss = rows[:, K.S_LOSS]
         gap = loss - ref.global_minimum
         gap_rel = gap / ref.gap_scale
-        near = theory.nearest_critical_value(loss, ref.eigvals, stats.yy, ref.rank_cap)
-        cls = classify(srows[:, K.S_LMIN], srows[:, K.S_EMIN], gap_rel, ref.lam_ref,
-                       neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
+        if loss.size:
+            near = theory.nearest_critical_value(loss, ref.eigvals, self.stats.yy, ref.rank_cap)
+            value, rank = np.asarray(near.value, dtype=float), np.asarray(near.rank, dtype=np.int64)
+        else:
+            value, rank = np.empty(0), np.empty(0, dtype=np.int64)
+        cls = classify(rows[:, K.S_LMIN], rows[:, K.S_EMIN], gap_rel, ref.lam_ref,
+                       neg_tol=self.stall.neg_tol, min_gap=self.stall.min_gap)  # fmt: skip
+        start, end = rows[:, K.S_START].astype(np.int64), rows[:, K.S_END].astype(np.int64)
+        return StallArrays(run, index, rows, gap, gap_rel, value, rank,
+                           rows[:, K.S_LMIN] / ref.lam_ref, np.asarray(cls, dtype=str),
+                           end - start)  # fmt: skip
+
+    def results(self) -> list[TrainResult]:
+        """One :class:`TrainResult` per run."""
+        st = self.stalls
+        bounds = np.searchsorted(st.run, np.arange(self.theta.shape[0] + 1))
+        return [self._result(b, st, int(bounds[b]), int(bounds[b + 1]))
+                for b in range(self.theta.shape[0])]  # fmt: skip
+
+    def _result(self, b: int, st: StallArrays, lo: int, hi: int) -> TrainResult:
+        ref, iout, fout = self.ref, self.iout[b], self.fout[b]
         stalls = tuple(
             Stall(
                 start=int(r[K.S_START]),
                 end=int(r[K.S_END]),
                 probe_step=int(r[K.S_PROBE]),
                 loss=float(r[K.S_LOSS]),
-                gap=float(gap[i]),
-                gap_rel=float(gap_rel[i]),
-                critical_value=float(near.value[i]),
-                critical_rank=int(near.rank[i]),
+                gap=float(st.gap[i]),
+                gap_rel=float(st.gap_rel[i]),
+                critical_value=float(st.critical_value[i]),
+                critical_rank=int(st.critical_rank[i]),
                 min_grad_norm=float(r[K.S_GNORM]),
                 lam_min=float(r[K.S_LMIN]),
                 lam_max=float(r[K.S_LMAX]),
                 err_min=float(r[K.S_EMIN]),
                 err_max=float(r[K.S_EMAX]),
                 lanczos_iters=int(r[K.S_ITERS]),
-                rel_lam_min=float(r[K.S_LMIN] / ref.lam_ref),
-                stall_class=str(cls[i]),
+                rel_lam_min=float(st.rel_lam_min[i]),
+                stall_class=str(st.stall_class[i]),
             )
-            for i, r in enumerate(srows)
+            for i, r in zip(range(lo, hi), st.rows[lo:hi], strict=True)
         )
-    final_loss = float(fout[K.F_LOSS])
-    to_target = int(iout[K.I_TO_TARGET])
-    return TrainResult(
-        weights=unflatten(theta, dims),
-        losses=losses,
-        loss_steps=steps,
-        status=STATUS[int(iout[K.I_STATUS])],
-        steps=int(iout[K.I_STEPS]),
-        final_loss=final_loss,
-        global_minimum=ref.global_minimum,
-        final_gap=final_loss - ref.global_minimum,
-        final_gap_rel=(final_loss - ref.global_minimum) / ref.gap_scale,
-        target_gap=float(target),
-        steps_to_target=None if to_target < 0 else to_target,
-        grad_norm=float(fout[K.F_GNORM]),
-        lam_min=float(fout[K.F_LMIN]),
-        lam_max=float(fout[K.F_LMAX]),
-        err_min=float(fout[K.F_EMIN]),
-        err_max=float(fout[K.F_EMAX]),
-        lam_ref=ref.lam_ref,
-        n_stalls=int(iout[K.I_NSTALLS]),
-        stalls=stalls,
-        kicks=int(iout[K.I_KICKS]),
-        optimizer=opt,
-        seed=seed,
-    )
+        final_loss = float(fout[K.F_LOSS])
+        to_target = int(iout[K.I_TO_TARGET])
+        return TrainResult(
+            weights=unflatten(self.theta[b], self.dims),
+            losses=self.losses[b],
+            loss_steps=self.loss_steps,
+            status=STATUS[int(iout[K.I_STATUS])],
+            steps=int(iout[K.I_STEPS]),
+            final_loss=final_loss,
+            global_minimum=ref.global_minimum,
+            final_gap=final_loss - ref.global_minimum,
+            final_gap_rel=(final_loss - ref.global_minimum) / ref.gap_scale,
+            target_gap=self.target_gap,
+            steps_to_target=None if to_target < 0 else to_target,
+            grad_norm=float(fout[K.F_GNORM]),
+            lam_min=float(fout[K.F_LMIN]),
+            lam_max=float(fout[K.F_LMAX]),
+            err_min=float(fout[K.F_EMIN]),
+            err_max=float(fout[K.F_EMAX]),
+            lam_ref=ref.lam_ref,
+            n_stalls=int(iout[K.I_NSTALLS]),
+            stalls=stalls,
+            kicks=int(iout[K.I_KICKS]),
+            optimizer=self.optimizers[b],
+            seed=int(self.seeds[b]),
+        )
 
 
 def train(

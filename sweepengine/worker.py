@@ -21,20 +21,41 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from .init import init_weights
+from ._layout import n_params
+from .init import init_batch
 from .kernels import lockstep
+from .kernels.trainer import (
+    F_GNORM,
+    F_LMAX,
+    F_LMIN,
+    F_LOSS,
+    I_KICKS,
+    I_NSTALLS,
+    I_STEPS,
+    I_TO_TARGET,
+    S_EMAX,
+    S_EMIN,
+    S_END,
+    S_GNORM,
+    S_ITERS,
+    S_LMAX,
+    S_LMIN,
+    S_LOSS,
+    S_PROBE,
+    S_START,
+)
 from .problems import make_problem
 from .schema import (
     RUNS_SCHEMA,
     STALLS_SCHEMA,
+    columns_table,
     curves_table,
-    plain_rows_table,
     runs_table,
     stalls_table,
 )
 from .spec import Run, package_version
 from .stats import Stats
-from .train import reference, train_batch
+from .train import reference, train_batch, train_flat
 
 _COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
 
@@ -132,70 +153,137 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     worker = _worker_name()
     run0 = runs[0]
     params_json = json.dumps(run0.problem_params, sort_keys=True)
-    rows, stall_rows, curve_parts = [], [], []
     try:
         X, Y, _ = _data(run0.problem, params_json)
         ref = _reference(run0.problem, params_json, run0.dims)
-        W0 = [init_weights(r.dims, r.init_scheme, r.init_scale, r.init_seed) for r in runs]
-        record_every = run0.record_every or run0.max_steps
-        results = train_batch(
-            X, Y, W0, [r.optimizer for r in runs], max_steps=run0.max_steps,
-            seeds=[r.rng_seed for r in runs], record_every=record_every,
-            target_gap=run0.target_gap, stall=run0.stall, threads=_threads(), ref=ref,
+        out = train_flat(
+            X, Y, _initial_weights(runs), run0.dims, [r.optimizer for r in runs],
+            max_steps=run0.max_steps, seeds=[r.rng_seed for r in runs],
+            record_every=run0.record_every or run0.max_steps, target_gap=run0.target_gap,
+            stall=run0.stall, threads=_threads(), ref=ref,
         )  # fmt: skip
     except Exception as e:  # a failed chunk is an outcome: record it on every run
         err = "".join(traceback.format_exception_only(e)).strip()
         wall = time.perf_counter() - t0
-        for r in runs:
-            rows.append(
-                _failed_row(
-                    r, sweep, chunk_id, err, wall / len(runs), compile_s / len(runs), worker
-                )
-            )
+        rows = [
+            _failed_row(r, sweep, chunk_id, err, wall / len(runs), compile_s / len(runs), worker)
+            for r in runs
+        ]
         return ChunkResult(chunk_id, runs_table(rows), stalls_table([]), None, wall)
+    ids = np.array([r.run_id for r in runs], dtype=object)
+    stalls_t = _stalls_columns(ids, out)
+    curves = _curves_columns(ids, out) if run0.record_every else None
     wall = time.perf_counter() - t0
-    share = wall / len(runs)
-    for r, res in zip(runs, results, strict=True):
-        by_class = {"strict_saddle": 0, "bad_saddle": 0, "minimum": 0}
-        for i, st in enumerate(res.stalls):
-            by_class[st.stall_class] += st.length
-            stall_rows.append({
-                "run_id": r.run_id, "stall_index": i, "start_step": st.start,
-                "end_step": st.end, "probe_step": st.probe_step, "loss": st.loss,
-                "gap": st.gap, "gap_rel": st.gap_rel, "critical_value": st.critical_value,
-                "critical_rank": st.critical_rank, "min_grad_norm": st.min_grad_norm,
-                "lam_min": st.lam_min, "lam_max": st.lam_max, "lam_min_err": st.err_min,
-                "lam_max_err": st.err_max, "lanczos_iters": st.lanczos_iters,
-                "rel_lam_min": st.rel_lam_min, "stall_class": st.stall_class,
-            })  # fmt: skip
-        rows.append({
-            **_base_row(r, sweep, chunk_id, params_json),
-            "status": res.status, "error": None, "steps": res.steps,
-            "final_loss": res.final_loss, "global_min": res.global_minimum,
-            "final_gap": res.final_gap, "final_gap_rel": res.final_gap_rel,
-            "steps_to_target": res.steps_to_target, "n_stalls": res.n_stalls,
-            "steps_in_strict_saddle": by_class["strict_saddle"],
-            "steps_in_bad_saddle": by_class["bad_saddle"],
-            "steps_in_minimum": by_class["minimum"],
-            "final_grad_norm": res.grad_norm,
-            "final_lam_min": None if np.isnan(res.lam_min) else res.lam_min,
-            "final_lam_max": None if np.isnan(res.lam_max) else res.lam_max,
-            "lam_ref": res.lam_ref, "kicks": res.kicks,
-            "wall_time_s": share, "compile_time_s": compile_s / len(runs), "worker": worker,
-        })  # fmt: skip
-        if r.record_every:
-            keep = ~np.isnan(res.losses)
-            curve_parts.append((r.run_id, res.loss_steps[keep], res.losses[keep]))
-    curves = None
-    if curve_parts:
-        ids = np.concatenate([np.full(len(s), rid, dtype=object) for rid, s, _ in curve_parts])
-        curves = curves_table(
-            ids, np.concatenate([s for _, s, _ in curve_parts]),
-            np.concatenate([v for _, _, v in curve_parts]),
-        )  # fmt: skip
-    runs_t = plain_rows_table(rows, RUNS_SCHEMA)
-    stalls_t = plain_rows_table(stall_rows, STALLS_SCHEMA)
+    runs_t = _runs_columns(runs, ids, out, sweep, chunk_id, params_json,
+                           wall / len(runs), compile_s / len(runs), worker)  # fmt: skip
     return ChunkResult(chunk_id, runs_t, stalls_t, curves, wall)
+
+
+def _initial_weights(runs: Sequence[Run]) -> np.ndarray:
+    """(B, n) initial weights, one ``init_batch`` call per init scheme in the chunk."""
+    schemes = [r.init_scheme for r in runs]
+    if len(set(schemes)) == 1:
+        return init_batch(runs[0].dims, schemes[0], [r.init_scale for r in runs],
+                          [r.init_seed for r in runs])  # fmt: skip
+    theta = np.empty((len(runs), n_params(runs[0].dims)))
+    for scheme in dict.fromkeys(schemes):
+        idx = [i for i, s in enumerate(schemes) if s == scheme]
+        theta[idx] = init_batch(runs[0].dims, scheme, [runs[i].init_scale for i in idx],
+                                [runs[i].init_seed for i in idx])  # fmt: skip
+    return theta
+
+
+def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s, worker):
+    """The chunk's runs table, column by column from the kernel's output arrays."""
+    B = len(runs)
+    run0 = runs[0]
+    hidden = list(run0.hidden)
+    iout, fout, ref, st = out.iout, out.fout, out.ref, out.stalls
+    params_text: dict[tuple, str] = {}
+    for r in runs:
+        if r.optimizer.params not in params_text:
+            params_text[r.optimizer.params] = json.dumps(dict(r.optimizer.params), sort_keys=True)
+
+    def in_class(name: str) -> np.ndarray:
+        w = np.where(st.stall_class == name, st.length, 0)
+        return np.bincount(st.run, weights=w, minlength=B).astype(np.int64)
+
+    final_loss = fout[:, F_LOSS]
+    to_target = iout[:, I_TO_TARGET]
+    cols = {
+        "run_id": ids,
+        "sweep": [sweep] * B,
+        "chunk_id": [chunk_id] * B,
+        "problem": [run0.problem] * B,
+        "problem_params": [params_json] * B,
+        "d_x": np.full(B, run0.dims[0]),
+        "d_y": np.full(B, run0.dims[-1]),
+        "depth": np.full(B, run0.depth),
+        "widths": [hidden] * B,
+        "min_width": np.full(B, min(hidden) if hidden else min(run0.dims[0], run0.dims[-1])),
+        "n_params": np.full(B, n_params(run0.dims)),
+        "seed": np.array([r.seed for r in runs], dtype=np.int64),
+        "init_scheme": [r.init_scheme for r in runs],
+        "init_scale": np.array([r.init_scale for r in runs]),
+        "optimizer": [run0.optimizer.name] * B,
+        "lr": np.array([r.optimizer.lr for r in runs]),
+        "optimizer_params": [params_text[r.optimizer.params] for r in runs],
+        "max_steps": np.full(B, run0.max_steps),
+        "target_gap": np.full(B, run0.target_gap),
+        "status": out.status,
+        "steps": iout[:, I_STEPS],
+        "final_loss": final_loss,
+        "global_min": np.full(B, ref.global_minimum),
+        "final_gap": final_loss - ref.global_minimum,
+        "final_gap_rel": (final_loss - ref.global_minimum) / ref.gap_scale,
+        "steps_to_target": pa.array(to_target, mask=to_target < 0),
+        "n_stalls": iout[:, I_NSTALLS],
+        "steps_in_strict_saddle": in_class("strict_saddle"),
+        "steps_in_bad_saddle": in_class("bad_saddle"),
+        "steps_in_minimum": in_class("minimum"),
+        "final_grad_norm": fout[:, F_GNORM],
+        "final_lam_min": fout[:, F_LMIN],  # NaN (not probed, or diverged) -> null
+        "final_lam_max": fout[:, F_LMAX],
+        "lam_ref": np.full(B, ref.lam_ref),
+        "kicks": iout[:, I_KICKS],
+        "wall_time_s": np.full(B, share),
+        "compile_time_s": np.full(B, compile_s),
+        "worker": [worker] * B,
+        "sweepengine_version": [package_version()] * B,
+    }
+    return columns_table(cols, RUNS_SCHEMA)
+
+
+def _stalls_columns(ids: np.ndarray, out) -> pa.Table:
+    st = out.stalls
+    r = st.rows
+    cols = {
+        "run_id": ids[st.run],
+        "stall_index": st.index,
+        "start_step": r[:, S_START].astype(np.int64),
+        "end_step": r[:, S_END].astype(np.int64),
+        "probe_step": r[:, S_PROBE].astype(np.int64),
+        "loss": r[:, S_LOSS],
+        "gap": st.gap,
+        "gap_rel": st.gap_rel,
+        "critical_value": st.critical_value,
+        "critical_rank": st.critical_rank,
+        "min_grad_norm": r[:, S_GNORM],
+        "lam_min": r[:, S_LMIN],
+        "lam_max": r[:, S_LMAX],
+        "lam_min_err": r[:, S_EMIN],
+        "lam_max_err": r[:, S_EMAX],
+        "lanczos_iters": r[:, S_ITERS].astype(np.int64),
+        "rel_lam_min": st.rel_lam_min,
+        "stall_class": st.stall_class,
+    }
+    return columns_table(cols, STALLS_SCHEMA)
+
+
+def _curves_columns(ids: np.ndarray, out) -> pa.Table:
+    keep = ~np.isnan(out.losses)
+    steps = np.broadcast_to(out.loss_steps, out.losses.shape)[keep]
+    return curves_table(np.repeat(ids, keep.sum(axis=1)), steps, out.losses[keep])
 
 
 def _failed_row(run, sweep, chunk_id, err, share, compile_s, worker) -> dict:

@@ -309,6 +309,21 @@ def test_runs_are_hashable_and_picklable():
     assert len({r, dataclasses.replace(r)}) == 1
 
 
+def test_runs_of_a_spec_equal_runs_built_one_by_one():
+    """Spec.runs() derives later seeds' ids from cached JSON text: same ids and seeds."""
+    import pickle
+
+    runs = list(spec_of(seeds={"range": [0, 5]}).runs())
+    assert len(runs) > 5
+    for r in runs:
+        fresh = dataclasses.replace(r)  # __post_init__ from scratch
+        ids = (r.run_id, r.init_seed, r.rng_seed)
+        assert ids == (fresh.run_id, fresh.init_seed, fresh.rng_seed)
+        assert r == fresh and r.shape_key() == fresh.shape_key() and r.seed == fresh.seed
+        assert pickle.loads(pickle.dumps(r)) == r
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
 # ----------------------------------------------------------------------------- chunking
 
 

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -27,9 +28,9 @@ from sweepengine.schema import (
     CURVES_SCHEMA,
     RUNS_SCHEMA,
     STALLS_SCHEMA,
+    columns_table,
     conform,
     curves_table,
-    plain_rows_table,
     runs_table,
     stalls_table,
 )
@@ -638,18 +639,21 @@ def test_manifest_records_and_refuses_other_spec(store, out, monkeypatch):
     assert info["sweep"] == "demo" and info["runs_done"] == 1
 
 
-def test_plain_rows_fast_path_equals_checked_builder():
+def test_columns_fast_path_equals_checked_builder():
     rows = [run_row(f"r-{i}", "c", seed=i) for i in range(3)]
-    plain = [
-        {
-            **r,
-            **{k: json.dumps(r[k], sort_keys=True) for k in ("problem_params", "optimizer_params")},
-        }
-        for r in rows
-    ]
-    assert plain_rows_table(plain, RUNS_SCHEMA).equals(runs_table(rows))
+    rows[1]["final_lam_min"] = None
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    for k in ("problem_params", "optimizer_params"):
+        cols[k] = [json.dumps(v, sort_keys=True) for v in cols[k]]
+    cols["seed"] = np.array(cols["seed"])
+    lam = cols["final_lam_min"]
+    cols["final_lam_min"] = np.array([np.nan if v is None else v for v in lam])  # NaN -> null
+    assert columns_table(cols, RUNS_SCHEMA).equals(runs_table(rows))
     with pytest.raises(ValueError, match="unknown column"):
-        plain_rows_table([{**plain[0], "bogus": 1}], RUNS_SCHEMA)
-    missing = {k: v for k, v in plain[0].items() if k != "status"}
+        columns_table({**cols, "bogus": [1, 2, 3]}, RUNS_SCHEMA)
     with pytest.raises(ValueError, match="status"):
-        plain_rows_table([missing], RUNS_SCHEMA)
+        columns_table({k: v for k, v in cols.items() if k != "status"}, RUNS_SCHEMA)
+    with pytest.raises(ValueError, match="different lengths"):
+        columns_table({**cols, "seed": np.arange(4)}, RUNS_SCHEMA)
+    with pytest.raises(ValueError, match="'status'.*allowed"):
+        columns_table({**cols, "status": ["converged", "weird", "converged"]}, RUNS_SCHEMA)

@@ -254,7 +254,7 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params):
     S, ref = Stats.from_data(X, Y), reference(Stats.from_data(X, Y), dims)
     B, steps = 21, 800  # more than one block, the last one partial
     theta = np.stack(
-        [flatten(init_weights(dims, "gaussian", 0.05 * (1 + b % 4), b)) for b in range(B)]
+        [flatten(init_weights(dims, "gaussian", 0.02 * (1 + b % 4), b)) for b in range(B)]
     )
     hyper = np.array([make_optimizer(name, lr * (1 + b % 3), **params).hyper() for b in range(B)])
     seeds = np.arange(B, dtype=np.uint64) + 7

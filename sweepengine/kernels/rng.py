@@ -41,3 +41,16 @@ def next_normal(state):
     u1 = next_uniform(state)
     u2 = next_uniform(state)
     return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
+
+
+_INIT_STREAM = np.uint64(0x6A09E667F3BCC908)  # keeps init draws apart from a trainer seed's
+
+
+@njit(**JIT)
+def init_normals(seeds, out):
+    """out[b] = standard normals from ``seeds[b]`` (the stream behind every init scheme)."""
+    state = np.empty(1, dtype=np.uint64)
+    for b in range(seeds.size):
+        state[0] = mix64(seeds[b] ^ _INIT_STREAM)
+        for i in range(out.shape[1]):
+            out[b, i] = next_normal(state)

@@ -1,0 +1,112 @@
+"""A chunk's tables, built column by column from kernel arrays, against run-by-run training.
+
+``worker.train_chunk`` initialises a chunk in one ``init_batch`` call, trains it with
+``train_flat`` and builds the runs, stalls and curves tables from the output arrays.
+The reference here is the slow, obvious path: ``init_weights`` and ``train`` for each
+run alone, rows assembled from its ``TrainResult``. Batched training is bit-identical
+to single runs, so every number must match exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sweepengine.init import init_batch, init_weights
+from sweepengine.problems import make_problem
+from sweepengine.spec import chunk_runs, load_spec
+from sweepengine.train import train
+from sweepengine.worker import train_chunk
+from tests.conftest import whitened_spec
+
+SPEC = whitened_spec(
+    "chunk", seeds=3, max_steps=600, record_every=25,
+    problem={"d_x": 4, "d_y": 3, "m": 16, "singular_values": [3.0, 1.0, 0.5]},
+    architecture={"depth": [2], "width": [3]},
+    init={"scheme": ["gaussian", "orthogonal", "balanced", "zero_perturbed"],
+          "scale": [1e-2, 0.2]},
+    optimizer={"name": "gd", "lr": [0.05, 0.3]},
+)  # fmt: skip
+
+
+def test_chunk_tables_equal_run_by_run_training():
+    spec = load_spec(SPEC)
+    [(cid, runs)] = list(chunk_runs(spec.runs(), 1000))
+    assert len({r.init_scheme for r in runs}) == 4  # one chunk mixes the schemes
+    res = train_chunk(cid, runs, spec.name)
+    got = res.runs.to_pandas().set_index("run_id")
+    stalls = res.stalls.to_pandas()
+    curves = res.curves.to_pandas()
+    X, Y = make_problem(runs[0].problem, runs[0].problem_params)
+    n_stalls = 0
+    for r in runs:
+        w0 = init_weights(r.dims, r.init_scheme, r.init_scale, r.init_seed)
+        t = train(X, Y, w0, r.optimizer, max_steps=r.max_steps, seed=r.rng_seed,
+                  record_every=r.record_every, target_gap=r.target_gap, stall=r.stall)  # fmt: skip
+        row = got.loc[r.run_id]
+        assert row.status == t.status and row.steps == t.steps
+        assert row.final_loss == t.final_loss and row.final_gap == t.final_gap
+        assert row.final_gap_rel == t.final_gap_rel and row.global_min == t.global_minimum
+        assert row.final_grad_norm == t.grad_norm and row.lam_ref == t.lam_ref
+        assert row.final_lam_min == t.lam_min and row.final_lam_max == t.lam_max
+        to_target = None if np.isnan(row.steps_to_target) else int(row.steps_to_target)
+        assert to_target == t.steps_to_target and row.n_stalls == t.n_stalls
+        for cls in ("strict_saddle", "bad_saddle", "minimum"):
+            want = sum(s.length for s in t.stalls if s.stall_class == cls)
+            assert row[f"steps_in_{cls}"] == want
+        assert (row.seed, row.init_scheme, row.init_scale) == (r.seed, r.init_scheme, r.init_scale)
+        assert row.lr == r.optimizer.lr and json.loads(row.optimizer_params) == {}
+        assert list(row.widths) == [3, 3] and row.n_params == 4 * 3 + 3 * 3 + 3 * 3
+        mine = stalls[stalls.run_id == r.run_id].sort_values("stall_index")
+        assert list(mine.stall_index) == list(range(len(t.stalls)))
+        for (_, s), ref in zip(mine.iterrows(), t.stalls, strict=True):
+            assert (s.start_step, s.end_step, s.probe_step) == (ref.start, ref.end, ref.probe_step)
+            assert (s.loss, s.gap_rel, s.lam_min, s.lam_max) == (
+                ref.loss, ref.gap_rel, ref.lam_min, ref.lam_max)  # fmt: skip
+            assert (s.critical_value, s.critical_rank) == (ref.critical_value, ref.critical_rank)
+            assert (s.lam_min_err, s.lanczos_iters) == (ref.err_min, ref.lanczos_iters)
+            assert (s.rel_lam_min, s.stall_class) == (ref.rel_lam_min, ref.stall_class)
+        n_stalls += len(t.stalls)
+        c = curves[curves.run_id == r.run_id].sort_values("step")
+        keep = ~np.isnan(t.losses)
+        np.testing.assert_array_equal(c.step, t.loss_steps[keep])
+        np.testing.assert_array_equal(c.loss, t.losses[keep])
+    assert n_stalls > 0 and len(stalls) == n_stalls
+    assert {"converged", "max_steps"} <= set(got.status)
+
+
+@pytest.mark.parametrize("scheme", ["gaussian", "orthogonal", "balanced", "zero_perturbed"])
+def test_init_batch_rows_are_init_weights(scheme):
+    dims, seeds = [3, 5, 4, 2], [0, 7, 2**64 - 1, 12345678901234567]
+    scales = [0.5, 2.0, 0.5, [1.0, 1e-3, 1e-6] if scheme == "gaussian" else 3.0]
+    theta = init_batch(dims, scheme, scales, seeds)
+    assert theta.shape == (4, 3 * 5 + 5 * 4 + 4 * 2)
+    for row, scale, seed in zip(theta, scales, seeds, strict=True):
+        want = np.concatenate([w.ravel() for w in init_weights(dims, scheme, scale, seed)])
+        np.testing.assert_array_equal(row, want)
+    assert len({row.tobytes() for row in theta}) == 4  # seeds give different draws
+
+
+def test_init_stream_is_standard_normal():
+    z = init_batch([1, 20000], "gaussian", [1.0, 1.0], [0, 1])
+    for row in z:  # mean and variance within ~4 standard errors
+        assert abs(row.mean()) < 4 / np.sqrt(row.size)
+        assert abs(row.var() - 1) < 4 * np.sqrt(2 / row.size)
+    assert abs(np.corrcoef(z)[0, 1]) < 4 / np.sqrt(z.shape[1])
+
+
+@pytest.mark.parametrize(
+    "scales,seeds,match",
+    [
+        ([0.1], [-1], r"seeds must be integers in \[0, 2\*\*64\)"),
+        ([0.1], [2**64], r"seeds must be integers"),
+        ([0.1], [1.5], r"seeds must be integers"),
+        ([0.1, 0.1], [1], "2 scales for 1 seeds"),
+        ([-0.1], [1], "init scale"),
+    ],
+)
+def test_init_batch_bad_input(scales, seeds, match):
+    with pytest.raises(ValueError, match=match):
+        init_batch([3, 4, 2], "gaussian", scales, seeds)
