@@ -16,7 +16,7 @@ from sweepengine._layout import dims_of, flatten
 from sweepengine.kernels.hvp import hvp_prepared
 from sweepengine.kernels.objective import loss_grad_data, loss_grad_stats, ws_size
 from sweepengine.kernels.spectrum import lanczos_extremes
-from sweepengine.train import reference, train_batch
+from sweepengine.training import reference, train_batch
 
 # Stall probes off during throughput runs (measured separately): no stall can
 # reach this length, so the per-step stall bookkeeping runs but never probes.

@@ -84,6 +84,16 @@ def spec_text(n_runs: int, steps: int = 400, record: int = 0) -> str:
     return SPEC.format(n=n_runs, seeds=n_runs // RUNS_PER_SEED, steps=steps, record=record)
 
 
+STUDY_SEEDS = 278  # x 36 configurations = 10,008 runs
+
+
+def study_text(seeds: int = STUDY_SEEDS) -> str:
+    """The README's quick sweep (sweeps/quick.toml) with more seeds: a plateau study."""
+    text = (C.ROOT / "sweeps" / "quick.toml").read_text()
+    text = re.sub(r"(?m)^seeds = .*$", f"seeds = {{ range = [0, {seeds}] }}", text)
+    return re.sub(r'(?m)^name = "quick"$', f'name = "study-{seeds}"', text)
+
+
 def _load(text: str):
     from sweepengine.spec import load_spec
 
@@ -134,15 +144,15 @@ def _mib(b: float) -> float:
 # ---------------------------------------------------------------- workers
 
 
-def part_raw(n_runs: int, reps: int) -> dict:
+def part_raw(n_runs: int, reps: int, text: str | None = None) -> dict:
     """train_batch(threads=2) on the sweep's runs, one call per shape."""
     import json as _json
 
     from sweepengine.init import init_weights
-    from sweepengine.train import train_batch
+    from sweepengine.training import train_batch
     from sweepengine.worker import _data, _reference
 
-    spec = _load(spec_text(n_runs))
+    spec = _load(text or spec_text(n_runs))
     groups: dict[tuple, list] = {}
     for r in spec.runs():
         groups.setdefault(r.shape_key(), []).append(r)
@@ -153,7 +163,8 @@ def part_raw(n_runs: int, reps: int) -> dict:
         X, Y, _ = _data(r0.problem, pj)
         W0 = [init_weights(r.dims, r.init_scheme, r.init_scale, r.init_seed) for r in runs]
         kw = dict(max_steps=r0.max_steps, seeds=[r.rng_seed for r in runs],
-                  record_every=r0.max_steps, target_gap=r0.target_gap, stall=r0.stall,
+                  record_every=r0.record_every or r0.max_steps, target_gap=r0.target_gap,
+                  stall=r0.stall,
                   threads=2, ref=_reference(r0.problem, pj, r0.dims))  # fmt: skip
         calls.append((X, Y, W0, [r.optimizer for r in runs], kw))
     X, Y, W0, opts, kw = calls[0]
@@ -169,7 +180,7 @@ def part_raw(n_runs: int, reps: int) -> dict:
             "seconds": statistics.median(times), "best": min(times)}  # fmt: skip
 
 
-def part_cli(n_runs: int, reps: int) -> dict:
+def part_cli(n_runs: int, reps: int, text: str | None = None) -> dict:
     """``sweepengine run`` as a process, end to end, fresh results directory each time."""
     import pyarrow.dataset as ds
 
@@ -178,7 +189,7 @@ def part_cli(n_runs: int, reps: int) -> dict:
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "bench.toml"
-        spec_path.write_text(spec_text(n_runs))
+        spec_path.write_text(text or spec_text(n_runs))
         for i in range(reps):
             res = Path(tmp) / f"out{i}"
             cmd = [*cmd0, "run", str(spec_path), "--out", str(res), "-q", "--workers", "2"]
@@ -252,16 +263,17 @@ def part_warm(n_runs: int) -> dict:
     }  # fmt: skip
 
 
-def part_anatomy(chunk: int = 250, n_chunks: int = 8) -> dict:
-    """One thread, no Dask: each step of a chunk's life, per run."""
-    from sweepengine.init import init_weights
+def part_anatomy(n_chunks: int = 4) -> dict:
+    """One thread, no Dask: each step of a chunk's life, per run (the sweep's chunk size)."""
     from sweepengine.kernels import lockstep as LS
     from sweepengine.kernels import trainer as K
     from sweepengine.spec import chunk_runs
     from sweepengine.store import open_store
-    from sweepengine.worker import train_chunk, warm_up
+    from sweepengine.sweep import chunk_size
+    from sweepengine.worker import _initial_weights, train_chunk, warm_up
 
     spec = _load(spec_text(10_000))
+    chunk = chunk_size(spec, 2)
     warm_up()
     t0 = time.perf_counter()
     chunks = []
@@ -289,7 +301,7 @@ def part_anatomy(chunk: int = 250, n_chunks: int = 8) -> dict:
 
     t0 = time.perf_counter()
     for _, runs in chunks:
-        [init_weights(r.dims, r.init_scheme, r.init_scale, r.init_seed) for r in runs]
+        _initial_weights(runs)
     init = (time.perf_counter() - t0) / n
     K.train_batch = timer(origs[K])
     LS.train_batch_lockstep = timer(origs[LS])
@@ -480,7 +492,7 @@ def worker(part: str, quick: bool) -> dict:
     if part == "scale":  # the same sweep 4x longer: fixed costs amortised
         return {"raw": part_raw(4 * n, 1), "cli": part_cli(4 * n, 1)}
     if part == "anatomy":
-        return part_anatomy(250, 4 if quick else 8)
+        return part_anatomy(2 if quick else 4)
     if part == "plan":
         return part_plan(100_000 if quick else 1_000_000)
     if part == "big":

@@ -199,7 +199,7 @@ def render(res: dict, command: str) -> str:
             "(at most 120 iterations, tol 1e-8, full re-orthogonalisation) at the start point, "
             "what the trainer's probe runs; `API` = "
             "`hessian_extremes_info(method='lanczos')`. `steps` = probe time / one training "
-            "step of the single-run table. `reference` = `train.reference()` (L*, lam_ref), "
+            "step of the single-run table. `reference` = `training.reference()` (L*, lam_ref), "
             "which `train_batch` runs on every call unless given `ref=`; `call overhead` = "
             "a 1-step `train_batch` call.\n\n"
         )

@@ -10,7 +10,7 @@ from . import theory
 from .init import init_weights
 from .landscape import gradient, hessian, hessian_extremes_info, loss
 from .problems import make_problem
-from .train import train
+from .training import train
 
 
 def selfcheck(say: Callable[[str], None] = print) -> bool:

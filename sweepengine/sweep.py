@@ -115,11 +115,8 @@ def connect(
         with dask.config.set(COMM_LOG), Client(scheduler) as c:
             yield c
         return
-    # Compile (or load) the trainer once here, before the workers start: they then
-    # load it from the on-disk cache instead of each compiling the same code.
-    from .worker import warm_up
-
-    warm_up()
+    # Workers import the trainer while they start (``preload``); each compiles or
+    # loads it in its first task, one process at a time (``worker.warm_up``).
     cores = os.cpu_count() or 1
     threads = max(1, int(threads_per_worker))
     n = n_workers or max(1, cores // threads)
@@ -130,12 +127,21 @@ def connect(
             threads_per_worker=threads,
             processes=True,
             env=worker_env(),
+            preload=["sweepengine.worker"],
             host="127.0.0.1",  # a private cluster: listen on loopback only
             dashboard_address="127.0.0.1:0",  # ":0" would bind every interface
         ) as cluster,
         Client(cluster) as c,
     ):
         yield c
+
+
+def _train_chunk(chunk_id: str, runs: list[Run], sweep: str) -> Any:
+    """The Dask task, ``worker.train_chunk``: imported on the worker only, so the
+    client, which plans and writes but never trains, does not load Numba or SciPy."""
+    from .worker import train_chunk
+
+    return train_chunk(chunk_id, runs, sweep)
 
 
 def _count_workers(c: Any) -> int:
@@ -162,8 +168,6 @@ def run_sweep(
     """Run every run of ``spec`` not already in ``out_dir``; see the module docstring."""
     from distributed import as_completed
     from tqdm.auto import tqdm
-
-    from .worker import train_chunk
 
     t0 = time.perf_counter()
     store = open_store(out_dir, spec.source)
@@ -205,7 +209,7 @@ def run_sweep(
                 cid, runs = nxt
                 sizes[cid] = len(runs)
                 fut = c.submit(
-                    train_chunk, cid, runs, spec.name, key=f"chunk-{cid}",
+                    _train_chunk, cid, runs, spec.name, key=f"chunk-{cid}",
                     retries=retries, pure=False,
                 )  # fmt: skip
                 pending.add(fut)

@@ -9,13 +9,17 @@ builds each data set once. A chunk that raises is reported as rows with status
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -55,7 +59,7 @@ from .schema import (
 )
 from .spec import Run, package_version
 from .stats import Stats
-from .train import reference, train_batch, train_flat
+from .training import reference, train_batch, train_flat
 
 _COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
 
@@ -85,18 +89,60 @@ def warm_up() -> float:
 
     Every kernel has one type signature whatever the architecture, so tiny calls
     cover all later chunks: a single run (per-run driver) and a batch of
-    ``lockstep.MIN_BATCH`` narrow runs (lock-step driver).
+    ``lockstep.MIN_BATCH`` narrow runs (lock-step driver). Processes of one install
+    on one machine take turns (``_compile_lock``): with a cold cache the first
+    compiles and the others then load its result instead of compiling the same code.
     """
     global _COMPILE_S
     if _COMPILE_S is None:
         t = time.perf_counter()
         X = np.array([[1.0, 0.0], [0.0, 1.0]])
         W = [np.eye(2) * 0.1, np.eye(2) * 0.1]
-        for B in (1, lockstep.MIN_BATCH):
-            train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1)
+        with _compile_lock() as warm:
+            for B in (1, lockstep.MIN_BATCH):
+                train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1)
+            warm()
         _COMPILE_S = time.perf_counter() - t
         return _COMPILE_S
     return 0.0
+
+
+@contextlib.contextmanager
+def _compile_lock():
+    """Take turns compiling: an exclusive lock file shared by every process of this
+    install. Once one process has warmed up, a marker keyed by the package's source
+    files (what Numba's cache checks) lets later processes load in parallel, unlocked.
+    Yields a function to call once warm."""
+    files = sorted(Path(__file__).resolve().parent.rglob("*.py"))
+    key = hashlib.sha256(package_version().encode())
+    for f in files:
+        st = f.stat()
+        key.update(f"{f}:{st.st_mtime_ns}:{st.st_size};".encode())
+    base = Path(tempfile.gettempdir()) / f"sweepengine-compile-{key.hexdigest()[:16]}"
+    marker = base.with_suffix(".warm")
+
+    def warm() -> None:
+        with contextlib.suppress(OSError):
+            marker.touch()
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (at worst, processes compile in parallel)
+        fcntl = None
+    if fcntl is None or marker.exists():
+        yield warm
+        return
+    try:
+        f = open(base.with_suffix(".lock"), "a")  # noqa: SIM115
+    except OSError:
+        yield warm
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield warm
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _worker_name() -> str:
@@ -170,10 +216,10 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
             for r in runs
         ]
         return ChunkResult(chunk_id, runs_table(rows), stalls_table([]), None, wall)
+    wall = time.perf_counter() - t0
     ids = np.array([r.run_id for r in runs], dtype=object)
     stalls_t = _stalls_columns(ids, out)
     curves = _curves_columns(ids, out) if run0.record_every else None
-    wall = time.perf_counter() - t0
     runs_t = _runs_columns(runs, ids, out, sweep, chunk_id, params_json,
                            wall / len(runs), compile_s / len(runs), worker)  # fmt: skip
     return ChunkResult(chunk_id, runs_t, stalls_t, curves, wall)

@@ -6,7 +6,7 @@ from scipy.integrate import quad
 
 import sweepengine as se
 from sweepengine.init import init_weights
-from sweepengine.train import train, train_batch
+from sweepengine.training import train, train_batch
 
 OPTIMIZERS = [
     ("gd", 0.01, {}),
@@ -246,7 +246,7 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params):
     from sweepengine.kernels import trainer as K
     from sweepengine.options import make_optimizer
     from sweepengine.stats import Stats
-    from sweepengine.train import reference
+    from sweepengine.training import reference
 
     X = rng.standard_normal((4, 24))
     Y = rng.standard_normal((3, 4)) @ X

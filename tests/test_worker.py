@@ -17,7 +17,7 @@ import pytest
 from sweepengine.init import init_batch, init_weights
 from sweepengine.problems import make_problem
 from sweepengine.spec import chunk_runs, load_spec
-from sweepengine.train import train
+from sweepengine.training import train
 from sweepengine.worker import train_chunk
 from tests.conftest import whitened_spec
 

@@ -1,0 +1,39 @@
+"""The package's top level: lazy public names, and a sweep client that never loads Numba."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sweepengine as se
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return set(out.stdout.split())
+
+
+def test_sweep_client_does_not_load_numba_or_scipy():
+    mods = _modules_after(
+        "import sweepengine, sweepengine.cli, sweepengine.sweep, sweepengine.spec, "
+        "sweepengine.store; from sweepengine.spec import load_spec; "
+        f"load_spec({str(Path(__file__).parents[1] / 'sweeps' / 'quick.toml')!r})"
+    )
+    assert "sweepengine.sweep" in mods
+    assert not {"numba", "scipy", "sweepengine.training", "sweepengine.worker"} & mods
+
+
+def test_public_names_resolve_and_are_listed():
+    from sweepengine import training
+
+    assert se.train is training.train  # not the module of the same-named function
+    assert callable(se.train_batch) and se.TrainResult is training.TrainResult
+    assert set(se.__all__) <= set(dir(se))
+    for name in se.__all__:
+        assert getattr(se, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        se.nope  # noqa: B018
