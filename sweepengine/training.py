@@ -150,24 +150,16 @@ def train_batch(
     optimizer: str | Optimizer | Sequence[Optimizer] = "gd",
     lr: float | Sequence[float] | None = None,
     max_steps: int = 1000,
-    *,
-    seeds: Sequence[int] | None = None,
-    record_every: int = 1,
-    target_gap: float = 1e-6,
-    stop_at_target: bool = True,
-    stall: StallConfig | Mapping[str, Any] | None = None,
-    final_probe: bool = True,
-    threads: int | None = None,
-    ref: Reference | None = None,
-    **optimizer_params: Any,
+    **options: Any,
 ) -> list[TrainResult]:
     """Train B runs of one architecture on one data set in one compiled call.
 
     ``weights0`` is a list of B weight lists of identical shapes. ``lr`` and any
-    optimizer parameter may be a scalar or a list with one value per run;
-    ``seeds`` (per run) drive mini-batch sampling, PGD kicks and the Lanczos
-    start vector. ``threads`` caps Numba's threads for this call. Results are
-    bit-identical to training each run alone, whatever B or the thread count.
+    optimizer parameter may be a scalar or a list with one value per run. Keyword
+    options (``seeds``, ``record_every``, ``target_gap``, ``stop_at_target``,
+    ``stall``, ``final_probe``, ``threads``, ``ref`` and optimizer parameters) are
+    those of :func:`train_flat`. Results are bit-identical to training each run
+    alone, whatever B or the thread count.
     """
     if isinstance(weights0, np.ndarray) or not isinstance(weights0, Sequence) or not weights0:
         raise ValueError("weights0 must be a non-empty list of weight lists (one per run)")
@@ -180,12 +172,7 @@ def train_batch(
                 "(a batch shares one architecture)"
             )
     theta = np.stack([flatten(c) for c in chains])
-    out = train_flat(
-        X, Y, theta, dims, optimizer, lr, max_steps, seeds=seeds, record_every=record_every,
-        target_gap=target_gap, stop_at_target=stop_at_target, stall=stall,
-        final_probe=final_probe, threads=threads, ref=ref, **optimizer_params,
-    )  # fmt: skip
-    return out.results()
+    return train_flat(X, Y, theta, dims, optimizer, lr, max_steps, **options).results()
 
 
 def train_flat(
@@ -210,8 +197,13 @@ def train_flat(
     """:func:`train_batch` on flat weights, returning the raw per-run arrays.
 
     ``theta0`` is (B, n_params(dims)), row b = W_1..W_K of run b flattened row-major
-    (what ``init.init_batch`` returns). For sweeps: no per-run Python objects are
-    built unless ``BatchOutput.results()`` is called.
+    (what ``init.init_batch`` returns). ``seeds`` (per run) drive mini-batch
+    sampling, PGD kicks and the Lanczos start vector; ``record_every`` thins the
+    recorded losses; a run stops at ``target_gap`` (relative gap) if
+    ``stop_at_target``; ``stall`` sets stall detection; ``final_probe`` probes the
+    Hessian at the end; ``threads`` caps Numba's threads for this call; ``ref``
+    reuses a precomputed :func:`reference`. No per-run Python objects are built
+    unless ``BatchOutput.results()`` is called.
     """
     dims = _dims(dims)
     n = n_params(dims)
