@@ -5,8 +5,9 @@ Arrays are structure-of-arrays with the run index innermost, W_k of run b at
 is a loop over runs that the compiler vectorises. Each entry is accumulated in
 the same order (p ascending, from 0.0) as ``linalg.mm``'s loop path, and runs
 never mix, so for widths up to 8 (where ``mm`` always loops) a run's numbers are
-bit-identical to ``trainer.train_one`` whatever the block it lands in. Per-run
-bookkeeping, updates and probes are the trainer's own functions.
+bit-identical to ``trainer.train_one`` whatever the block it lands in. Optimizer
+updates run over the whole block in the same per-entry arithmetic as
+``trainer.update``; per-run bookkeeping and probes are the trainer's own functions.
 """
 
 import numpy as np
@@ -20,12 +21,17 @@ from .trainer import (
     A_SAVE_PROBE,
     A_STOP,
     C_WINDOW,
+    GD,
+    MOMENTUM,
+    NESTEROV,
+    PGD,
     SI_DONE,
+    draw_kick,
     end_stall,
     finish,
+    kick_due,
     new_state,
     track,
-    update,
 )
 
 BLOCK = 16  # runs per lock-step block (fixed: results never depend on B)
@@ -159,9 +165,60 @@ def loss_grad_block(theta, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, grad, L
 
 
 @njit(**JIT)
+def _update_block(opt, hyper, lr, t, soa, g, buf1, buf2):
+    """One optimizer step of every lane: ``trainer.update``'s arithmetic, entry by entry.
+
+    ``lr[b]`` is 0 for lanes that have stopped (their weights are then left as
+    they are). PGD's kicks are applied by the caller before this gradient step.
+    """
+    n, nb = soa.shape
+    if opt == GD or opt == PGD:
+        for i in range(n):
+            for b in range(nb):
+                soa[i, b] -= lr[b] * g[i, b]
+    elif opt == MOMENTUM:
+        for i in range(n):
+            for b in range(nb):
+                buf1[i, b] = hyper[b, 1] * buf1[i, b] + g[i, b]
+                soa[i, b] -= lr[b] * buf1[i, b]
+    elif opt == NESTEROV:
+        for i in range(n):
+            for b in range(nb):
+                beta = hyper[b, 1]
+                buf1[i, b] = beta * buf1[i, b] + g[i, b]
+                soa[i, b] -= lr[b] * (g[i, b] + beta * buf1[i, b])
+    else:  # ADAM
+        c1 = np.empty(nb)
+        c2 = np.empty(nb)
+        for b in range(nb):
+            c1[b] = 1.0 - hyper[b, 1] ** (t + 1)
+            c2[b] = 1.0 - hyper[b, 2] ** (t + 1)
+        for i in range(n):
+            for b in range(nb):
+                b1, b2, eps = hyper[b, 1], hyper[b, 2], hyper[b, 3]
+                buf1[i, b] = b1 * buf1[i, b] + (1.0 - b1) * g[i, b]
+                buf2[i, b] = b2 * buf2[i, b] + (1.0 - b2) * g[i, b] * g[i, b]
+                soa[i, b] -= lr[b] * (buf1[i, b] / c1[b]) / (np.sqrt(buf2[i, b] / c2[b]) + eps)
+
+
+@njit(**JIT)
+def _kick(soa, b, kick, h, t, rng, gnorm, si):
+    """PGD's perturbation of lane b when its gradient is small (``trainer.update``)."""
+    if kick_due(h, t, gnorm, si):
+        c = draw_kick(kick, h, rng, si, t)
+        for i in range(kick.size):
+            soa[i, b] += c * kick[i]
+
+
+@njit(**JIT)
 def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_every, cfg,
                 losses, iout, fout, stalls):  # fmt: skip
-    """Train the runs of theta (nb, n) in lock-step; outputs indexed like theta's rows."""
+    """Train the runs of theta (nb, n) in lock-step; outputs indexed like theta's rows.
+
+    Weights, gradients and optimizer buffers stay in structure-of-arrays form
+    (n, nb) throughout: per-lane work is only the scalar bookkeeping (``track``),
+    stall probes and PGD kicks. A lane that stops is zeroed and frozen (lr 0).
+    """
     nb, n = theta.shape
     poff, noff = param_offsets(dims), node_offsets(dims)
     S = noff[dims.size]
@@ -173,13 +230,14 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     G = np.empty((dims[K], dims[0], nb))
     M = np.empty((dims[K], dims[0], nb))
     L = np.empty(nb)
+    gn2 = np.empty(nb)
+    lr = np.empty(nb)
+    buf1 = np.zeros((n, nb))
+    buf2 = np.zeros((n, nb))
     ws = np.zeros(ws_size(dims))  # for probes, one run at a time
     gprobe = np.empty(n)
     probe_out = np.zeros(5)
-    col = np.empty(n)
-    gcol = np.empty(n)
-    buf1 = np.zeros((nb, n))
-    buf2 = np.zeros((nb, n))
+    kick = np.empty(n)
     probe = np.empty((nb, n))
     rings = np.empty((nb, int(cfg[C_WINDOW])))
     rngs = np.empty((nb, 1), dtype=np.uint64)
@@ -192,38 +250,42 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
         states_f[b] = sf
         rngs[b, 0] = seeds[b]
         losses[b, :] = np.nan
+        lr[b] = hyper[b, 0]
     active = nb
     for t in range(max_steps + 1):
         if active == 0:
             break
         loss_grad_block(soa, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, g, L)
+        for b in range(nb):  # squared gradient norms, each summed as trainer's sq_norm
+            gn2[b] = 0.0
+        for i in range(n):
+            for b in range(nb):
+                gn2[b] += g[i, b] * g[i, b]
         for b in range(nb):
             si = states_i[b]
             if si[SI_DONE] != 0:
                 continue
             sf = states_f[b]
-            for i in range(n):  # this run's gradient and weights, contiguous
-                gcol[i] = g[i, b]
-                col[i] = soa[i, b]
-            s = 0.0
-            for i in range(n):
-                s += gcol[i] * gcol[i]
-            gnorm = np.sqrt(s)
+            gnorm = np.sqrt(gn2[b])
             action = track(t, L[b], gnorm, si, sf, rings[b], cfg, max_steps, rec_every, losses[b])
             if action & A_SAVE_PROBE:
-                probe[b, :] = col
+                probe[b, :] = soa[:, b]
             if action & A_END_STALL:
                 end_stall(t, si, sf, stalls[b], probe[b], dims, poff, noff, Cxx, Cyx, yy, ws,
                           gprobe, cfg, seeds[b], probe_out)  # fmt: skip
             if action & A_STOP:
                 si[SI_DONE] = 1
                 last[b] = t
-                theta[b, :] = col
+                theta[b, :] = soa[:, b]
                 active -= 1
+                lr[b] = 0.0
+                soa[:, b] = 0.0
+                buf1[:, b] = 0.0
+                buf2[:, b] = 0.0
                 continue
-            update(opt, hyper[b], t, col, gcol, buf1[b], buf2[b], rngs[b], gnorm, si)
-            for i in range(n):
-                soa[i, b] = col[i]
+            if opt == PGD:
+                _kick(soa, b, kick, hyper[b], t, rngs[b], gnorm, si)
+        _update_block(opt, hyper, lr, t, soa, g, buf1, buf2)
     for b in range(nb):
         finish(last[b], theta[b], states_i[b], states_f[b], dims, poff, noff, Cxx, Cyx, yy, ws,
                gprobe, cfg, seeds[b], probe_out, iout[b], fout[b])  # fmt: skip

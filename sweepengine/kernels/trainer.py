@@ -154,18 +154,31 @@ def update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, si):
             buf2[i] = b2 * buf2[i] + (1.0 - b2) * g[i] * g[i]
             theta[i] -= lr * (buf1[i] / c1) / (np.sqrt(buf2[i] / c2) + eps)
     else:  # PGD: uniform kick in a ball of radius r when the gradient is small
-        radius, gtol, interval = h[1], h[2], h[3]
-        if gnorm <= gtol and t - si[SI_LAST_KICK] >= interval:
-            for i in range(n):
-                buf1[i] = next_normal(rng)
-            u = next_uniform(rng) ** (1.0 / n)
-            c = radius * u / np.sqrt(sq_norm(buf1))
+        if kick_due(h, t, gnorm, si):
+            c = draw_kick(buf1, h, rng, si, t)
             for i in range(n):
                 theta[i] += c * buf1[i]
-            si[SI_LAST_KICK] = t
-            si[SI_KICKS] += 1
         for i in range(n):
             theta[i] -= lr * g[i]
+
+
+@njit(**JIT)
+def kick_due(h, t, gnorm, si):
+    """PGD: is a kick due (gradient norm <= grad_tol, interval steps since the last)?"""
+    return gnorm <= h[2] and t - si[SI_LAST_KICK] >= h[3]
+
+
+@njit(**JIT)
+def draw_kick(kick, h, rng, si, t):
+    """A PGD kick: direction into ``kick`` (normals), returns its scale c so that
+    c * kick is uniform in the ball of radius h[1]; counts the kick in si."""
+    n = kick.size
+    for i in range(n):
+        kick[i] = next_normal(rng)
+    u = next_uniform(rng) ** (1.0 / n)
+    si[SI_LAST_KICK] = t
+    si[SI_KICKS] += 1
+    return h[1] * u / np.sqrt(sq_norm(kick))
 
 
 @njit(**JIT)
