@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 TARGET_CHUNK_S = 2.0  # aim for chunks of about this much compute
 MAX_CHUNK = 1024  # runs per chunk at most (short runs: few tasks, few Parquet parts)
 CHUNKS_PER_WORKER = 8  # at least this many chunks per worker, for load balance
+MIN_CHUNK = 16  # ... but not below one lock-step block of runs (unless runs are costly)
 CURVE_BYTES = 64 * 2**20  # a chunk's recorded losses (B x records x 8 bytes) at most
 # distributed keeps the last `low-level-log-length` (default 1000) messages of every
 # comm for debugging, and a compute-task message holds a whole chunk of Run objects:
@@ -65,14 +66,25 @@ def step_cost_s(dims: tuple[int, ...]) -> float:
     return 3e-7 + flops / 2e9
 
 
-def chunk_size(spec: Spec, n_workers: int, sample: int = 512) -> int:
-    """Runs per chunk: about TARGET_CHUNK_S of compute, enough chunks for every worker,
-    and at most CURVE_BYTES of recorded losses."""
-    runs = list(spec.runs(0, sample))
-    per_run = max((r.max_steps * step_cost_s(r.dims) for r in runs), default=1.0)
+def chunk_size(spec: Spec, n_workers: int, sample: int = 256) -> int:
+    """Runs per chunk: about TARGET_CHUNK_S of compute for the costliest runs, enough
+    chunks of that cost for every worker (CHUNKS_PER_WORKER of the sweep's estimated
+    total cost each, but at least MIN_CHUNK runs), and at most CURVE_BYTES of
+    recorded losses.
+
+    Costs are estimated from ``sample`` runs spread evenly over the sweep.
+    """
+    n = spec.n_runs
+    k = max(1, min(n, sample))
+    runs = [r for i in sorted({j * (n - 1) // max(1, k - 1) for j in range(k)})
+            for r in spec.runs(i, i + 1)]  # fmt: skip
+    costs = [r.max_steps * step_cost_s(r.dims) for r in runs] or [1.0]
+    per_run, mean = max(costs), sum(costs) / len(costs)
     records = max((r.max_steps // (r.record_every or r.max_steps) + 1 for r in runs), default=1)
     by_cost = max(1, int(TARGET_CHUNK_S / per_run))
-    by_balance = max(1, math.ceil(spec.n_runs / (CHUNKS_PER_WORKER * max(1, n_workers))))
+    share = n * (mean / per_run) / (CHUNKS_PER_WORKER * max(1, n_workers))
+    by_balance = math.ceil(share * (1 - 1e-12))  # the mean carries rounding
+    by_balance = max(MIN_CHUNK, by_balance)
     by_memory = max(1, CURVE_BYTES // (8 * records))
     return max(1, min(MAX_CHUNK, by_cost, by_balance, by_memory))
 

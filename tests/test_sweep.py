@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -545,3 +546,33 @@ def test_local_cluster_is_private_and_keeps_short_comm_logs():
         [stream] = scheduler.stream_comms.values()
         limit = COMM_LOG["distributed.admin.low-level-log-length"]
         assert stream.recent_message_log.maxlen == limit <= 100
+
+
+def test_chunk_size_balances_cost_and_bounds_memory():
+    from sweepengine import sweep as sw
+
+    def spec(depths, seeds, steps=400, record=None):
+        return load_spec(whitened_spec(
+            "cs", seeds=seeds, max_steps=steps, record_every=record,
+            problem={"d_x": 6, "d_y": 6, "m": 16, "singular_values": [3.0, 1.0]},
+            architecture={"depth": depths, "width": 6}, init={"scale": 0.1},
+            optimizer={"name": "gd", "lr": 0.05},
+        ))  # fmt: skip
+
+    def cost(run):
+        return run.max_steps * sw.step_cost_s(run.dims)
+
+    # a uniform sweep: CHUNKS_PER_WORKER chunks per worker
+    s = spec([1], 4000)
+    assert sw.chunk_size(s, 2) == math.ceil(4000 / (sw.CHUNKS_PER_WORKER * 2))
+    # cheap and costly shapes: chunks of the costliest runs hold 1/8 of a worker's share
+    s = spec([0, 6], 4000)
+    runs = list(s.runs())
+    share = sum(map(cost, runs)) / (sw.CHUNKS_PER_WORKER * 2)
+    size = sw.chunk_size(s, 2)
+    assert size * max(map(cost, runs)) == pytest.approx(share, rel=0.1)
+    assert size < math.ceil(8000 / (sw.CHUNKS_PER_WORKER * 2))
+    assert sw.chunk_size(spec([1], 20), 2) == sw.MIN_CHUNK  # not below one lock-step block
+    # recorded losses: at most CURVE_BYTES per chunk
+    big = spec([1], 4000, steps=100_000, record=1)
+    assert sw.chunk_size(big, 2) * 8 * 100_001 <= sw.CURVE_BYTES
