@@ -39,6 +39,12 @@ CURVE_BYTES = 64 * 2**20  # a chunk's recorded losses (B x records x 8 bytes) at
 # the (in-process) scheduler then grows by ~1 KB per run, up to 1000 chunks per worker
 # (~250 MB per worker for small nets). Keep a few for debugging, not thousands.
 COMM_LOG = {"distributed.admin.low-level-log-length": 20}
+# The embedded scheduler sends each task to a worker when it is submitted instead of
+# holding it until a worker is free (queuing, for root tasks): run_sweep already keeps
+# at most 2 x workers + 2 chunks in flight, and queuing leaves a worker idle for a
+# round trip between chunks (measured: a 10,008-run sweep of 54 chunks, 12.0 s
+# queued against 10.8 s).
+NO_QUEUING = {"distributed.scheduler.worker-saturation": float("inf")}
 
 
 @dataclass
@@ -133,7 +139,7 @@ def connect(
     threads = max(1, int(threads_per_worker))
     n = n_workers or max(1, cores // threads)
     with (
-        dask.config.set(COMM_LOG),
+        dask.config.set({**COMM_LOG, **NO_QUEUING}),
         LocalCluster(
             n_workers=n,
             threads_per_worker=threads,
