@@ -51,6 +51,17 @@ def _coerce(a, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def as_dims(dims) -> np.ndarray:
+    """Layer sizes (d_0, ..., d_K): at least two positive integers, as int64."""
+    d = np.asarray(dims)
+    if d.ndim != 1 or d.size < 2 or not np.issubdtype(d.dtype, np.integer) or (d < 1).any():
+        raise ValueError(
+            "dims must be a sequence (d_0, ..., d_K) of at least two positive integers, "
+            f"got {dims!r}"
+        )
+    return d.astype(np.int64)
+
+
 def as_weights(weights, name: str = "weights") -> list[np.ndarray]:
     """A chain [W_1..W_K] with W_k of shape (d_k, d_{k-1}), each float64."""
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):

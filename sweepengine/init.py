@@ -27,18 +27,9 @@ from typing import Any
 import numpy as np
 
 from ._layout import n_params, unflatten
+from ._validate import as_dims
 from .kernels.rng import init_normals
 from .options import check_init
-
-
-def _dims(dims) -> np.ndarray:
-    d = np.asarray(dims)
-    if d.ndim != 1 or d.size < 2 or not np.issubdtype(d.dtype, np.integer) or (d < 1).any():
-        raise ValueError(
-            "dims must be a sequence (d_0, ..., d_K) of at least two positive integers, "
-            f"got {dims!r}"
-        )
-    return d.astype(np.int64)
 
 
 def _seeds(seeds) -> np.ndarray:
@@ -59,7 +50,7 @@ def _haar(z: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def init_weights(dims: Sequence[int], scheme: str = "gaussian", scale=1.0, seed: int = 0):
     """Weights [W_1, ..., W_K] for layer sizes ``dims`` = (d_0, ..., d_K)."""
-    d = _dims(dims)
+    d = as_dims(dims)
     return unflatten(init_batch(d, scheme, [scale], [seed])[0], d, copy=False)
 
 
@@ -70,7 +61,7 @@ def init_batch(dims: Sequence[int], scheme: str, scales: Sequence, seeds: Sequen
     Every scheme starts from standard normals of a counter-based stream keyed by the
     seed (``kernels.rng.init_normals``), so a run's weights depend on its seed alone.
     """
-    d = _dims(dims)
+    d = as_dims(dims)
     K = d.size - 1
     if len(scales) != len(seeds):
         raise ValueError(f"got {len(scales)} scales for {len(seeds)} seeds (one each per run)")
@@ -110,7 +101,7 @@ def init_batch(dims: Sequence[int], scheme: str, scales: Sequence, seeds: Sequen
 
 def balanced_factors(A: np.ndarray, dims) -> list[np.ndarray]:
     """Balanced factorisation of A (d_K, d_0), truncated to rank min(dims)."""
-    d = _dims(dims)
+    d = as_dims(dims)
     K = d.size - 1
     r = int(d.min())
     U, s, Vt = np.linalg.svd(A, full_matrices=False)

@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from . import theory
 from ._layout import dims_of, flatten, n_params, unflatten
-from ._validate import as_matrix, as_weights
-from .init import _dims, balanced_factors
+from ._validate import as_dims, as_matrix, as_weights
+from .init import balanced_factors
 from .kernels import lockstep
 from .kernels import trainer as K
 from .landscape import hessian_extremes_info
@@ -205,7 +205,7 @@ def train_flat(
     reuses a precomputed :func:`reference`. No per-run Python objects are built
     unless ``BatchOutput.results()`` is called.
     """
-    dims = _dims(dims)
+    dims = as_dims(dims)
     n = n_params(dims)
     theta = np.array(theta0, dtype=np.float64, order="C", copy=True)  # trained in place
     if theta.ndim != 2 or theta.shape[0] < 1 or theta.shape[1] != n:
