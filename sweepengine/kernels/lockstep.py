@@ -116,8 +116,45 @@ def _mm_shared(A, S, out):
 
 
 @njit(**JIT)
-def loss_grad_block(theta, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, grad, L):
-    """Loss (into L) and gradient (into grad, (n, nb)) of every run, statistics form."""
+def dot_lanes(A, B, acc, out):
+    """out[b] = sum_i A[i, b] B[i, b] for every lane b of two (n, nb) arrays, each in
+    ``linalg.dot``'s order (four partial sums); ``acc`` is (4, nb) scratch."""
+    n, nb = A.shape
+    acc[:, :] = 0.0
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        for q in range(4):
+            for b in range(nb):
+                acc[q, b] += A[i + q, b] * B[i + q, b]
+    for i in range(n4, n):
+        for b in range(nb):
+            acc[0, b] += A[i, b] * B[i, b]
+    for b in range(nb):
+        out[b] = (acc[0, b] + acc[1, b]) + (acc[2, b] + acc[3, b])
+
+
+@njit(**JIT)
+def dot_lanes_shared(A, v, acc, out):
+    """``dot_lanes`` with one vector v (n,) shared by every lane."""
+    n, nb = A.shape
+    acc[:, :] = 0.0
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        for q in range(4):
+            for b in range(nb):
+                acc[q, b] += A[i + q, b] * v[i + q]
+    for i in range(n4, n):
+        for b in range(nb):
+            acc[0, b] += A[i, b] * v[i]
+    for b in range(nb):
+        out[b] = (acc[0, b] + acc[1, b]) + (acc[2, b] + acc[3, b])
+
+
+@njit(**JIT)
+def loss_grad_block(theta, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, grad, L, acc, f):
+    """Loss (into L) and gradient (into grad, (n, nb)) of every run, statistics form.
+
+    ``acc`` (4, nb) and ``f`` (2, nb) are scratch for the loss's two sums."""
     K = dims.size - 1
     nb = theta.shape[1]
     d0 = dims[0]
@@ -137,16 +174,12 @@ def loss_grad_block(theta, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, grad, L
     P = _node(pre, dims, noff, K)
     _mm_shared(P, Cxx, M)
     # L = 1/2 (tr(M P^T) - 2 tr(P Cyx^T) + yy), each sum in the order of objective.frob
+    o = P.shape[0] * P.shape[1]
+    P2 = P.reshape((o, nb))
+    dot_lanes(M.reshape((o, nb)), P2, acc, f[0])
+    dot_lanes_shared(P2, Cyx.reshape(o), acc, f[1])
     for b in range(nb):
-        f1 = 0.0
-        for i in range(P.shape[0]):
-            for j in range(P.shape[1]):
-                f1 += M[i, j, b] * P[i, j, b]
-        f2 = 0.0
-        for i in range(P.shape[0]):
-            for j in range(P.shape[1]):
-                f2 += P[i, j, b] * Cyx[i, j]
-        L[b] = 0.5 * (f1 - 2.0 * f2 + yy)
+        L[b] = 0.5 * (f[0, b] - 2.0 * f[1, b] + yy)
     for i in range(G.shape[0]):
         for j in range(G.shape[1]):
             for b in range(nb):
@@ -231,6 +264,8 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     M = np.empty((dims[K], dims[0], nb))
     L = np.empty(nb)
     gn2 = np.empty(nb)
+    acc = np.empty((4, nb))
+    f = np.empty((2, nb))
     lr = np.empty(nb)
     buf1 = np.zeros((n, nb))
     buf2 = np.zeros((n, nb))
@@ -255,12 +290,8 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     for t in range(max_steps + 1):
         if active == 0:
             break
-        loss_grad_block(soa, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, g, L)
-        for b in range(nb):  # squared gradient norms, each summed as trainer's sq_norm
-            gn2[b] = 0.0
-        for i in range(n):
-            for b in range(nb):
-                gn2[b] += g[i, b] * g[i, b]
+        loss_grad_block(soa, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, g, L, acc, f)
+        dot_lanes(g, g, acc, gn2)  # squared gradient norms, summed as trainer's sq_norm
         for b in range(nb):
             si = states_i[b]
             if si[SI_DONE] != 0:

@@ -14,7 +14,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import backprop, node, node_offsets, param_offsets, prefix, weight
-from .linalg import mm
+from .linalg import dot, mm
 
 
 @njit(**JIT)
@@ -43,12 +43,8 @@ def ws_views(ws, dims, noff):
 
 @njit(**JIT)
 def frob(A, B):
-    """tr(A B^T) = sum_ij A_ij B_ij."""
-    s = 0.0
-    for i in range(A.shape[0]):
-        for j in range(A.shape[1]):
-            s += A[i, j] * B[i, j]
-    return s
+    """tr(A B^T) = sum_ij A_ij B_ij of two C-contiguous matrices (``linalg.dot`` order)."""
+    return dot(A.reshape(A.size), B.reshape(B.size))
 
 
 @njit(**JIT)
@@ -146,7 +142,5 @@ def loss_grad_data(theta, dims, X, Y, ws, R, grad):
 
 @njit(**JIT)
 def sq_norm(v):
-    s = 0.0
-    for i in range(v.size):
-        s += v[i] * v[i]
-    return s
+    """sum_i v_i^2 (``linalg.dot`` order: four partial sums, not one latency-bound chain)."""
+    return dot(v, v)
