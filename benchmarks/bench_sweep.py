@@ -18,8 +18,8 @@
    (planning, init, kernel, result building, Arrow tables, Parquet write) and,
    from the warm run, Dask's task stream and the client's write time.
 3. Client memory: planning a 1,000,000-run sweep (``Spec.runs`` through
-   ``chunk_runs``, no training), then really running 100,000 runs with
-   max_steps = 1, then resuming the finished 100k sweep (the done-set).
+   ``chunk_runs``, no training), then really running all 1,000,000 runs with
+   max_steps = 1, then resuming the finished sweep (the done-set).
    Peak RSS of the client process, sampled with psutil every 50 ms.
 4. Parquet through the store: ``Store.write_chunk`` rates for runs, stalls and
    curves, and full-table reads with pyarrow.dataset, pandas, DuckDB and
@@ -511,7 +511,7 @@ def worker(part: str, quick: bool) -> dict:
     if part == "plan":
         return part_plan(100_000 if quick else 1_000_000)
     if part == "big":
-        return part_big(10_000 if quick else 100_000)
+        return part_big(10_000 if quick else 1_000_000)
     if part == "parquet":
         return part_parquet(2_000 if quick else 10_000)
     raise ValueError(part)
