@@ -9,22 +9,19 @@ builds each data set once. A chunk that raises is reported as rows with status
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import socket
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 import numba
 import numpy as np
 import pyarrow as pa
 
+from ._compile_lock import compile_lock
 from ._layout import n_params
 from .init import init_batch
 from .kernels import lockstep
@@ -90,7 +87,7 @@ def warm_up() -> float:
     Every kernel has one type signature whatever the architecture, so tiny calls
     cover all later chunks: a single run (per-run driver) and a batch of
     ``lockstep.MIN_BATCH`` narrow runs (lock-step driver). Processes of one install
-    on one machine take turns (``_compile_lock``): with a cold cache the first
+    on one machine take turns (``_compile_lock.compile_lock``): with a cold cache the first
     compiles and the others then load its result instead of compiling the same code.
     """
     global _COMPILE_S
@@ -98,51 +95,13 @@ def warm_up() -> float:
         t = time.perf_counter()
         X = np.array([[1.0, 0.0], [0.0, 1.0]])
         W = [np.eye(2) * 0.1, np.eye(2) * 0.1]
-        with _compile_lock() as warm:
+        with compile_lock() as warm:
             for B in (1, lockstep.MIN_BATCH):
                 train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1)
             warm()
         _COMPILE_S = time.perf_counter() - t
         return _COMPILE_S
     return 0.0
-
-
-@contextlib.contextmanager
-def _compile_lock():
-    """Take turns compiling: an exclusive lock file shared by every process of this
-    install. Once one process has warmed up, a marker keyed by the package's source
-    files (what Numba's cache checks) lets later processes load in parallel, unlocked.
-    Yields a function to call once warm."""
-    files = sorted(Path(__file__).resolve().parent.rglob("*.py"))
-    key = hashlib.sha256(package_version().encode())
-    for f in files:
-        st = f.stat()
-        key.update(f"{f}:{st.st_mtime_ns}:{st.st_size};".encode())
-    base = Path(tempfile.gettempdir()) / f"sweepengine-compile-{key.hexdigest()[:16]}"
-    marker = base.with_suffix(".warm")
-
-    def warm() -> None:
-        with contextlib.suppress(OSError):
-            marker.touch()
-
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (at worst, processes compile in parallel)
-        fcntl = None
-    if fcntl is None or marker.exists():
-        yield warm
-        return
-    try:
-        f = open(base.with_suffix(".lock"), "a")  # noqa: SIM115
-    except OSError:
-        yield warm
-        return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield warm
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _worker_name() -> str:

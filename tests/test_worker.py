@@ -110,3 +110,32 @@ def test_init_stream_is_standard_normal():
 def test_init_batch_bad_input(scales, seeds, match):
     with pytest.raises(ValueError, match=match):
         init_batch([3, 4, 2], "gaussian", scales, seeds)
+
+
+def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from sweepengine import _compile_lock as cl
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    lock, marker = cl.lock_paths()
+    assert lock.parent == tmp_path and not marker.exists()
+    probe = (  # another process: can it take the lock right now?
+        "import fcntl, sys; f = open(sys.argv[1], 'a')\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+        "except BlockingIOError:\n    print('held')\n"
+    )
+
+    def other() -> str:
+        out = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True,
+                             text=True, check=True, timeout=60)  # fmt: skip
+        return out.stdout.strip()
+
+    with cl.compile_lock() as warm:  # cold: the lock is held while compiling
+        assert other() == "held"
+        warm()
+    assert marker.exists() and other() == "free"
+    with cl.compile_lock():  # warm: no lock, processes load in parallel
+        assert other() == "free"
