@@ -12,6 +12,7 @@ from numba import njit
 
 from .._config import JIT
 from .linalg import mm, set_identity
+from .simd import view2
 
 
 @njit(**JIT)
@@ -37,13 +38,13 @@ def node_offsets(dims):
 @njit(inline="always", **JIT)
 def weight(theta, dims, poff, k):
     """View of W_k (1-based k) inside theta."""
-    return theta[poff[k - 1] : poff[k]].reshape((dims[k], dims[k - 1]))
+    return view2(theta, poff[k - 1], dims[k], dims[k - 1])
 
 
 @njit(inline="always", **JIT)
 def node(buf, dims, noff, k):
     """View of node k (shape (d_k, d_0)) inside a node buffer."""
-    return buf[noff[k] : noff[k + 1]].reshape((dims[k], dims[0]))
+    return view2(buf, noff[k], dims[k], dims[0])
 
 
 @njit(**JIT)

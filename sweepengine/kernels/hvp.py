@@ -11,7 +11,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node, node_offsets, param_offsets, weight
-from .linalg import mm, mm_acc
+from .linalg import mm, mm_acc, mm_nt
 from .objective import ws_views
 
 
@@ -48,8 +48,8 @@ def hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, v, out):
         if k == 1:
             o[:, :] = node(dE, dims, noff, 1)
         else:
-            mm(node(dE, dims, noff, k), node(pre, dims, noff, k - 1).T, o)
-            mm_acc(node(E, dims, noff, k), node(dB, dims, noff, k - 1).T, o, scratch)
+            mm_nt(node(dE, dims, noff, k), node(pre, dims, noff, k - 1), o, scratch)
+            mm_nt(node(E, dims, noff, k), node(dB, dims, noff, k - 1), o, scratch, True)
 
 
 @njit(**JIT)

@@ -1,20 +1,110 @@
 """Small dense products used by every kernel.
 
-Hand-written loops below ``SMALL_GEMM`` flops (no BLAS call overhead, which
-dominates at the widths sweeps use), BLAS through ``np.dot`` above it.
+Products up to ``SIMD_GEMM`` multiply-adds use the register-blocked kernel
+``_gemm`` (explicit 4-wide vectors, ``simd``); larger ones call BLAS through
+``np.dot``. In ``_gemm`` every entry is summed as its scalar definition,
+``((0 + a_0 b_0) + a_1 b_1) + ...`` with p ascending and no fused multiply-add,
+whatever the blocking: the lock-step trainer sums each run's entries in the same
+order, which keeps the two trainers bit-identical.
 """
 
 import numpy as np
 from numba import njit
 
 from .._config import JIT
+from .simd import load4, madd4s, store4, view2, zero4
 
-# Products with m*k*n at most this use hand-written loops; larger ones call BLAS
-# through scipy. Measured (1 thread, alone): loops 39 ns vs BLAS 104 ns at 4x4x4,
-# 182 vs 164 ns at 8x8x8, 6.9 vs 2.4 us at 32x32x32; inside the batched trainer
-# loops at 8x8x8 gave 1.7x the run-steps/s of BLAS (no per-call BLAS overhead).
-# Defined here, not in _config: Numba's cache tracks this file, not imported globals.
-SMALL_GEMM = 8 * 8 * 8
+# Products with m*k*n at most this use ``_gemm``; larger ones call BLAS through
+# scipy. Measured (1 thread, alone, ns per product; BLAS in brackets): 8x8x8
+# 60 [164], 16x16x16 ... 32x32x32 ... (see results/kernels.md for the trainer's
+# step). Defined here, not in _config: Numba's cache tracks this file, not
+# imported globals.
+SIMD_GEMM = 32 * 32 * 32
+# A B with strided rows of B (a transposed view, e.g. R X^T of the data form):
+# scalar loops up to this size, BLAS above.
+SMALL_STRIDED = 8 * 8 * 8
+
+
+@njit(**JIT)
+def _gemm(A, B, out, acc):
+    """out = A @ B (acc False) or out += A @ B (acc True).
+
+    B and out need unit inner stride (rows loaded as vectors); A any layout.
+    Blocks of 4 rows x 8 columns (8 vector accumulators) while they fit, then
+    4 x 4, then scalar columns; a last partial row block repeats its last row
+    (the duplicates store the same values).
+    """
+    m, k = A.shape
+    n = B.shape[1]
+    for i0 in range(0, m, 4):
+        i1, i2, i3 = min(i0 + 1, m - 1), min(i0 + 2, m - 1), min(i0 + 3, m - 1)
+        j = 0
+        while j + 8 <= n:
+            if acc:
+                c0, c1 = load4(out, i0, j), load4(out, i0, j + 4)
+                c2, c3 = load4(out, i1, j), load4(out, i1, j + 4)
+                c4, c5 = load4(out, i2, j), load4(out, i2, j + 4)
+                c6, c7 = load4(out, i3, j), load4(out, i3, j + 4)
+            else:
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = zero4()
+            for p in range(k):
+                x, y = load4(B, p, j), load4(B, p, j + 4)
+                a = A[i0, p]
+                c0, c1 = madd4s(c0, a, x), madd4s(c1, a, y)
+                a = A[i1, p]
+                c2, c3 = madd4s(c2, a, x), madd4s(c3, a, y)
+                a = A[i2, p]
+                c4, c5 = madd4s(c4, a, x), madd4s(c5, a, y)
+                a = A[i3, p]
+                c6, c7 = madd4s(c6, a, x), madd4s(c7, a, y)
+            store4(out, i0, j, c0)
+            store4(out, i0, j + 4, c1)
+            store4(out, i1, j, c2)
+            store4(out, i1, j + 4, c3)
+            store4(out, i2, j, c4)
+            store4(out, i2, j + 4, c5)
+            store4(out, i3, j, c6)
+            store4(out, i3, j + 4, c7)
+            j += 8
+        if j + 4 <= n:
+            if acc:
+                c0, c2 = load4(out, i0, j), load4(out, i1, j)
+                c4, c6 = load4(out, i2, j), load4(out, i3, j)
+            else:
+                c0 = c2 = c4 = c6 = zero4()
+            for p in range(k):
+                x = load4(B, p, j)
+                c0 = madd4s(c0, A[i0, p], x)
+                c2 = madd4s(c2, A[i1, p], x)
+                c4 = madd4s(c4, A[i2, p], x)
+                c6 = madd4s(c6, A[i3, p], x)
+            store4(out, i0, j, c0)
+            store4(out, i1, j, c2)
+            store4(out, i2, j, c4)
+            store4(out, i3, j, c6)
+            j += 4
+        for jj in range(j, n):
+            for i in range(i0, min(i0 + 4, m)):
+                s = out[i, jj] if acc else 0.0
+                for p in range(k):
+                    s += A[i, p] * B[p, jj]
+                out[i, jj] = s
+
+
+@njit(**JIT)
+def _rows_contiguous(a):
+    return a.shape[1] <= 1 or a.strides[1] == a.itemsize
+
+
+@njit(**JIT)
+def _transpose_into(B, scratch):
+    """B^T as a (B.shape[1], B.shape[0]) view of ``scratch``."""
+    k, n = B.shape[1], B.shape[0]
+    T = view2(scratch, 0, k, n)
+    for j in range(n):
+        for p in range(k):
+            T[p, j] = B[j, p]
+    return T
 
 
 @njit(**JIT)
@@ -22,16 +112,31 @@ def mm(A, B, out):
     """out = A @ B."""
     m, k = A.shape
     n = B.shape[1]
-    if m * k * n <= SMALL_GEMM:
+    if m * k * n <= SIMD_GEMM and _rows_contiguous(B) and _rows_contiguous(out):
+        _gemm(A, B, out, False)
+    elif m * k * n <= SMALL_STRIDED:  # strided B (a transposed view): scalar, same order
         for i in range(m):
             for j in range(n):
-                out[i, j] = 0.0
-            for p in range(k):
-                a = A[i, p]
-                for j in range(n):
-                    out[i, j] += a * B[p, j]
+                s = 0.0
+                for p in range(k):
+                    s += A[i, p] * B[p, j]
+                out[i, j] = s
     else:
         np.dot(A, B, out)
+
+
+@njit(**JIT)
+def _blas(A, B, out, scratch, acc):
+    """out = A @ B, or out += A @ B through ``scratch`` (acc), by BLAS."""
+    if not acc:
+        np.dot(A, B, out)
+        return
+    m, n = out.shape
+    t = view2(scratch, 0, m, n)
+    np.dot(A, B, t)
+    for i in range(m):
+        for j in range(n):
+            out[i, j] += t[i, j]
 
 
 @njit(**JIT)
@@ -39,18 +144,24 @@ def mm_acc(A, B, out, scratch):
     """out += A @ B; ``scratch`` is a 1-D buffer of at least out.size entries."""
     m, k = A.shape
     n = B.shape[1]
-    if m * k * n <= SMALL_GEMM:
-        for i in range(m):
-            for p in range(k):
-                a = A[i, p]
-                for j in range(n):
-                    out[i, j] += a * B[p, j]
+    if m * k * n <= SIMD_GEMM:
+        _gemm(A, B, out, True)
     else:
-        t = scratch[: m * n].reshape((m, n))
-        np.dot(A, B, t)
-        for i in range(m):
-            for j in range(n):
-                out[i, j] += t[i, j]
+        _blas(A, B, out, scratch, True)
+
+
+@njit(**JIT)
+def mm_nt(A, B, out, scratch, acc=False):
+    """out = A @ B^T, or out += A @ B^T (acc), with B stored (n, k).
+
+    ``scratch`` holds at least max(B.size, out.size) entries (B^T for ``_gemm``).
+    """
+    m, k = A.shape
+    n = B.shape[0]
+    if m * k * n <= SIMD_GEMM:
+        _gemm(A, _transpose_into(B, scratch), out, acc)
+    else:
+        _blas(A, B.T, out, scratch, acc)
 
 
 @njit(**JIT)

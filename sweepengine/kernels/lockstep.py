@@ -1,13 +1,15 @@
 """Lock-step trainer for narrow networks: a block of runs steps together.
 
-Arrays are structure-of-arrays with the run index innermost, W_k of run b at
-``theta[poff[k-1]:poff[k], b]`` viewed as (d_k, d_{k-1}, nb), so every product
-is a loop over runs that the compiler vectorises. Each entry is accumulated in
-the same order (p ascending, from 0.0) as ``linalg.mm``'s loop path, and runs
-never mix, so for widths up to 8 (where ``mm`` always loops) a run's numbers are
-bit-identical to ``trainer.train_one`` whatever the block it lands in. Optimizer
-updates run over the whole block in the same per-entry arithmetic as
-``trainer.update``; per-run bookkeeping and probes are the trainer's own functions.
+Arrays are structure-of-arrays with the run ("lane") index innermost: entry r
+of theta, of a node buffer or of the gradient is row r of a (rows, lanes) array,
+so every product works on 4-wide vectors of lanes (``simd``), 8 lanes at a
+time, the lane count padded to a multiple of 8 with zero lanes. Each entry is
+accumulated in the same order (p ascending, from 0.0) as ``linalg._gemm`` sums
+it for one run, and lanes never mix, so for widths up to ``MAX_WIDTH`` (where
+``linalg.mm`` always uses ``_gemm``) a run's numbers are bit-identical to
+``trainer.train_one`` whatever the block it lands in. Optimizer updates run over
+the whole block in the same per-entry arithmetic as ``trainer.update``; per-run
+bookkeeping and probes are the trainer's own functions.
 """
 
 import numpy as np
@@ -16,6 +18,7 @@ from numba import njit, prange
 from .._config import JIT, JIT_PARALLEL
 from .chain import node_offsets, param_offsets
 from .objective import ws_size
+from .simd import add4, load4, madd4, madd4s, splat4, store4, zero4
 from .trainer import (
     A_END_STALL,
     A_SAVE_PROBE,
@@ -35,6 +38,7 @@ from .trainer import (
 )
 
 BLOCK = 16  # runs per lock-step block (fixed: results never depend on B)
+LANE_GROUP = 8  # the product kernels work on 8 lanes (two 4-wide vectors) at a time
 MAX_WIDTH = 8  # widest layer for which the lock-step path is used
 # Batches smaller than this run one by one (measured at d = 8: a block of one run
 # does 153k steps/s against 392k for the per-run kernel; a block of 16 does ~960k
@@ -43,92 +47,63 @@ MIN_BATCH = 8
 
 
 @njit(**JIT)
-def _w(theta, dims, poff, k):
-    """W_k of every run in the block: (d_k, d_{k-1}, nb)."""
-    return theta[poff[k - 1] : poff[k]].reshape((dims[k], dims[k - 1], theta.shape[1]))
+def _lanes_mm(A, a0, ai, ap, B, b0, bp, bj, out, o0, m, k, n):
+    """Per lane: out[o0 + i*n + j] = sum_p A[a0 + i*ai + p*ap] B[b0 + p*bp + j*bj].
 
-
-@njit(**JIT)
-def _node(buf, dims, noff, k):
-    """Node k of every run: (d_k, d_0, nb)."""
-    return buf[noff[k] : noff[k + 1]].reshape((dims[k], dims[0], buf.shape[1]))
-
-
-@njit(**JIT)
-def _mm_nn(A, B, out):
-    """out[:, :, b] = A[:, :, b] @ B[:, :, b]."""
-    m, k, nb = A.shape
-    n = B.shape[1]
-    for i in range(m):
-        for j in range(n):
-            for b in range(nb):
-                out[i, j, b] = 0.0
-        for p in range(k):
-            for j in range(n):
-                for b in range(nb):
-                    out[i, j, b] += A[i, p, b] * B[p, j, b]
-
-
-@njit(**JIT)
-def _mm_tn(A, B, out):
-    """out[:, :, b] = A[:, :, b]^T @ B[:, :, b]."""
-    k, m, nb = A.shape
-    n = B.shape[1]
-    for i in range(m):
-        for j in range(n):
-            for b in range(nb):
-                out[i, j, b] = 0.0
-        for p in range(k):
-            for j in range(n):
-                for b in range(nb):
-                    out[i, j, b] += A[p, i, b] * B[p, j, b]
-
-
-@njit(**JIT)
-def _mm_nt(A, B, out):
-    """out[:, :, b] = A[:, :, b] @ B[:, :, b]^T."""
-    m, k, nb = A.shape
-    n = B.shape[0]
-    for i in range(m):
-        for j in range(n):
-            for b in range(nb):
-                out[i, j, b] = 0.0
-        for p in range(k):
-            for j in range(n):
-                for b in range(nb):
-                    out[i, j, b] += A[i, p, b] * B[j, p, b]
-
-
-@njit(**JIT)
-def _mm_shared(A, S, out):
-    """out[:, :, b] = A[:, :, b] @ S (S the same for every run)."""
-    m, k, nb = A.shape
-    n = S.shape[1]
-    for i in range(m):
-        for j in range(n):
-            for b in range(nb):
-                out[i, j, b] = 0.0
-        for p in range(k):
-            for j in range(n):
-                s = S[p, j]
-                for b in range(nb):
-                    out[i, j, b] += A[i, p, b] * s
+    Rows of the (rows, lanes) arrays hold one matrix entry of every lane; the
+    strides select the product (A B, A^T B or A B^T). Each entry is summed from
+    0.0 with p ascending, as ``linalg._gemm`` sums it for one run. Blocks of
+    2 rows x 2 columns x 8 lanes (8 vector accumulators); an odd last row or
+    column repeats its predecessor's (the duplicates store the same values).
+    """
+    nb = out.shape[1]
+    for q in range(0, nb, 8):
+        for i0 in range(0, m, 2):
+            i1 = min(i0 + 1, m - 1)
+            for j0 in range(0, n, 2):
+                j1 = min(j0 + 1, n - 1)
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = zero4()
+                for p in range(k):
+                    ra0, ra1 = a0 + i0 * ai + p * ap, a0 + i1 * ai + p * ap
+                    rb0, rb1 = b0 + p * bp + j0 * bj, b0 + p * bp + j1 * bj
+                    x0, x1 = load4(A, ra0, q), load4(A, ra0, q + 4)
+                    y0, y1 = load4(A, ra1, q), load4(A, ra1, q + 4)
+                    u0, u1 = load4(B, rb0, q), load4(B, rb0, q + 4)
+                    v0, v1 = load4(B, rb1, q), load4(B, rb1, q + 4)
+                    c0, c1 = madd4(c0, x0, u0), madd4(c1, x1, u1)
+                    c2, c3 = madd4(c2, x0, v0), madd4(c3, x1, v1)
+                    c4, c5 = madd4(c4, y0, u0), madd4(c5, y1, u1)
+                    c6, c7 = madd4(c6, y0, v0), madd4(c7, y1, v1)
+                r0, r1 = o0 + i0 * n, o0 + i1 * n
+                store4(out, r0 + j0, q, c0)
+                store4(out, r0 + j0, q + 4, c1)
+                store4(out, r0 + j1, q, c2)
+                store4(out, r0 + j1, q + 4, c3)
+                store4(out, r1 + j0, q, c4)
+                store4(out, r1 + j0, q + 4, c5)
+                store4(out, r1 + j1, q, c6)
+                store4(out, r1 + j1, q + 4, c7)
 
 
 @njit(**JIT)
 def dot_lanes(A, B, acc, out):
-    """out[b] = sum_i A[i, b] B[i, b] for every lane b of two (n, nb) arrays, each in
-    ``linalg.dot``'s order (four partial sums); ``acc`` is (4, nb) scratch."""
+    """out[b] = sum_i A[i, b] B[i, b] for every lane b of two (n, lanes) arrays, each in
+    ``linalg.dot``'s order (four partial sums, i mod 4); ``acc`` is (4, lanes) scratch."""
     n, nb = A.shape
-    acc[:, :] = 0.0
     n4 = n - n % 4
-    for i in range(0, n4, 4):
-        for q in range(4):
-            for b in range(nb):
-                acc[q, b] += A[i + q, b] * B[i + q, b]
-    for i in range(n4, n):
-        for b in range(nb):
-            acc[0, b] += A[i, b] * B[i, b]
+    for q in range(0, nb, 4):
+        s0 = s1 = s2 = s3 = zero4()
+        for i in range(0, n4, 4):
+            s0 = madd4(s0, load4(A, i, q), load4(B, i, q))
+            s1 = madd4(s1, load4(A, i + 1, q), load4(B, i + 1, q))
+            s2 = madd4(s2, load4(A, i + 2, q), load4(B, i + 2, q))
+            s3 = madd4(s3, load4(A, i + 3, q), load4(B, i + 3, q))
+        for i in range(n4, n):
+            s0 = madd4(s0, load4(A, i, q), load4(B, i, q))
+        store4(acc, 0, q, s0)
+        store4(acc, 1, q, s1)
+        store4(acc, 2, q, s2)
+        store4(acc, 3, q, s3)
     for b in range(nb):
         out[b] = (acc[0, b] + acc[1, b]) + (acc[2, b] + acc[3, b])
 
@@ -137,74 +112,91 @@ def dot_lanes(A, B, acc, out):
 def dot_lanes_shared(A, v, acc, out):
     """``dot_lanes`` with one vector v (n,) shared by every lane."""
     n, nb = A.shape
-    acc[:, :] = 0.0
     n4 = n - n % 4
-    for i in range(0, n4, 4):
-        for q in range(4):
-            for b in range(nb):
-                acc[q, b] += A[i + q, b] * v[i + q]
-    for i in range(n4, n):
-        for b in range(nb):
-            acc[0, b] += A[i, b] * v[i]
+    for q in range(0, nb, 4):
+        s0 = s1 = s2 = s3 = zero4()
+        for i in range(0, n4, 4):
+            s0 = madd4s(s0, v[i], load4(A, i, q))
+            s1 = madd4s(s1, v[i + 1], load4(A, i + 1, q))
+            s2 = madd4s(s2, v[i + 2], load4(A, i + 2, q))
+            s3 = madd4s(s3, v[i + 3], load4(A, i + 3, q))
+        for i in range(n4, n):
+            s0 = madd4s(s0, v[i], load4(A, i, q))
+        store4(acc, 0, q, s0)
+        store4(acc, 1, q, s1)
+        store4(acc, 2, q, s2)
+        store4(acc, 3, q, s3)
     for b in range(nb):
         out[b] = (acc[0, b] + acc[1, b]) + (acc[2, b] + acc[3, b])
 
 
 @njit(**JIT)
-def loss_grad_block(theta, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, grad, L, acc, f):
-    """Loss (into L) and gradient (into grad, (n, nb)) of every run, statistics form.
+def loss_grad_block(soa, dims, poff, noff, cxx, cyx, yy, pre, E, M, grad, L, acc, f):
+    """Loss (into L) and gradient (into grad, (n, lanes)) of every lane, statistics form.
 
-    ``acc`` (4, nb) and ``f`` (2, nb) are scratch for the loss's two sums."""
+    ``soa`` (n, lanes) holds the weights, ``pre``/``E`` (S, lanes) the node
+    buffers, ``M`` (d_K d_0, lanes) = P Cxx; ``cxx`` is Cxx flattened into every
+    lane (d_0 d_0, lanes) and ``cyx`` Cyx flattened; ``acc``
+    (4, lanes) and ``f`` (2, lanes) are scratch for the loss's two sums.
+    """
     K = dims.size - 1
-    nb = theta.shape[1]
     d0 = dims[0]
-    # prefix products, node 0 = I
-    P0 = _node(pre, dims, noff, 0)
-    for i in range(d0):
-        for j in range(d0):
-            for b in range(nb):
-                P0[i, j, b] = 1.0 if i == j else 0.0
-    for k in range(1, K + 1):
-        W = _w(theta, dims, poff, k)
-        cur = _node(pre, dims, noff, k)
-        if k == 1:
-            cur[:, :, :] = W
-        else:
-            _mm_nn(W, _node(pre, dims, noff, k - 1), cur)
-    P = _node(pre, dims, noff, K)
-    _mm_shared(P, Cxx, M)
+    # prefix products: node 0 = I, node k = W_k node k-1
+    _identity_rows(pre, d0)
+    _copy_rows(soa, 0, pre, noff[1], dims[1] * d0)
+    for k in range(2, K + 1):
+        _lanes_mm(soa, poff[k - 1], dims[k - 1], 1, pre, noff[k - 1], d0, 1, pre, noff[k],
+                  dims[k], dims[k - 1], d0)  # fmt: skip
+    _lanes_mm(pre, noff[K], d0, 1, cxx, 0, d0, 1, M, 0, dims[K], d0, d0)
     # L = 1/2 (tr(M P^T) - 2 tr(P Cyx^T) + yy), each sum in the order of objective.frob
-    o = P.shape[0] * P.shape[1]
-    P2 = P.reshape((o, nb))
-    dot_lanes(M.reshape((o, nb)), P2, acc, f[0])
-    dot_lanes_shared(P2, Cyx.reshape(o), acc, f[1])
-    for b in range(nb):
+    P = pre[noff[K] : noff[K + 1]]
+    dot_lanes(M, P, acc, f[0])
+    dot_lanes_shared(P, cyx, acc, f[1])
+    for b in range(L.size):
         L[b] = 0.5 * (f[0, b] - 2.0 * f[1, b] + yy)
-    for i in range(G.shape[0]):
-        for j in range(G.shape[1]):
-            for b in range(nb):
-                G[i, j, b] = M[i, j, b] - Cyx[i, j]
-    # backpropagated errors E_K = G, E_{k-1} = W_k^T E_k
-    _node(E, dims, noff, K)[:, :, :] = G
+    # backpropagated errors: E_K = G = M - Cyx, E_{k-1} = W_k^T E_k
+    e = noff[K]
+    for r in range(cyx.size):
+        c = splat4(-cyx[r])
+        for q in range(0, M.shape[1], 4):
+            store4(E, e + r, q, add4(load4(M, r, q), c))
     for k in range(K, 1, -1):
-        _mm_tn(_w(theta, dims, poff, k), _node(E, dims, noff, k), _node(E, dims, noff, k - 1))
-    # grad_k = E_k B_k^T
-    for k in range(1, K + 1):
-        out = _w(grad, dims, poff, k)
-        if k == 1:
-            out[:, :, :] = _node(E, dims, noff, 1)
-        else:
-            _mm_nt(_node(E, dims, noff, k), _node(pre, dims, noff, k - 1), out)
+        _lanes_mm(soa, poff[k - 1], 1, dims[k - 1], E, noff[k], d0, 1, E, noff[k - 1],
+                  dims[k - 1], dims[k], d0)  # fmt: skip
+    # grad_k = E_k B_k^T (B_1 = I)
+    _copy_rows(E, noff[1], grad, 0, dims[1] * d0)
+    for k in range(2, K + 1):
+        _lanes_mm(E, noff[k], d0, 1, pre, noff[k - 1], 1, d0, grad, poff[k - 1],
+                  dims[k], d0, dims[k - 1])  # fmt: skip
 
 
 @njit(**JIT)
-def _update_block(opt, hyper, lr, t, soa, g, buf1, buf2):
-    """One optimizer step of every lane: ``trainer.update``'s arithmetic, entry by entry.
+def _copy_rows(src, s0, dst, t0, rows):
+    """dst[t0 + r] = src[s0 + r] for r < rows, every lane (explicit vector moves)."""
+    for r in range(rows):
+        for q in range(0, dst.shape[1], 4):
+            store4(dst, t0 + r, q, load4(src, s0 + r, q))
+
+
+@njit(**JIT)
+def _identity_rows(buf, d):
+    """Rows 0..d*d-1 of ``buf`` = the entries of I_d, every lane."""
+    zero, one = zero4(), splat4(1.0)
+    for i in range(d):
+        for j in range(d):
+            for q in range(0, buf.shape[1], 4):
+                store4(buf, i * d + j, q, one if i == j else zero)
+
+
+@njit(**JIT)
+def _update_block(opt, hyper, lr, t, soa, g, buf1, buf2, nb):
+    """One optimizer step of the first ``nb`` lanes: ``trainer.update``'s arithmetic,
+    entry by entry.
 
     ``lr[b]`` is 0 for lanes that have stopped (their weights are then left as
     they are). PGD's kicks are applied by the caller before this gradient step.
     """
-    n, nb = soa.shape
+    n = soa.shape[0]
     if opt == GD or opt == PGD:
         for i in range(n):
             for b in range(nb):
@@ -253,22 +245,27 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     stall probes and PGD kicks. A lane that stops is zeroed and frozen (lr 0).
     """
     nb, n = theta.shape
+    lanes = (nb + LANE_GROUP - 1) // LANE_GROUP * LANE_GROUP  # padding lanes stay zero
     poff, noff = param_offsets(dims), node_offsets(dims)
     S = noff[dims.size]
     K = dims.size - 1
-    soa = np.ascontiguousarray(theta.T)  # (n, nb)
-    g = np.empty((n, nb))
-    pre = np.empty((S, nb))
-    E = np.empty((S, nb))
-    G = np.empty((dims[K], dims[0], nb))
-    M = np.empty((dims[K], dims[0], nb))
-    L = np.empty(nb)
-    gn2 = np.empty(nb)
-    acc = np.empty((4, nb))
-    f = np.empty((2, nb))
-    lr = np.empty(nb)
-    buf1 = np.zeros((n, nb))
-    buf2 = np.zeros((n, nb))
+    soa = np.zeros((n, lanes))
+    soa[:, :nb] = theta.T
+    cyx = Cyx.copy().reshape(Cyx.size)
+    cxx = np.empty((Cxx.size, lanes))
+    for r in range(Cxx.size):
+        cxx[r, :] = Cxx[r // Cxx.shape[1], r % Cxx.shape[1]]
+    g = np.empty((n, lanes))
+    pre = np.empty((S, lanes))
+    E = np.empty((S, lanes))
+    M = np.empty((dims[K] * dims[0], lanes))
+    L = np.empty(lanes)
+    gn2 = np.empty(lanes)
+    acc = np.empty((4, lanes))
+    f = np.empty((2, lanes))
+    lr = np.zeros(lanes)
+    buf1 = np.zeros((n, lanes))
+    buf2 = np.zeros((n, lanes))
     ws = np.zeros(ws_size(dims))  # for probes, one run at a time
     gprobe = np.empty(n)
     probe_out = np.zeros(5)
@@ -290,7 +287,7 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     for t in range(max_steps + 1):
         if active == 0:
             break
-        loss_grad_block(soa, dims, poff, noff, Cxx, Cyx, yy, pre, E, G, M, g, L, acc, f)
+        loss_grad_block(soa, dims, poff, noff, cxx, cyx, yy, pre, E, M, g, L, acc, f)
         dot_lanes(g, g, acc, gn2)  # squared gradient norms, summed as trainer's sq_norm
         for b in range(nb):
             si = states_i[b]
@@ -316,7 +313,7 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
                 continue
             if opt == PGD:
                 _kick(soa, b, kick, hyper[b], t, rngs[b], gnorm, si)
-        _update_block(opt, hyper, lr, t, soa, g, buf1, buf2)
+        _update_block(opt, hyper, lr, t, soa, g, buf1, buf2, nb)
     for b in range(nb):
         finish(last[b], theta[b], states_i[b], states_f[b], dims, poff, noff, Cxx, Cyx, yy, ws,
                gprobe, cfg, seeds[b], probe_out, iout[b], fout[b])  # fmt: skip

@@ -14,7 +14,8 @@ from numba import njit
 
 from .._config import JIT
 from .chain import backprop, node, node_offsets, param_offsets, prefix, weight
-from .linalg import dot, mm
+from .linalg import dot, mm, mm_nt
+from .simd import view2
 
 
 @njit(**JIT)
@@ -36,15 +37,26 @@ def ws_views(ws, dims, noff):
     K = dims.size - 1
     S = noff[K + 1]
     o = dims[K] * dims[0]
-    G = ws[4 * S : 4 * S + o].reshape((dims[K], dims[0]))
-    M = ws[4 * S + o : 4 * S + 2 * o].reshape((dims[K], dims[0]))
+    G = view2(ws, 4 * S, dims[K], dims[0])
+    M = view2(ws, 4 * S + o, dims[K], dims[0])
     return (ws[:S], ws[S : 2 * S], ws[2 * S : 3 * S], ws[3 * S : 4 * S], G, M, ws[4 * S + 2 * o :])
 
 
 @njit(**JIT)
 def frob(A, B):
     """tr(A B^T) = sum_ij A_ij B_ij of two C-contiguous matrices (``linalg.dot`` order)."""
-    return dot(A.reshape(A.size), B.reshape(B.size))
+    m, n = A.shape
+    if n % 4 != 0:
+        return dot(A.reshape(A.size), B.reshape(B.size))
+    # rows of a multiple of 4: flat index i*n + j falls in partial sum j % 4, as in dot
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(m):
+        for j in range(0, n, 4):
+            s0 += A[i, j] * B[i, j]
+            s1 += A[i, j + 1] * B[i, j + 1]
+            s2 += A[i, j + 2] * B[i, j + 2]
+            s3 += A[i, j + 3] * B[i, j + 3]
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit(**JIT)
@@ -69,27 +81,27 @@ def loss_stats(theta, dims, Cxx, Cyx, yy, ws):
 
 
 @njit(**JIT)
-def assemble_grad(theta, dims, poff, noff, pre, E, grad):
-    """grad_k = E_k B_k^T for k = 1..K (B_1 = I)."""
+def assemble_grad(theta, dims, poff, noff, pre, E, grad, scratch):
+    """grad_k = E_k B_k^T for k = 1..K (B_1 = I); ``scratch`` is the workspace's."""
     K = dims.size - 1
     for k in range(1, K + 1):
         out = weight(grad, dims, poff, k)
         if k == 1:
             out[:, :] = node(E, dims, noff, 1)
         else:
-            mm(node(E, dims, noff, k), node(pre, dims, noff, k - 1).T, out)
+            mm_nt(node(E, dims, noff, k), node(pre, dims, noff, k - 1), out, scratch)
 
 
 @njit(**JIT)
 def loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad):
     """L and dL/dW (into ``grad``, laid out like theta) from statistics."""
     l = loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
-    pre, E, _, _, G, M, _ = ws_views(ws, dims, noff)
+    pre, E, _, _, G, M, scratch = ws_views(ws, dims, noff)
     for i in range(G.shape[0]):
         for j in range(G.shape[1]):
             G[i, j] = M[i, j] - Cyx[i, j]
     backprop(theta, dims, poff, noff, G, E)
-    assemble_grad(theta, dims, poff, noff, pre, E, grad)
+    assemble_grad(theta, dims, poff, noff, pre, E, grad, scratch)
     return l
 
 
@@ -126,10 +138,10 @@ def loss_data(theta, dims, X, Y, ws, R):
 def loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad):
     """L and dL/dW from the data; G = (P X - Y) X^T."""
     l = loss_data_o(theta, dims, poff, noff, X, Y, ws, R)
-    pre, E, _, _, G, _, _ = ws_views(ws, dims, noff)
+    pre, E, _, _, G, _, scratch = ws_views(ws, dims, noff)
     mm(R, X.T, G)
     backprop(theta, dims, poff, noff, G, E)
-    assemble_grad(theta, dims, poff, noff, pre, E, grad)
+    assemble_grad(theta, dims, poff, noff, pre, E, grad, scratch)
     return l
 
 
