@@ -233,8 +233,15 @@ def render(res: dict, command: str) -> str:
     return "".join(md)
 
 
+def _madds_per_step(sid: str) -> int:
+    """Multiply-adds of one statistics-form step: 3K - 2 products of d^3 (K = H + 1)."""
+    d, _, H = (int(part.split("=")[1]) for part in sid.split("-"))
+    return (3 * (H + 1) - 2) * d**3
+
+
 def targets(res: dict) -> list[list[str]]:
-    slower, jax3, worst_agree = [], [], 0.0
+    slower, worst_agree = [], 0.0
+    jax3 = {"data": [], "stats": []}
     for mode in ("single", "batch"):
         for sid in res["size_ids"]:
             se = _rate(_case(res, mode, "sweepengine", sid, "stats"))
@@ -250,12 +257,16 @@ def targets(res: dict) -> list[list[str]]:
                         slower.append(f"{impl} {form} {mode} at {sid} ({se / r:.2f}x)")
                     if (impl == "jax" and se and r and int(sid.split("-")[0][2:]) <= 32
                             and se / r < 3):  # fmt: skip
-                        jax3.append(f"{form} {mode} at {sid} ({se / r:.1f}x)")
+                        need = 3 * r * _madds_per_step(sid) / (1 if mode == "single" else 2) / 1e9
+                        jax3[form].append(f"{mode} at {sid} ({se / r:.1f}x; 3x needs "
+                                          f"{need:.0f} multiply-adds/ns per core)")  # fmt: skip
     return [
         ["faster than every peer at every size (single and batch)",
          "met" if not slower else "NOT met", "; ".join(slower) or "no peer faster anywhere"],
-        [">= 3x JAX at d <= 32 (both JAX forms, single and batch)",
-         "met" if not jax3 else "NOT met", "; ".join(jax3) or "all >= 3x"],
+        [">= 3x JAX at d <= 32, JAX as its users write it (loss from X, Y), single and batch",
+         "met" if not jax3["data"] else "NOT met", "; ".join(jax3["data"]) or "all >= 3x"],
+        [">= 3x JAX at d <= 32, JAX given sweepengine's algorithm (statistics form)",
+         "met" if not jax3["stats"] else "NOT met", "; ".join(jax3["stats"]) or "all >= 3x"],
         ["final losses agree (~1e-8 relative)", "met" if worst_agree < 1e-8 else "NOT met",
          f"largest relative difference {worst_agree:.1e}"],
     ]  # fmt: skip
