@@ -666,11 +666,11 @@ def render(res: dict, command: str) -> str:
         outside = total - a["kernel_us"]
         md.append(
             f"\nEverything but the compiled kernel adds {outside:.0f} us per run "
-            f"({outside / total:.0%} of the total). Before this round it was 164 us (45 %): "
-            "run ids are now hashed from cached JSON text (47 -> ~6 us), a chunk's weights "
-            "come from one compiled `init_batch` call (48 -> ~2 us), its tables are built "
-            "column by column from the kernel's arrays through `train_flat` (67 -> ~13 us), "
-            "and chunks of up to 1,024 runs share their fsyncs. The raw baseline's "
+            f"({outside / total:.0%} of the total): run ids hashed from cached JSON text, "
+            "a chunk's weights from one compiled `init_batch` call, its tables built "
+            "column by column from the kernel's arrays through `train_flat`, and chunks of "
+            "up to 1,024 runs sharing their fsyncs keep it small. The client's part "
+            "(planning, writing) overlaps the workers' training. The raw baseline's "
             "`train_batch` builds a `TrainResult` per run, which the sweep path skips.\n"
         )
     plan, big = p.get("plan"), p.get("big")
