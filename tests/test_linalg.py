@@ -16,7 +16,7 @@ from sweepengine.kernels.simd import view2
 # (m, k, n): row and column remainders of the 4 x 8 blocks, vectors of one, the
 # largest loop-kernel size and BLAS sizes just above it
 SHAPES = [(1, 1, 1), (3, 2, 5), (4, 8, 8), (5, 3, 9), (8, 8, 8), (7, 13, 12), (9, 6, 17),
-          (2, 31, 3), (32, 32, 32), (33, 32, 32), (20, 40, 50)]  # fmt: skip
+          (2, 31, 3), (32, 32, 32), (48, 48, 48), (49, 48, 48), (20, 100, 70)]  # fmt: skip
 
 
 def _sequential(A, B, C0=None):
@@ -68,13 +68,21 @@ def test_products_sum_in_scalar_order(rng, m, k, n):
 def test_product_with_strided_rows_of_b(rng):
     """B a transposed view (rows not contiguous): loops up to SMALL_STRIDED, BLAS above."""
     for m, k, n in [(3, 4, 5), (8, 8, 8), (8, 64, 8)]:
-        A, Bt = rng.standard_normal((m, k)), rng.standard_normal((n, k))
+        A, Bt, C0 = (
+            rng.standard_normal((m, k)),
+            rng.standard_normal((n, k)),
+            rng.standard_normal((m, n)),
+        )
         out = np.empty((m, n))
         linalg.mm(A, Bt.T, out)
+        acc = C0.copy()
+        linalg.mm_acc(A, Bt.T, acc, np.empty(m * n))
         if m * k * n <= linalg.SMALL_STRIDED:
             np.testing.assert_array_equal(out, _sequential(A, Bt.T))
+            np.testing.assert_array_equal(acc, _sequential(A, Bt.T, C0))
         else:
             np.testing.assert_allclose(out, A @ Bt.T, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(acc, A @ Bt.T + C0, rtol=1e-12, atol=1e-12)
 
 
 @njit

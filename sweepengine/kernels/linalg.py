@@ -15,11 +15,11 @@ from .._config import JIT
 from .simd import load4, madd4s, store4, view2, zero4
 
 # Products with m*k*n at most this use ``_gemm``; larger ones call BLAS through
-# scipy. Measured (1 thread, alone, ns per product; BLAS in brackets): 8x8x8
-# 60 [164], 16x16x16 ... 32x32x32 ... (see results/kernels.md for the trainer's
-# step). Defined here, not in _config: Numba's cache tracks this file, not
-# imported globals.
-SIMD_GEMM = 32 * 32 * 32
+# scipy. Measured, square d x d x d, 1 thread, ns per product, OpenBLAS in brackets:
+# d = 4: 26 [99], 8: 61 [149], 16: 253 [432], 32: 1,714 [2,328], 48: 5,654 [6,510],
+# 64: 14,286 [14,050] (_gemm does no cache blocking; 64^3 outgrows L1). Defined
+# here, not in _config: Numba's cache tracks this file, not imported globals.
+SIMD_GEMM = 48 * 48 * 48
 # A B with strided rows of B (a transposed view, e.g. R X^T of the data form):
 # scalar loops up to this size, BLAS above.
 SMALL_STRIDED = 8 * 8 * 8
@@ -108,21 +108,32 @@ def _transpose_into(B, scratch):
 
 
 @njit(**JIT)
-def mm(A, B, out):
-    """out = A @ B."""
+def _product(A, B, out, scratch, acc):
+    """out = A @ B, or out += A @ B (acc; BLAS then adds through ``scratch``).
+
+    ``_gemm`` when it applies; B with strided rows (a transposed view, e.g. R X^T
+    of the data form) is summed by plain loops in the same order up to
+    ``SMALL_STRIDED``; BLAS above either size.
+    """
     m, k = A.shape
     n = B.shape[1]
     if m * k * n <= SIMD_GEMM and _rows_contiguous(B) and _rows_contiguous(out):
-        _gemm(A, B, out, False)
-    elif m * k * n <= SMALL_STRIDED:  # strided B (a transposed view): scalar, same order
+        _gemm(A, B, out, acc)
+    elif m * k * n <= SMALL_STRIDED:
         for i in range(m):
             for j in range(n):
-                s = 0.0
+                s = out[i, j] if acc else 0.0
                 for p in range(k):
                     s += A[i, p] * B[p, j]
                 out[i, j] = s
     else:
-        np.dot(A, B, out)
+        _blas(A, B, out, scratch, acc)
+
+
+@njit(**JIT)
+def mm(A, B, out):
+    """out = A @ B."""
+    _product(A, B, out, out[0], False)  # (no scratch needed without acc)
 
 
 @njit(**JIT)
@@ -142,12 +153,7 @@ def _blas(A, B, out, scratch, acc):
 @njit(**JIT)
 def mm_acc(A, B, out, scratch):
     """out += A @ B; ``scratch`` is a 1-D buffer of at least out.size entries."""
-    m, k = A.shape
-    n = B.shape[1]
-    if m * k * n <= SIMD_GEMM:
-        _gemm(A, B, out, True)
-    else:
-        _blas(A, B, out, scratch, True)
+    _product(A, B, out, scratch, True)
 
 
 @njit(**JIT)
