@@ -237,9 +237,11 @@ def test_bad_init_and_chain(rng):
         train(X, Y, [np.ones((4, 3)), np.ones((2, 5))], "gd", 0.1)
 
 
+@pytest.mark.parametrize("dims,lr_scale", [((4, 5, 8, 3), 1.0), ((7, 15, 13, 9), 0.2)],
+                         ids=["narrow", "widest"])  # fmt: skip
 @pytest.mark.parametrize("name,lr,params", [o for o in OPTIMIZERS if o[0] != "sgd"],
                          ids=[o[0] for o in OPTIMIZERS if o[0] != "sgd"])  # fmt: skip
-def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params):
+def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params, dims, lr_scale):
     """Narrow nets train in lock-step blocks; each run's numbers equal the per-run kernel's."""
     if name == "pgd":  # kick whenever the gradient is below 0.5: some runs kick often
         params = {**params, "grad_tol": 0.5}
@@ -250,14 +252,16 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params):
     from sweepengine.stats import Stats
     from sweepengine.training import reference
 
-    X = rng.standard_normal((4, 24))
-    Y = rng.standard_normal((3, 4)) @ X
-    dims = np.array([4, 5, 8, 3])
+    X = rng.standard_normal((dims[0], 24))
+    Y = rng.standard_normal((dims[-1], dims[0])) @ X
+    dims = np.array(dims)
+    assert dims.max() <= lockstep.MAX_WIDTH
     S, ref = Stats.from_data(X, Y), reference(Stats.from_data(X, Y), dims)
     B, steps = 21, 800  # more than one block, the last one partial
     theta = np.stack(
         [flatten(init_weights(dims, "gaussian", 0.02 * (1 + b % 4), b)) for b in range(B)]
     )
+    lr = lr * lr_scale  # the wider problem has a larger Hessian
     hyper = np.array([make_optimizer(name, lr * (1 + b % 3), **params).hyper() for b in range(B)])
     seeds = np.arange(B, dtype=np.uint64) + 7
     cfg = np.zeros(K.N_CFG)
@@ -286,5 +290,6 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params):
         outs.append((th, *o))
     for a, b in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)
+    assert (outs[0][2][:, K.I_STATUS] != K.DIVERGED).any()  # not all diverged
     assert outs[0][2][:, K.I_NSTALLS].sum() > 0  # stalls were recorded and probed
     assert name != "pgd" or outs[0][2][:, K.I_KICKS].sum() > 0  # and kicks were drawn

@@ -31,8 +31,10 @@ def _gemm(A, B, out, acc):
 
     B and out need unit inner stride (rows loaded as vectors); A any layout.
     Blocks of 4 rows x 8 columns (8 vector accumulators) while they fit, then
-    4 x 4, then scalar columns; a last partial row block repeats its last row
-    (the duplicates store the same values).
+    4 x 4; the last 1-3 columns by a 4 x 4 block ending at column n (overlapping
+    columns are recomputed with the same bits) or, when accumulating or n < 4, by
+    scalar loops. A last partial row block repeats its last row (the duplicates
+    store the same values).
     """
     m, k = A.shape
     n = B.shape[1]
@@ -66,7 +68,11 @@ def _gemm(A, B, out, acc):
             store4(out, i3, j, c6)
             store4(out, i3, j + 4, c7)
             j += 8
-        if j + 4 <= n:
+        while j < n:
+            if j + 4 > n:
+                if acc or n < 4:
+                    break  # scalar columns below
+                j = n - 4  # a last block overlapping the previous one: same bits again
             if acc:
                 c0, c2 = load4(out, i0, j), load4(out, i1, j)
                 c4, c6 = load4(out, i2, j), load4(out, i3, j)
