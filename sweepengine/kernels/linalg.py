@@ -139,7 +139,11 @@ def _product(A, B, out, scratch, acc):
 @njit(**JIT)
 def mm(A, B, out):
     """out = A @ B."""
-    _product(A, B, out, out[0], False)  # (no scratch needed without acc)
+    m, k = A.shape
+    if m * k * B.shape[1] <= SIMD_GEMM and _rows_contiguous(B) and _rows_contiguous(out):
+        _gemm(A, B, out, False)  # the common case first, without the dispatch's layers
+    else:
+        _product(A, B, out, out[0], False)  # (no scratch needed without acc)
 
 
 @njit(**JIT)
