@@ -245,8 +245,9 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     """Train the runs of theta (nb, n) in lock-step; outputs indexed like theta's rows.
 
     Weights, gradients and optimizer buffers stay in structure-of-arrays form
-    (n, nb) throughout: per-lane work is only the scalar bookkeeping (``track``),
-    stall probes and PGD kicks. A lane that stops is zeroed and frozen (lr 0).
+    (n, lanes) throughout, ``lanes`` = nb padded to a multiple of ``LANE_GROUP``:
+    per-lane work is only the scalar bookkeeping (``track``), stall probes and PGD
+    kicks. A lane that stops is zeroed and frozen (lr 0).
     """
     nb, n = theta.shape
     lanes = (nb + LANE_GROUP - 1) // LANE_GROUP * LANE_GROUP  # padding lanes stay zero
