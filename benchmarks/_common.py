@@ -75,7 +75,7 @@ def make_problem(d: int, m: int, H: int, seed: int = 0) -> Problem:
     """
     import numpy as np
 
-    from sweepengine.init import init_weights
+    from sweepengine.initialization import init_weights
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((d, m)) / np.sqrt(m)
@@ -92,7 +92,7 @@ def make_problem(d: int, m: int, H: int, seed: int = 0) -> Problem:
 
 def batch_inits(p: Problem, B: int) -> list[list]:
     """B start points of the problem's shape (orthogonal, seeds 1000 + b)."""
-    from sweepengine.init import init_weights
+    from sweepengine.initialization import init_weights
 
     return [init_weights(p.dims, "orthogonal", 1.0, seed=1000 + b) for b in range(B)]
 

@@ -99,7 +99,7 @@ def study_text(seeds: int = STUDY_SEEDS) -> str:
 
 
 def _load(text: str):
-    from sweepengine.spec import load_spec
+    from sweepengine.sweep import load_spec
 
     return load_spec(text)
 
@@ -152,9 +152,9 @@ def part_raw(n_runs: int, reps: int, text: str | None = None) -> dict:
     """train_batch(threads=2) on the sweep's runs, one call per shape."""
     import json as _json
 
-    from sweepengine.init import init_weights
+    from sweepengine.initialization import init_weights
+    from sweepengine.sweep.worker import _data, _reference
     from sweepengine.training import train_batch
-    from sweepengine.worker import _data, _reference
 
     spec = _load(text or spec_text(n_runs))
     groups: dict[tuple, list] = {}
@@ -215,10 +215,10 @@ def part_warm(n_runs: int) -> dict:
 
     from distributed import get_task_stream
 
-    from sweepengine import store as store_mod
+    from sweepengine.store import directory as store_mod
     from sweepengine.store import read_runs
     from sweepengine.sweep import connect, run_sweep
-    from sweepengine.worker import warm_up
+    from sweepengine.sweep.worker import warm_up
 
     spec = _load(spec_text(n_runs))
     spent = {"write_chunk": 0.0}
@@ -233,8 +233,7 @@ def part_warm(n_runs: int) -> dict:
 
     store_mod.Store.write_chunk = timed_write
     t_plan = time.perf_counter()
-    from sweepengine.spec import chunk_runs
-    from sweepengine.sweep import chunk_size
+    from sweepengine.sweep import chunk_runs, chunk_size
 
     size = chunk_size(spec, 2)
     n_chunks = sum(1 for _ in chunk_runs(spec.runs(), size))
@@ -242,7 +241,7 @@ def part_warm(n_runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, connect(n_workers=2) as c:
         t0 = time.perf_counter()
         c.run(warm_up)
-        c.run(lambda: __import__("sweepengine.worker") and None)
+        c.run(lambda: __import__("sweepengine.sweep.worker") and None)
         start_s = time.perf_counter() - t0
         import psutil
 
@@ -278,11 +277,10 @@ def part_warm(n_runs: int) -> dict:
 def part_anatomy(n_chunks: int = 4) -> dict:
     """One thread, no Dask: each step of a chunk's life, per run (the sweep's chunk size)."""
     from sweepengine.kernels import lockstep as LS
-    from sweepengine.kernels import trainer as K
-    from sweepengine.spec import chunk_runs
+    from sweepengine.kernels import trainer as kt
     from sweepengine.store import open_store
-    from sweepengine.sweep import chunk_size
-    from sweepengine.worker import _initial_weights, train_chunk, warm_up
+    from sweepengine.sweep import chunk_runs, chunk_size
+    from sweepengine.sweep.worker import _initial_weights, train_chunk, warm_up
 
     spec = _load(spec_text(10_000))
     chunk = chunk_size(spec, 2)
@@ -299,7 +297,7 @@ def part_anatomy(n_chunks: int = 4) -> dict:
     n = sum(len(r) for _, r in chunks)
 
     kernel = [0.0]
-    origs = {K: K.train_batch, LS: LS.train_batch_lockstep}  # both drivers train_batch may pick
+    origs = {kt: kt.train_batch, LS: LS.train_batch_lockstep}  # both drivers train_batch may pick
 
     def timer(orig):
         def timed(*a):
@@ -315,14 +313,14 @@ def part_anatomy(n_chunks: int = 4) -> dict:
     for _, runs in chunks:
         _initial_weights(runs)
     init = (time.perf_counter() - t0) / n
-    K.train_batch = timer(origs[K])
+    kt.train_batch = timer(origs[kt])
     LS.train_batch_lockstep = timer(origs[LS])
     try:
         t0 = time.perf_counter()
         results = [train_chunk(cid, runs, "b") for cid, runs in chunks]
         total = (time.perf_counter() - t0) / n
     finally:
-        K.train_batch = origs[K]
+        kt.train_batch = origs[kt]
         LS.train_batch_lockstep = origs[LS]
     inner = sum(r.wall_s for r in results) / n  # train_chunk up to the end of training
     with tempfile.TemporaryDirectory() as tmp:
@@ -354,8 +352,7 @@ def part_anatomy(n_chunks: int = 4) -> dict:
 
 def part_plan(n_runs: int) -> dict:
     """Plan (expand and chunk) n_runs runs without training: time and client RSS."""
-    from sweepengine.spec import chunk_runs
-    from sweepengine.sweep import chunk_size
+    from sweepengine.sweep import chunk_runs, chunk_size
 
     spec = _load(spec_text(n_runs, steps=1))
     with PeakRSS() as mem:
@@ -416,9 +413,9 @@ def part_parquet(n_runs: int) -> dict:
     import pandas as pd
     import pyarrow.dataset as ds
 
-    from sweepengine.spec import chunk_runs
     from sweepengine.store import open_store, read_curves, read_runs, read_stalls
-    from sweepengine.worker import train_chunk, warm_up
+    from sweepengine.sweep import chunk_runs
+    from sweepengine.sweep.worker import train_chunk, warm_up
 
     spec = _load(spec_text(n_runs, steps=400, record=10))
     warm_up()

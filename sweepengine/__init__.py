@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 # public name -> module that defines it
 _EXPORTS = {
-    "init_weights": "init",
+    "init_weights": "initialization",
     "Extremes": "landscape",
     "gradient": "landscape",
     "hessian": "landscape",
@@ -56,7 +56,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
-    from .init import init_weights as init_weights
+    from .initialization import init_weights as init_weights
     from .landscape import Extremes as Extremes
     from .landscape import gradient as gradient
     from .landscape import hessian as hessian

@@ -19,9 +19,8 @@ log = logging.getLogger("sweepengine")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .spec import SpecError, load_spec
     from .store import SpecMismatchError, StoreLockedError
-    from .sweep import run_sweep
+    from .sweep import SpecError, load_spec, run_sweep
 
     try:
         spec = load_spec(args.spec)
@@ -33,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"results -> {out}")
     client = cluster = None
     if args.cluster:
-        from .clusters import batch_cluster
+        from .sweep.clusters import batch_cluster
 
         try:
             cluster = batch_cluster(args.cluster, jobs=args.jobs)
@@ -63,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{len(report.failed_chunks)} chunks failed"
     )
     if report.already_done + report.trained:
-        from .summary import format_summary
+        from .store.summary import format_summary
 
         print(format_summary(out))
     return 0 if report.complete else 1

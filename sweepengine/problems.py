@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from ._haar import haar_orthonormal
+
 __all__ = [
     "IRIS_CLASSES",
     "IRIS_FEATURES",
@@ -311,10 +313,8 @@ def _rng(seed: int) -> np.random.Generator:
 
 
 def _orthonormal(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    """(n, k) with orthonormal columns, Haar-distributed: QR of a Gaussian, signs fixed."""
-    Q, R = np.linalg.qr(rng.standard_normal((n, k)))
-    signs = np.where(np.diag(R) < 0, -1.0, 1.0)
-    return Q * signs
+    """(n, k) with orthonormal columns, Haar-distributed."""
+    return haar_orthonormal(rng.standard_normal((n, k)))
 
 
 def _whitened(d_x, d_y, m, singular_values, seed, noise):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import theory
-from .init import init_weights
+from .initialization import init_weights
 from .landscape import gradient, hessian, hessian_extremes_info, loss
 from .problems import make_problem
 from .training import train

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._validate import as_matrix
+
 
 class Stats(NamedTuple):
     """Cxx = X X^T (d_x, d_x), Cyx = Y X^T (d_y, d_x), yy = tr(Y Y^T).
@@ -20,6 +22,7 @@ class Stats(NamedTuple):
 
     @classmethod
     def from_data(cls, X, Y) -> Stats:
-        X = np.asarray(X, dtype=np.float64)
-        Y = np.asarray(Y, dtype=np.float64)
+        """(X X^T, Y X^T, tr(Y Y^T)) in float64 from X (d_x, m) and Y (d_y, m)."""
+        X = as_matrix(X, "X")
+        Y = as_matrix(Y, "Y", None, X.shape[1])
         return cls(X @ X.T, Y @ X.T, float(np.sum(Y * Y)))

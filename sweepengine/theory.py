@@ -38,8 +38,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import scipy.linalg
 
+from ._haar import haar_orthonormal
 from ._validate import as_matrix
-from .stats import Stats
 
 __all__ = [
     "NearestCritical",
@@ -47,7 +47,6 @@ __all__ = [
     "critical_point_from_stats",
     "critical_values",
     "critical_values_from_stats",
-    "data_stats",
     "global_minimizer",
     "global_minimizer_from_stats",
     "global_minimum",
@@ -264,16 +263,6 @@ def _spectrum_from_stats(Cxx: np.ndarray, Cyx: np.ndarray, yy: float | None) -> 
             "(Cxx, Cyx, yy) cannot come from the same data X, Y"
         )
     return _Spectrum(eigvals, U, UtB, max(yy - trace, 0.0), yy)
-
-
-def data_stats(X, Y) -> Stats:
-    """Sufficient statistics (Cxx, Cyx, yy) = (X X^T, Y X^T, tr(Y Y^T)) in float64.
-
-    X has shape (d_x, m), Y shape (d_y, m). Returns a :class:`Stats` named
-    tuple, which unpacks as ``Cxx, Cyx, yy = data_stats(X, Y)``.
-    """
-    X, Y = _data(X, Y)
-    return Stats(X @ X.T, Y @ X.T, float(np.sum(Y * Y)))
 
 
 def sigma_spectrum(Cxx, Cyx) -> tuple[np.ndarray, np.ndarray]:
@@ -591,9 +580,8 @@ def nearest_critical_value(
 
 
 def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Haar-random orthogonal matrix (QR of a Gaussian with the sign fix)."""
-    Q, R = np.linalg.qr(rng.standard_normal((n, n)))
-    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+    """Haar-random orthogonal matrix."""
+    return haar_orthonormal(rng.standard_normal((n, n)))
 
 
 def _critical_point(

@@ -20,15 +20,15 @@ from threadpoolctl import threadpool_limits
 from . import theory
 from ._layout import dims_of, flatten, n_params, unflatten
 from ._validate import as_dims, as_matrix, as_weights
-from .init import balanced_factors
+from .initialization import balanced_factors
 from .kernels import lockstep
-from .kernels import trainer as K
+from .kernels import trainer as kt
 from .landscape import hessian_extremes_info
 from .options import Optimizer, StallConfig, make_optimizer
 from .stalls import Stall, classify
 from .stats import Stats
 
-STATUS = {K.CONVERGED: "converged", K.MAX_STEPS: "max_steps", K.DIVERGED: "diverged"}
+STATUS = {kt.CONVERGED: "converged", kt.MAX_STEPS: "max_steps", kt.DIVERGED: "diverged"}
 _STATUS_NAMES = np.array([STATUS[c] for c in sorted(STATUS)])
 DIVERGENCE_FACTOR = 1e12  # loss above this times L(0) = 1/2 tr(YY^T) counts as diverged
 
@@ -234,27 +234,27 @@ def train_flat(
     stats = Stats.from_data(X, Y)
     ref = ref or reference(stats, dims)
 
-    cfg = np.zeros(K.N_CFG)
-    cfg[K.C_WINDOW] = cfg_stall.window
-    cfg[K.C_REL_DROP] = cfg_stall.rel_drop
-    cfg[K.C_MIN_LENGTH] = cfg_stall.min_length
-    cfg[K.C_MIN_GAP] = cfg_stall.min_gap
-    cfg[K.C_MAX_STALLS] = cfg_stall.max_stalls
-    cfg[K.C_LZ_ITER] = cfg_stall.lanczos_iter
-    cfg[K.C_LZ_TOL] = cfg_stall.lanczos_tol
-    cfg[K.C_TARGET] = target_gap
-    cfg[K.C_LSTAR] = ref.global_minimum
-    cfg[K.C_GAP_SCALE] = ref.gap_scale
-    cfg[K.C_DIV_LIMIT] = DIVERGENCE_FACTOR * 0.5 * stats.yy if stats.yy > 0 else np.inf
-    cfg[K.C_STOP_AT_TARGET] = float(stop_at_target)
-    cfg[K.C_FINAL_PROBE] = float(final_probe)
+    cfg = np.zeros(kt.N_CFG)
+    cfg[kt.C_WINDOW] = cfg_stall.window
+    cfg[kt.C_REL_DROP] = cfg_stall.rel_drop
+    cfg[kt.C_MIN_LENGTH] = cfg_stall.min_length
+    cfg[kt.C_MIN_GAP] = cfg_stall.min_gap
+    cfg[kt.C_MAX_STALLS] = cfg_stall.max_stalls
+    cfg[kt.C_LZ_ITER] = cfg_stall.lanczos_iter
+    cfg[kt.C_LZ_TOL] = cfg_stall.lanczos_tol
+    cfg[kt.C_TARGET] = target_gap
+    cfg[kt.C_LSTAR] = ref.global_minimum
+    cfg[kt.C_GAP_SCALE] = ref.gap_scale
+    cfg[kt.C_DIV_LIMIT] = DIVERGENCE_FACTOR * 0.5 * stats.yy if stats.yy > 0 else np.inf
+    cfg[kt.C_STOP_AT_TARGET] = float(stop_at_target)
+    cfg[kt.C_FINAL_PROBE] = float(final_probe)
 
     hyper = np.array([o.hyper() for o in opts], dtype=np.float64)
     nrec = max_steps // record_every + 1
     losses = np.empty((B, nrec))
-    iout = np.zeros((B, K.N_IOUT), dtype=np.int64)
-    fout = np.zeros((B, K.N_FOUT))
-    stalls = np.full((B, cfg_stall.max_stalls, K.N_SFIELDS), np.nan)
+    iout = np.zeros((B, kt.N_IOUT), dtype=np.int64)
+    fout = np.zeros((B, kt.N_FOUT))
+    stalls = np.full((B, cfg_stall.max_stalls, kt.N_SFIELDS), np.nan)
     old_threads = numba.get_num_threads()
     n_threads = old_threads if threads is None else _positive_int("threads", threads)
     # Several Numba threads each calling a multi-threaded BLAS oversubscribe the
@@ -284,7 +284,7 @@ def _kernel(dims: np.ndarray, optimizer: str, B: int):
     narrow = int(dims.max()) <= lockstep.MAX_WIDTH
     if optimizer != "sgd" and narrow and B >= lockstep.MIN_BATCH:
         return lockstep.train_batch_lockstep
-    return K.train_batch
+    return kt.train_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,17 +324,17 @@ class BatchOutput:
     @property
     def status(self) -> np.ndarray:
         """Status name of every run."""
-        return _STATUS_NAMES[self.iout[:, K.I_STATUS]]
+        return _STATUS_NAMES[self.iout[:, kt.I_STATUS]]
 
     @functools.cached_property
     def stalls(self) -> StallArrays:
         """The recorded (probed) stalls of every run, classified, as columns."""
-        n_rec = np.minimum(self.iout[:, K.I_NSTALLS], self.stall.max_stalls)
+        n_rec = np.minimum(self.iout[:, kt.I_NSTALLS], self.stall.max_stalls)
         mask = np.arange(self.stall_rows.shape[1])[None, :] < n_rec[:, None]
         run, index = np.nonzero(mask)
         rows = self.stall_rows[mask]
         ref = self.ref
-        loss = rows[:, K.S_LOSS]
+        loss = rows[:, kt.S_LOSS]
         gap = loss - ref.global_minimum
         gap_rel = gap / ref.gap_scale
         if loss.size:
@@ -342,11 +342,11 @@ class BatchOutput:
             value, rank = np.asarray(near.value, dtype=float), np.asarray(near.rank, dtype=np.int64)
         else:
             value, rank = np.empty(0), np.empty(0, dtype=np.int64)
-        cls = classify(rows[:, K.S_LMIN], rows[:, K.S_EMIN], gap_rel, ref.lam_ref,
+        cls = classify(rows[:, kt.S_LMIN], rows[:, kt.S_EMIN], gap_rel, ref.lam_ref,
                        neg_tol=self.stall.neg_tol, min_gap=self.stall.min_gap)  # fmt: skip
-        start, end = rows[:, K.S_START].astype(np.int64), rows[:, K.S_END].astype(np.int64)
+        start, end = rows[:, kt.S_START].astype(np.int64), rows[:, kt.S_END].astype(np.int64)
         return StallArrays(run, index, rows, gap, gap_rel, value, rank,
-                           rows[:, K.S_LMIN] / ref.lam_ref, np.asarray(cls, dtype=str),
+                           rows[:, kt.S_LMIN] / ref.lam_ref, np.asarray(cls, dtype=str),
                            end - start)  # fmt: skip
 
     def results(self) -> list[TrainResult]:
@@ -360,48 +360,48 @@ class BatchOutput:
         ref, iout, fout = self.ref, self.iout[b], self.fout[b]
         stalls = tuple(
             Stall(
-                start=int(r[K.S_START]),
-                end=int(r[K.S_END]),
-                probe_step=int(r[K.S_PROBE]),
-                loss=float(r[K.S_LOSS]),
+                start=int(r[kt.S_START]),
+                end=int(r[kt.S_END]),
+                probe_step=int(r[kt.S_PROBE]),
+                loss=float(r[kt.S_LOSS]),
                 gap=float(st.gap[i]),
                 gap_rel=float(st.gap_rel[i]),
                 critical_value=float(st.critical_value[i]),
                 critical_rank=int(st.critical_rank[i]),
-                min_grad_norm=float(r[K.S_GNORM]),
-                lam_min=float(r[K.S_LMIN]),
-                lam_max=float(r[K.S_LMAX]),
-                err_min=float(r[K.S_EMIN]),
-                err_max=float(r[K.S_EMAX]),
-                lanczos_iters=int(r[K.S_ITERS]),
+                min_grad_norm=float(r[kt.S_GNORM]),
+                lam_min=float(r[kt.S_LMIN]),
+                lam_max=float(r[kt.S_LMAX]),
+                err_min=float(r[kt.S_EMIN]),
+                err_max=float(r[kt.S_EMAX]),
+                lanczos_iters=int(r[kt.S_ITERS]),
                 rel_lam_min=float(st.rel_lam_min[i]),
                 stall_class=str(st.stall_class[i]),
             )
             for i, r in zip(range(lo, hi), st.rows[lo:hi], strict=True)
         )
-        final_loss = float(fout[K.F_LOSS])
-        to_target = int(iout[K.I_TO_TARGET])
+        final_loss = float(fout[kt.F_LOSS])
+        to_target = int(iout[kt.I_TO_TARGET])
         return TrainResult(
             weights=unflatten(self.theta[b], self.dims),
             losses=self.losses[b],
             loss_steps=self.loss_steps,
-            status=STATUS[int(iout[K.I_STATUS])],
-            steps=int(iout[K.I_STEPS]),
+            status=STATUS[int(iout[kt.I_STATUS])],
+            steps=int(iout[kt.I_STEPS]),
             final_loss=final_loss,
             global_minimum=ref.global_minimum,
             final_gap=final_loss - ref.global_minimum,
             final_gap_rel=(final_loss - ref.global_minimum) / ref.gap_scale,
             target_gap=self.target_gap,
             steps_to_target=None if to_target < 0 else to_target,
-            grad_norm=float(fout[K.F_GNORM]),
-            lam_min=float(fout[K.F_LMIN]),
-            lam_max=float(fout[K.F_LMAX]),
-            err_min=float(fout[K.F_EMIN]),
-            err_max=float(fout[K.F_EMAX]),
+            grad_norm=float(fout[kt.F_GNORM]),
+            lam_min=float(fout[kt.F_LMIN]),
+            lam_max=float(fout[kt.F_LMAX]),
+            err_min=float(fout[kt.F_EMIN]),
+            err_max=float(fout[kt.F_EMAX]),
             lam_ref=ref.lam_ref,
-            n_stalls=int(iout[K.I_NSTALLS]),
+            n_stalls=int(iout[kt.I_NSTALLS]),
             stalls=stalls,
-            kicks=int(iout[K.I_KICKS]),
+            kicks=int(iout[kt.I_KICKS]),
             optimizer=self.optimizers[b],
             seed=int(self.seeds[b]),
         )

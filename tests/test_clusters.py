@@ -12,8 +12,8 @@ import re
 import dask
 import pytest
 
-from sweepengine.clusters import KINDS, batch_cluster
 from sweepengine.sweep import worker_env
+from sweepengine.sweep.clusters import KINDS, batch_cluster
 
 pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (extra 'jobqueue')")
 

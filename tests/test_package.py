@@ -19,12 +19,12 @@ def _modules_after(code: str) -> set[str]:
 
 def test_sweep_client_does_not_load_numba_or_scipy():
     mods = _modules_after(
-        "import sweepengine, sweepengine.cli, sweepengine.sweep, sweepengine.spec, "
-        "sweepengine.store; from sweepengine.spec import load_spec; "
+        "import sweepengine, sweepengine.cli, sweepengine.sweep, sweepengine.sweep.spec, "
+        "sweepengine.store; from sweepengine.sweep import load_spec; "
         f"load_spec({str(Path(__file__).parents[1] / 'sweeps' / 'quick.toml')!r})"
     )
     assert "sweepengine.sweep" in mods
-    assert not {"numba", "scipy", "sweepengine.training", "sweepengine.worker"} & mods
+    assert not {"numba", "scipy", "sweepengine.training", "sweepengine.sweep.worker"} & mods
 
 
 def test_public_names_resolve_and_are_listed():

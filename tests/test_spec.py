@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sweepengine import spec as spec_mod
+from sweepengine._version import package_version
 from sweepengine.options import StallConfig, make_optimizer
-from sweepengine.spec import Run, Spec, SpecError, chunk_runs, load_spec, package_version, validate
+from sweepengine.sweep import Run, Spec, SpecError, chunk_runs, load_spec, validate
+from sweepengine.sweep import spec as spec_mod
 
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.toml"))
 
@@ -214,7 +215,7 @@ def test_run_id_stable_and_independent_of_sweep_name():
 
 def test_run_id_stable_across_processes():
     code = (
-        "from sweepengine.spec import validate; import json, sys;"
+        "from sweepengine.sweep import validate; import json, sys;"
         "s = validate(json.loads(sys.argv[1]));"
         "print(' '.join(f'{r.run_id}:{r.init_seed}:{r.rng_seed}' for r in s.runs()))"
     )

@@ -23,8 +23,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from sweepengine import store as st
-from sweepengine.schema import (
+from sweepengine.store import directory as st
+from sweepengine.store.schema import (
     CURVES_SCHEMA,
     RUNS_SCHEMA,
     STALLS_SCHEMA,

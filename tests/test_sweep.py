@@ -28,9 +28,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from sweepengine.spec import Spec, SpecError, load_spec
 from sweepengine.store import StoreLockedError, read_curves, read_runs, read_stalls
-from sweepengine.sweep import run_sweep, worker_env
+from sweepengine.sweep import Spec, SpecError, load_spec, run_sweep, worker_env
 from tests.conftest import whitened_spec
 
 pytestmark = pytest.mark.cluster
@@ -504,7 +503,7 @@ def test_failing_chunk_is_recorded_as_failed(dask_cluster, tmp_path):
 
     from sweepengine.options import make_optimizer
     from sweepengine.store import open_store
-    from sweepengine.worker import train_chunk
+    from sweepengine.sweep.worker import train_chunk
 
     spec = load_spec(SMALL)
     runs = [dataclasses.replace(r, optimizer=make_optimizer("sgd", 0.05, batch_size=64))
@@ -534,7 +533,7 @@ def test_cluster_listens_on_loopback_only(dask_cluster):
 def test_local_cluster_is_private_and_keeps_short_comm_logs():
     """Loopback only; and the in-process scheduler does not keep the last 1000 messages
     to each worker (each holds a chunk's Run objects: ~1 KB per run of client memory)."""
-    from sweepengine.sweep import COMM_LOG, connect
+    from sweepengine.sweep.schedule import COMM_LOG, connect
 
     with connect(n_workers=1) as c:
         info = c.scheduler_info(n_workers=-1)
@@ -549,7 +548,7 @@ def test_local_cluster_is_private_and_keeps_short_comm_logs():
 
 
 def test_chunk_size_balances_cost_and_bounds_memory():
-    from sweepengine import sweep as sw
+    from sweepengine.sweep import schedule as sw
 
     def spec(depths, seeds, steps=400, record=None):
         return load_spec(whitened_spec(

@@ -16,6 +16,7 @@ import pytest
 import scipy.optimize
 
 from sweepengine import theory
+from sweepengine.stats import Stats
 from tests import naive
 
 
@@ -75,10 +76,10 @@ def gradient_is_zero(W, X, Y, rtol=1e-10):
 # ------------------------------------------------------------------------ statistics, Sigma
 
 
-def test_data_stats_float64_from_int():
+def test_stats_float64_from_int():
     X = np.arange(6).reshape(2, 3)
     Y = np.array([[1, 0, 2]])
-    Cxx, Cyx, yy = theory.data_stats(X, Y)
+    Cxx, Cyx, yy = Stats.from_data(X, Y)
     assert Cxx.dtype == Cyx.dtype == np.float64
     np.testing.assert_array_equal(Cxx, X @ X.T)
     np.testing.assert_array_equal(Cyx, Y @ X.T)
@@ -116,7 +117,7 @@ def test_global_minimum_eckart_young(shape, widths):
     X, Y = make_data(*shape, seed=1)
     ref = ref_global_minimum_whitened(X, Y, rank_cap(X, Y, widths))
     assert theory.global_minimum(X, Y, widths) == pytest.approx(ref, rel=1e-10)
-    stats = theory.data_stats(X, Y)
+    stats = Stats.from_data(X, Y)
     assert theory.global_minimum_from_stats(*stats, widths) == pytest.approx(ref, rel=1e-9)
 
 
@@ -129,7 +130,7 @@ def test_global_minimum_singular_cxx_reduces_to_row_space(widths):
     Z = Q.T @ X
     ref = ref_global_minimum_whitened(Z, Y, rank_cap(Z, Y, widths))
     assert theory.global_minimum(X, Y, widths) == pytest.approx(ref, rel=1e-9, abs=1e-12)
-    got = theory.global_minimum_from_stats(*theory.data_stats(X, Y), widths)
+    got = theory.global_minimum_from_stats(*Stats.from_data(X, Y), widths)
     assert got == pytest.approx(ref, rel=1e-8, abs=1e-10 * np.sum(Y * Y))
 
 
@@ -139,7 +140,7 @@ def test_global_minimum_duplicated_rows():
     for widths in ([], [2], [1, 5]):
         ref = theory.global_minimum(X, Y, widths)
         assert theory.global_minimum(X2, Y, widths) == pytest.approx(ref, rel=1e-10)
-        stats = theory.data_stats(X2, Y)
+        stats = Stats.from_data(X2, Y)
         assert theory.global_minimum_from_stats(*stats, widths) == pytest.approx(ref, rel=1e-8)
 
 
@@ -160,7 +161,7 @@ def test_global_minimum_realizable_is_zero_to_rounding():
     Y = A @ X
     yy = np.sum(Y * Y)
     assert abs(theory.global_minimum(X, Y, [2])) < 1e-13 * yy
-    assert abs(theory.global_minimum_from_stats(*theory.data_stats(X, Y), [2])) < 1e-10 * yy
+    assert abs(theory.global_minimum_from_stats(*Stats.from_data(X, Y), [2])) < 1e-10 * yy
     # ...and with a width-1 bottleneck it is not.
     assert theory.global_minimum(X, Y, [1]) > 1e-3 * yy
 
@@ -343,7 +344,7 @@ def brute_nearest(loss, l, yy, p):
 
 def test_nearest_critical_value_exact_matches_brute_force():
     X, Y = make_data(5, 5, 20, seed=18)
-    Cxx, Cyx, yy = theory.data_stats(X, Y)
+    Cxx, Cyx, yy = Stats.from_data(X, Y)
     l, _ = theory.sigma_spectrum(Cxx, Cyx)
     rng = np.random.default_rng(19)
     L_star = theory.global_minimum(X, Y, [3])

@@ -5,7 +5,7 @@ import pytest
 from scipy.integrate import quad
 
 import sweepengine as se
-from sweepengine.init import init_weights
+from sweepengine.initialization import init_weights
 from sweepengine.training import train, train_batch
 
 OPTIMIZERS = [
@@ -247,7 +247,7 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params, di
         params = {**params, "grad_tol": 0.5}
     from sweepengine._layout import flatten
     from sweepengine.kernels import lockstep
-    from sweepengine.kernels import trainer as K
+    from sweepengine.kernels import trainer as kt
     from sweepengine.options import make_optimizer
     from sweepengine.stats import Stats
     from sweepengine.training import reference
@@ -264,32 +264,32 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, name, lr, params, di
     lr = lr * lr_scale  # the wider problem has a larger Hessian
     hyper = np.array([make_optimizer(name, lr * (1 + b % 3), **params).hyper() for b in range(B)])
     seeds = np.arange(B, dtype=np.uint64) + 7
-    cfg = np.zeros(K.N_CFG)
-    cfg[[K.C_WINDOW, K.C_REL_DROP, K.C_MIN_LENGTH, K.C_MIN_GAP, K.C_MAX_STALLS]] = [
+    cfg = np.zeros(kt.N_CFG)
+    cfg[[kt.C_WINDOW, kt.C_REL_DROP, kt.C_MIN_LENGTH, kt.C_MIN_GAP, kt.C_MAX_STALLS]] = [
         20,
         1e-2,
         40,
         1e-4,
         4,
     ]
-    cfg[[K.C_LZ_ITER, K.C_LZ_TOL, K.C_TARGET, K.C_LSTAR, K.C_GAP_SCALE]] = [
+    cfg[[kt.C_LZ_ITER, kt.C_LZ_TOL, kt.C_TARGET, kt.C_LSTAR, kt.C_GAP_SCALE]] = [
         60,
         1e-8,
         1e-6,
         ref.global_minimum,
         ref.gap_scale,
     ]
-    cfg[[K.C_DIV_LIMIT, K.C_STOP_AT_TARGET, K.C_FINAL_PROBE]] = [1e12 * S.yy, 1, 1]
+    cfg[[kt.C_DIV_LIMIT, kt.C_STOP_AT_TARGET, kt.C_FINAL_PROBE]] = [1e12 * S.yy, 1, 1]
     code = make_optimizer(name, lr, **params).code
     outs = []
-    for kernel in (K.train_batch, lockstep.train_batch_lockstep):
+    for kernel in (kt.train_batch, lockstep.train_batch_lockstep):
         th = theta.copy()
-        o = (np.empty((B, steps + 1)), np.zeros((B, K.N_IOUT), dtype=np.int64),
-             np.zeros((B, K.N_FOUT)), np.full((B, 4, K.N_SFIELDS), np.nan))  # fmt: skip
+        o = (np.empty((B, steps + 1)), np.zeros((B, kt.N_IOUT), dtype=np.int64),
+             np.zeros((B, kt.N_FOUT)), np.full((B, 4, kt.N_SFIELDS), np.nan))  # fmt: skip
         kernel(th, dims, S.Cxx, S.Cyx, S.yy, X, Y, code, hyper, seeds, steps, 1, cfg, *o)
         outs.append((th, *o))
     for a, b in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert (outs[0][2][:, K.I_STATUS] != K.DIVERGED).any()  # not all diverged
-    assert outs[0][2][:, K.I_NSTALLS].sum() > 0  # stalls were recorded and probed
-    assert name != "pgd" or outs[0][2][:, K.I_KICKS].sum() > 0  # and kicks were drawn
+    assert (outs[0][2][:, kt.I_STATUS] != kt.DIVERGED).any()  # not all diverged
+    assert outs[0][2][:, kt.I_NSTALLS].sum() > 0  # stalls were recorded and probed
+    assert name != "pgd" or outs[0][2][:, kt.I_KICKS].sum() > 0  # and kicks were drawn

@@ -14,11 +14,11 @@ import json
 import numpy as np
 import pytest
 
-from sweepengine.init import init_batch, init_weights
+from sweepengine.initialization import init_batch, init_weights
 from sweepengine.problems import make_problem
-from sweepengine.spec import chunk_runs, load_spec
+from sweepengine.sweep import chunk_runs, load_spec
+from sweepengine.sweep.worker import train_chunk
 from sweepengine.training import train
-from sweepengine.worker import train_chunk
 from tests.conftest import whitened_spec
 
 SPEC = whitened_spec(
@@ -117,7 +117,7 @@ def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monk
     import sys
     import tempfile
 
-    from sweepengine import _compile_lock as cl
+    from sweepengine.sweep import compile_lock as cl
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     lock, marker = cl.lock_paths()

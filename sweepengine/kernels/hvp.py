@@ -18,11 +18,11 @@ from .objective import ws_views
 @njit(**JIT)
 def hvp_prepared(theta, dims, Cxx, ws, v, out):
     """out = H(theta) v, using B and E already in ``ws``."""
-    hvp_prepared_o(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, ws, v, out)
+    hvp_prepared_at(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, ws, v, out)
 
 
 @njit(**JIT)
-def hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, v, out):
+def hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, out):
     """``hvp_prepared`` with the offsets computed once by the caller."""
     K = dims.size - 1
     pre, E, dB, dE, _, _, scratch = ws_views(ws, dims, noff)
@@ -61,6 +61,6 @@ def hessian_prepared(theta, dims, Cxx, ws, H):
     col = np.empty(n)
     for j in range(n):
         e[j] = 1.0
-        hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, e, col)
+        hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, e, col)
         H[:, j] = col
         e[j] = 0.0

@@ -60,7 +60,7 @@ def frob(A, B):
 
 
 @njit(**JIT)
-def loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws):
+def loss_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws):
     """L from sufficient statistics; leaves prefix products and M = P Cxx in ws.
 
     ``poff``/``noff`` are ``param_offsets(dims)``/``node_offsets(dims)``, computed once
@@ -76,8 +76,8 @@ def loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws):
 
 @njit(**JIT)
 def loss_stats(theta, dims, Cxx, Cyx, yy, ws):
-    """L from sufficient statistics (see ``loss_stats_o``)."""
-    return loss_stats_o(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, Cyx, yy, ws)
+    """L from sufficient statistics (see ``loss_stats_at``)."""
+    return loss_stats_at(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, Cyx, yy, ws)
 
 
 @njit(**JIT)
@@ -93,9 +93,9 @@ def assemble_grad(theta, dims, poff, noff, pre, E, grad, scratch):
 
 
 @njit(**JIT)
-def loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad):
+def loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad):
     """L and dL/dW (into ``grad``, laid out like theta) from statistics."""
-    l = loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
+    l = loss_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
     pre, E, _, _, G, M, scratch = ws_views(ws, dims, noff)
     for i in range(G.shape[0]):
         for j in range(G.shape[1]):
@@ -107,13 +107,13 @@ def loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad):
 
 @njit(**JIT)
 def loss_grad_stats(theta, dims, Cxx, Cyx, yy, ws, grad):
-    """L and dL/dW from statistics (see ``loss_grad_stats_o``)."""
+    """L and dL/dW from statistics (see ``loss_grad_stats_at``)."""
     poff, noff = param_offsets(dims), node_offsets(dims)
-    return loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad)
+    return loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad)
 
 
 @njit(**JIT)
-def loss_data_o(theta, dims, poff, noff, X, Y, ws, R):
+def loss_data_at(theta, dims, poff, noff, X, Y, ws, R):
     """L = 1/2 ||P X - Y||^2; leaves prefix products in ws and the residual in R."""
     K = dims.size - 1
     pre = ws_views(ws, dims, noff)[0]
@@ -130,14 +130,14 @@ def loss_data_o(theta, dims, poff, noff, X, Y, ws, R):
 
 @njit(**JIT)
 def loss_data(theta, dims, X, Y, ws, R):
-    """L from the data (see ``loss_data_o``)."""
-    return loss_data_o(theta, dims, param_offsets(dims), node_offsets(dims), X, Y, ws, R)
+    """L from the data (see ``loss_data_at``)."""
+    return loss_data_at(theta, dims, param_offsets(dims), node_offsets(dims), X, Y, ws, R)
 
 
 @njit(**JIT)
-def loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad):
+def loss_grad_data_at(theta, dims, poff, noff, X, Y, ws, R, grad):
     """L and dL/dW from the data; G = (P X - Y) X^T."""
-    l = loss_data_o(theta, dims, poff, noff, X, Y, ws, R)
+    l = loss_data_at(theta, dims, poff, noff, X, Y, ws, R)
     pre, E, _, _, G, _, scratch = ws_views(ws, dims, noff)
     mm(R, X.T, G)
     backprop(theta, dims, poff, noff, G, E)
@@ -147,9 +147,9 @@ def loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad):
 
 @njit(**JIT)
 def loss_grad_data(theta, dims, X, Y, ws, R, grad):
-    """L and dL/dW from the data (see ``loss_grad_data_o``)."""
+    """L and dL/dW from the data (see ``loss_grad_data_at``)."""
     poff, noff = param_offsets(dims), node_offsets(dims)
-    return loss_grad_data_o(theta, dims, poff, noff, X, Y, ws, R, grad)
+    return loss_grad_data_at(theta, dims, poff, noff, X, Y, ws, R, grad)
 
 
 @njit(**JIT)

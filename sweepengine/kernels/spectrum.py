@@ -12,7 +12,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node_offsets, param_offsets
-from .hvp import hvp_prepared_o
+from .hvp import hvp_prepared_at
 from .linalg import dot
 from .rng import mix64
 
@@ -59,7 +59,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
     lo = hi = elo = ehi = 0.0
     j = 0
     for j in range(m):
-        hvp_prepared_o(theta, dims, poff, noff, Cxx, ws, Q[j], w)
+        hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, Q[j], w)
         a = dot(Q[j], w)
         alpha[j] = a
         for _ in range(2):  # classical Gram-Schmidt, twice is enough (Kahan)

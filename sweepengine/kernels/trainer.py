@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
 from .chain import node_offsets, param_offsets
-from .objective import loss_grad_data_o, loss_grad_stats_o, loss_stats_o, sq_norm, ws_size
+from .objective import loss_grad_data_at, loss_grad_stats_at, loss_stats_at, sq_norm, ws_size
 from .rng import next_normal, next_uniform
 from .spectrum import lanczos_extremes
 
@@ -54,7 +54,7 @@ A_SAVE_PROBE, A_END_STALL, A_STOP = 1, 2, 4
 @njit(**JIT)
 def _probe(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg, seed, out):
     """Extreme Hessian eigenvalues at theta: out[0:5] = lam_min, lam_max, errs, iters."""
-    loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf)
+    loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf)
     lanczos_extremes(theta, dims, Cxx, ws, int(cfg[C_LZ_ITER]), cfg[C_LZ_TOL], seed, out)
 
 
@@ -226,18 +226,18 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
     t = 0
     for t in range(max_steps + 1):
         if opt == SGD:
-            l = loss_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
+            l = loss_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
             for i in range(bsz):  # partial Fisher-Yates: a uniform b-subset
                 j = i + int(next_uniform(rng) * (m - i))
                 perm[i], perm[j] = perm[j], perm[i]
                 Xb[:, i] = X[:, perm[i]]
                 Yb[:, i] = Y[:, perm[i]]
-            loss_grad_data_o(theta, dims, poff, noff, Xb, Yb, ws, Rb, g)
+            loss_grad_data_at(theta, dims, poff, noff, Xb, Yb, ws, Rb, g)
             s = m / bsz
             for i in range(n):
                 g[i] *= s
         else:
-            l = loss_grad_stats_o(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
+            l = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
         gnorm = np.sqrt(sq_norm(g))
         action = track(t, l, gnorm, si, sf, ring, cfg, max_steps, rec_every, losses)
         if action & A_SAVE_PROBE:

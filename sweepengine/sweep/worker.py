@@ -21,11 +21,11 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from ._compile_lock import compile_lock
-from ._layout import n_params
-from .init import init_batch
-from .kernels import lockstep
-from .kernels.trainer import (
+from .._layout import n_params
+from .._version import package_version
+from ..initialization import init_batch
+from ..kernels import lockstep
+from ..kernels.trainer import (
     F_GNORM,
     F_LMAX,
     F_LMIN,
@@ -45,18 +45,18 @@ from .kernels.trainer import (
     S_PROBE,
     S_START,
 )
-from .problems import make_problem
-from .schema import (
+from ..problems import make_problem
+from ..stats import Stats
+from ..store.schema import (
     RUNS_SCHEMA,
     STALLS_SCHEMA,
     columns_table,
     curves_table,
-    runs_table,
     stalls_table,
 )
-from .spec import Run, package_version
-from .stats import Stats
-from .training import reference, train_batch, train_flat
+from ..training import reference, train_batch, train_flat
+from .compile_lock import compile_lock
+from .spec import Run
 
 _COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
 
@@ -87,7 +87,7 @@ def warm_up() -> float:
     Every kernel has one type signature whatever the architecture, so tiny calls
     cover all later chunks: a single run (per-run driver) and a batch of
     ``lockstep.MIN_BATCH`` narrow runs (lock-step driver). Processes of one install
-    on one machine take turns (``_compile_lock.compile_lock``): with a cold cache the first
+    on one machine take turns (``compile_lock.compile_lock``): with a cold cache the first
     compiles and the others then load its result instead of compiling the same code.
     """
     global _COMPILE_S
@@ -125,32 +125,6 @@ def _threads() -> int:
         return numba.get_num_threads()
 
 
-def _base_row(run: Run, sweep: str, chunk_id: str, params_json: str | None = None) -> dict:
-    hidden = list(run.hidden)
-    return {
-        "run_id": run.run_id,
-        "sweep": sweep,
-        "chunk_id": chunk_id,
-        "problem": run.problem,
-        "problem_params": run.problem_params if params_json is None else params_json,
-        "d_x": run.dims[0],
-        "d_y": run.dims[-1],
-        "depth": run.depth,
-        "widths": hidden,
-        "min_width": min(hidden) if hidden else min(run.dims[0], run.dims[-1]),
-        "n_params": sum(a * b for a, b in zip(run.dims[1:], run.dims[:-1], strict=True)),
-        "seed": run.seed,
-        "init_scheme": run.init_scheme,
-        "init_scale": run.init_scale,
-        "optimizer": run.optimizer.name,
-        "lr": run.optimizer.lr,
-        "optimizer_params": json.dumps(dict(run.optimizer.params), sort_keys=True),
-        "max_steps": run.max_steps,
-        "target_gap": run.target_gap,
-        "sweepengine_version": package_version(),
-    }
-
-
 def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     """Train ``runs`` (one shape_key) in one batched compiled call."""
     t0 = time.perf_counter()
@@ -158,6 +132,7 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     worker = _worker_name()
     run0 = runs[0]
     params_json = json.dumps(run0.problem_params, sort_keys=True)
+    ids = np.array([r.run_id for r in runs], dtype=object)
     try:
         X, Y, _ = _data(run0.problem, params_json)
         ref = _reference(run0.problem, params_json, run0.dims)
@@ -170,13 +145,10 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     except Exception as e:  # a failed chunk is an outcome: record it on every run
         err = "".join(traceback.format_exception_only(e)).strip()
         wall = time.perf_counter() - t0
-        rows = [
-            _failed_row(r, sweep, chunk_id, err, wall / len(runs), compile_s / len(runs), worker)
-            for r in runs
-        ]
-        return ChunkResult(chunk_id, runs_table(rows), stalls_table([]), None, wall)
+        runs_t = _failed_columns(runs, ids, err, sweep, chunk_id, params_json,
+                                 wall / len(runs), compile_s / len(runs), worker)  # fmt: skip
+        return ChunkResult(chunk_id, runs_t, stalls_table([]), None, wall)
     wall = time.perf_counter() - t0
-    ids = np.array([r.run_id for r in runs], dtype=object)
     stalls_t = _stalls_columns(ids, out)
     curves = _curves_columns(ids, out) if run0.record_every else None
     runs_t = _runs_columns(runs, ids, out, sweep, chunk_id, params_json,
@@ -198,24 +170,16 @@ def _initial_weights(runs: Sequence[Run]) -> np.ndarray:
     return theta
 
 
-def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s, worker):
-    """The chunk's runs table, column by column from the kernel's output arrays."""
+def _config_columns(runs: Sequence[Run], ids, sweep: str, chunk_id: str, params_json: str):
+    """What every run of the chunk was asked to do: the runs table's input columns."""
     B = len(runs)
     run0 = runs[0]
     hidden = list(run0.hidden)
-    iout, fout, ref, st = out.iout, out.fout, out.ref, out.stalls
     params_text: dict[tuple, str] = {}
     for r in runs:
         if r.optimizer.params not in params_text:
             params_text[r.optimizer.params] = json.dumps(dict(r.optimizer.params), sort_keys=True)
-
-    def in_class(name: str) -> np.ndarray:
-        w = np.where(st.stall_class == name, st.length, 0)
-        return np.bincount(st.run, weights=w, minlength=B).astype(np.int64)
-
-    final_loss = fout[:, F_LOSS]
-    to_target = iout[:, I_TO_TARGET]
-    cols = {
+    return {
         "run_id": ids,
         "sweep": [sweep] * B,
         "chunk_id": [chunk_id] * B,
@@ -235,6 +199,23 @@ def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s
         "optimizer_params": [params_text[r.optimizer.params] for r in runs],
         "max_steps": np.full(B, run0.max_steps),
         "target_gap": np.full(B, run0.target_gap),
+        "sweepengine_version": [package_version()] * B,
+    }
+
+
+def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s, worker):
+    """The chunk's runs table, column by column from the kernel's output arrays."""
+    B = len(runs)
+    iout, fout, ref, st = out.iout, out.fout, out.ref, out.stalls
+
+    def in_class(name: str) -> np.ndarray:
+        w = np.where(st.stall_class == name, st.length, 0)
+        return np.bincount(st.run, weights=w, minlength=B).astype(np.int64)
+
+    final_loss = fout[:, F_LOSS]
+    to_target = iout[:, I_TO_TARGET]
+    cols = {
+        **_config_columns(runs, ids, sweep, chunk_id, params_json),
         "status": out.status,
         "steps": iout[:, I_STEPS],
         "final_loss": final_loss,
@@ -254,8 +235,23 @@ def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s
         "wall_time_s": np.full(B, share),
         "compile_time_s": np.full(B, compile_s),
         "worker": [worker] * B,
-        "sweepengine_version": [package_version()] * B,
     }
+    return columns_table(cols, RUNS_SCHEMA)
+
+
+def _failed_columns(runs, ids, err, sweep, chunk_id, params_json, share, compile_s, worker):
+    """The runs table of a chunk that raised: its input columns, status ``failed``."""
+    B = len(runs)
+    nan, zero = np.full(B, np.nan), np.zeros(B, dtype=np.int64)
+    cols = {
+        **_config_columns(runs, ids, sweep, chunk_id, params_json),
+        "status": ["failed"] * B, "error": [err] * B, "steps": zero, "final_loss": nan,
+        "global_min": nan, "final_gap": nan, "final_gap_rel": nan,
+        "steps_to_target": pa.nulls(B, pa.int64()), "n_stalls": zero,
+        "steps_in_strict_saddle": zero, "steps_in_bad_saddle": zero, "steps_in_minimum": zero,
+        "final_grad_norm": nan, "lam_ref": nan, "kicks": zero, "wall_time_s": np.full(B, share),
+        "compile_time_s": np.full(B, compile_s), "worker": [worker] * B,
+    }  # fmt: skip
     return columns_table(cols, RUNS_SCHEMA)
 
 
@@ -289,15 +285,3 @@ def _curves_columns(ids: np.ndarray, out) -> pa.Table:
     keep = ~np.isnan(out.losses)
     steps = np.broadcast_to(out.loss_steps, out.losses.shape)[keep]
     return curves_table(np.repeat(ids, keep.sum(axis=1)), steps, out.losses[keep])
-
-
-def _failed_row(run, sweep, chunk_id, err, share, compile_s, worker) -> dict:
-    nan = float("nan")
-    return {
-        **_base_row(run, sweep, chunk_id),
-        "status": "failed", "error": err, "steps": 0, "final_loss": nan, "global_min": nan,
-        "final_gap": nan, "final_gap_rel": nan, "steps_to_target": None, "n_stalls": 0,
-        "steps_in_strict_saddle": 0, "steps_in_bad_saddle": 0, "steps_in_minimum": 0,
-        "final_grad_norm": nan, "lam_ref": nan, "kicks": 0, "wall_time_s": share,
-        "compile_time_s": compile_s, "worker": worker,
-    }  # fmt: skip

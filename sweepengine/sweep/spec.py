@@ -22,33 +22,27 @@ excluded, so the same run in two sweeps has one id and one row of results.
 from __future__ import annotations
 
 import bisect
-import copy
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import json
 import math
-import os
 import re
-import tomllib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from .options import OPTIMIZERS, Optimizer, StallConfig, make_optimizer
+from .._version import package_version
+from ..options import OPTIMIZERS, Optimizer, StallConfig, make_optimizer
 
 __all__ = [
     "COMBINE_MODES",
     "Run",
     "Spec",
     "SpecError",
+    "canonical_json",
     "chunk_runs",
-    "load_spec",
-    "package_version",
-    "validate",
 ]
 
 COMBINE_MODES = ("grid", "zip", "random")
@@ -100,21 +94,13 @@ class SpecError(ValueError):
         return type(self), (self.errors, self.name)
 
 
-@functools.cache
-def package_version() -> str:
-    """The installed sweepengine version (part of every run id)."""
-    try:
-        return importlib.metadata.version("sweepengine")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def _canonical(obj: Any) -> str:
+def canonical_json(obj: Any) -> str:
+    """Compact JSON with sorted keys: the text that run and chunk ids hash."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def _digest(tag: str, obj: Any) -> bytes:
-    return hashlib.sha256((tag + _canonical(obj)).encode()).digest()
+    return hashlib.sha256((tag + canonical_json(obj)).encode()).digest()
 
 
 # ----------------------------------------------------------------------------- runs
@@ -177,7 +163,7 @@ class Run:
         seeds = _digest("seeds:", {k: content[k] for k in ("problem", "dims", "seed")})
         set_("init_seed", int.from_bytes(seeds[:8], "little") >> 1)
         set_("rng_seed", int.from_bytes(seeds[8:16], "little") >> 1)
-        set_("_shape", (self.problem, _canonical(self.problem_params), self.dims,
+        set_("_shape", (self.problem, canonical_json(self.problem_params), self.dims,
                         self.optimizer.name, self.max_steps, self.target_gap,
                         self.record_every, self.stall))  # fmt: skip
 
@@ -238,7 +224,7 @@ class _Reseeder:
 
     @classmethod
     def _split(cls, tag: str, obj: dict) -> tuple[str, str] | None:
-        parts = (tag + _canonical(obj)).split(_canonical(cls._MARK))
+        parts = (tag + canonical_json(obj)).split(canonical_json(cls._MARK))
         return (parts[0], parts[1]) if len(parts) == 2 else None
 
     def __call__(self, seed: int) -> Run:
@@ -486,116 +472,3 @@ class Spec:
             f"({self.combine}) x {len(self.seeds)} seeds; problem {self.problem!r}; "
             f"axes: {axes}"
         )
-
-
-def load_spec(source: str | os.PathLike) -> Spec:
-    """Parse and validate a sweep spec from a TOML file path or TOML text.
-
-    A ``str`` holding a newline or ``=`` is TOML text; any other ``str`` (and any
-    ``os.PathLike``) is a file path. Without a ``name`` key, a file's stem names
-    the sweep.
-    """
-    default_name = None
-    if isinstance(source, str) and ("\n" in source or "=" in source):
-        text = source
-    elif isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"sweep spec file not found: {path}")
-        text, default_name = path.read_text(), path.stem
-    else:
-        raise TypeError(f"load_spec takes a path or TOML text, got {type(source).__name__}")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError([f"not valid TOML: {e}"], default_name) from None
-    return validate(data, default_name=default_name)
-
-
-def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spec:
-    """Check a spec table (as parsed from TOML) and build the :class:`Spec`.
-
-    Raises :class:`SpecError` listing every error found.
-    """
-    # imported here, not at the top: _spec_check imports this module
-    from ._spec_check import _arch_grid, _check_batch_size, _Validator
-
-    if not isinstance(data, Mapping):
-        raise SpecError([f"a spec must be a table, got {type(data).__name__}"])
-    v = _Validator(repeats_ok=data.get("combine") == "zip")
-    v.unknown("", data, TOP_KEYS)
-    name = data.get("name", default_name)
-    if name is None:
-        v.add("name", "is required (a short name such as 'quick')")
-    elif not isinstance(name, str) or not _NAME_RE.match(name):
-        v.add("name", f"= {name!r}: must be letters, digits, '_', '.' or '-' (no spaces)")
-        name = None
-    description = v.scalar("description", data, str, "a string")
-    combine = data.get("combine", DEFAULTS["combine"])
-    if combine not in COMBINE_MODES:
-        v.add("combine", f"= {combine!r}: valid: {list(COMBINE_MODES)}")
-    seeds = v.seeds(data.get("seeds", DEFAULTS["seeds"]))
-    if isinstance(seeds, list):
-        seeds = tuple(seeds)
-    max_steps = v.integer("max_steps", data.get("max_steps"), lo=1, required=True)
-    target_gap = v.fraction("target_gap", data.get("target_gap", DEFAULTS["target_gap"]))
-    record_every = v.integer("record_every", data.get("record_every", DEFAULTS["record_every"]))
-    samples = sample_seed = None
-    if combine == "random":
-        samples = v.integer("samples", data.get("samples"), lo=1, required=True)
-        sample_seed = v.integer("sample_seed", data.get("sample_seed", DEFAULTS["sample_seed"]))
-    else:
-        for key in ("samples", "sample_seed"):
-            if key in data:
-                v.add(key, f"= {data[key]!r} applies only to combine = 'random'")
-    stall = v.stall(data.get("stall", {}))
-    problem, p_axes = v.problem(data.get("problem"))
-    arch = v.architecture(data.get("architecture"))
-    schemes, scales = v.init(data.get("init"))
-    opt = v.optimizer(data.get("optimizer"))
-    if v.errors:
-        raise SpecError(v.errors, name)
-
-    axes = {**p_axes, **arch, "init.scheme": schemes, "init.scale": scales, **opt}
-    if combine == "zip":
-        space = v.zip_space(problem, axes)
-    else:
-        grid = _GridSpace(
-            [
-                v.problem_grid(problem, p_axes),
-                _arch_grid(arch),
-                _OptimizerAxis(
-                    opt["optimizer.name"],
-                    opt["optimizer.lr"],
-                    {k.split(".", 1)[1]: vals for k, vals in opt.items() if k not in _OPT_FIXED},
-                ),
-                schemes,
-                scales,
-            ]
-        )
-        space = grid
-        _check_batch_size(v, opt, v.problem_grid(problem, p_axes))
-        if combine == "random":
-            if len(grid) > _MAX_SEED:
-                v.add("combine", f"random sampling needs a grid below 2^63 points, not {len(grid)}")
-            elif samples > len(grid):
-                v.add("samples", f"= {samples} exceeds the {len(grid)} grid configurations")
-            space = _SampleSpace(grid, samples, sample_seed)
-    if v.errors:
-        raise SpecError(v.errors, name)
-    return Spec(
-        name=name,
-        description=description if description is not None else DEFAULTS["description"],
-        problem=problem,
-        combine=combine,
-        seeds=seeds,
-        max_steps=max_steps,
-        target_gap=target_gap,
-        record_every=record_every,
-        stall=stall,
-        samples=samples,
-        sample_seed=sample_seed,
-        axes={k: len(vals) for k, vals in axes.items()},
-        source=copy.deepcopy(dict(data)),
-        _space=space,
-    )

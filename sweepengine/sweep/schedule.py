@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..store import open_store
 from .spec import Run, Spec, chunk_runs
-from .store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def connect(
             threads_per_worker=threads,
             processes=True,
             env=worker_env(),
-            preload=["sweepengine.worker"],
+            preload=["sweepengine.sweep.worker"],
             host="127.0.0.1",  # a private cluster: listen on loopback only
             dashboard_address="127.0.0.1:0",  # ":0" would bind every interface
         ) as cluster,

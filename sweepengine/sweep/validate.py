@@ -1,25 +1,27 @@
-"""Validation of sweep specs: the checks behind :func:`sweepengine.spec.validate`.
+"""Reading and validating sweep specs: :func:`load_spec` and :func:`validate`.
 
 ``_Validator`` collects every error (each naming its key path, the value and
-what would be valid) and coerces each axis; ``spec.validate`` drives it and
-builds the :class:`~sweepengine.spec.Spec`. Private: import from ``spec``.
-
-``spec`` imports this module lazily (inside ``validate``), so importing
-``spec`` here at module level makes no cycle.
+what would be valid) and coerces each axis; :func:`validate` drives it and
+builds the :class:`~sweepengine.sweep.spec.Spec`. This module imports
+``spec`` (the data types), never the other way round.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
 import itertools
 import math
+import os
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from .options import OPTIMIZERS, StallConfig, check_init, make_optimizer
-from .problems import (
+from ..options import OPTIMIZERS, StallConfig, check_init, make_optimizer
+from ..problems import (
     LIST_KINDS,
     PARAM_KINDS,
     PROBLEMS,
@@ -28,7 +30,21 @@ from .problems import (
     problem_defaults,
     problem_dims,
 )
-from .spec import _MAX_SEED, DEFAULTS, _canonical, _ListSpace
+from .spec import (
+    _MAX_SEED,
+    _NAME_RE,
+    _OPT_FIXED,
+    COMBINE_MODES,
+    DEFAULTS,
+    TOP_KEYS,
+    Spec,
+    SpecError,
+    _GridSpace,
+    _ListSpace,
+    _OptimizerAxis,
+    _SampleSpace,
+    canonical_json,
+)
 
 _MAX_PROBLEM_COMBOS = 100_000
 
@@ -410,9 +426,119 @@ class _Validator:
             if entry is None:
                 continue
             config = (entry, hidden, opt, at("init.scheme", i), at("init.scale", i))
-            key = (_canonical(entry[0]), hidden, opt, config[3], config[4])
+            key = (canonical_json(entry[0]), hidden, opt, config[3], config[4])
             if key in seen:
                 self.add("combine", f"= 'zip': combinations {seen[key]} and {i} are the same run")
             seen.setdefault(key, i)
             configs.append(config)
         return _ListSpace(configs)
+
+
+def load_spec(source: str | os.PathLike) -> Spec:
+    """Parse and validate a sweep spec from a TOML file path or TOML text.
+
+    A ``str`` holding a newline or ``=`` is TOML text; any other ``str`` (and any
+    ``os.PathLike``) is a file path. Without a ``name`` key, a file's stem names
+    the sweep.
+    """
+    default_name = None
+    if isinstance(source, str) and ("\n" in source or "=" in source):
+        text = source
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"sweep spec file not found: {path}")
+        text, default_name = path.read_text(), path.stem
+    else:
+        raise TypeError(f"load_spec takes a path or TOML text, got {type(source).__name__}")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError([f"not valid TOML: {e}"], default_name) from None
+    return validate(data, default_name=default_name)
+
+
+def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spec:
+    """Check a spec table (as parsed from TOML) and build the :class:`Spec`.
+
+    Raises :class:`SpecError` listing every error found.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError([f"a spec must be a table, got {type(data).__name__}"])
+    v = _Validator(repeats_ok=data.get("combine") == "zip")
+    v.unknown("", data, TOP_KEYS)
+    name = data.get("name", default_name)
+    if name is None:
+        v.add("name", "is required (a short name such as 'quick')")
+    elif not isinstance(name, str) or not _NAME_RE.match(name):
+        v.add("name", f"= {name!r}: must be letters, digits, '_', '.' or '-' (no spaces)")
+        name = None
+    description = v.scalar("description", data, str, "a string")
+    combine = data.get("combine", DEFAULTS["combine"])
+    if combine not in COMBINE_MODES:
+        v.add("combine", f"= {combine!r}: valid: {list(COMBINE_MODES)}")
+    seeds = v.seeds(data.get("seeds", DEFAULTS["seeds"]))
+    if isinstance(seeds, list):
+        seeds = tuple(seeds)
+    max_steps = v.integer("max_steps", data.get("max_steps"), lo=1, required=True)
+    target_gap = v.fraction("target_gap", data.get("target_gap", DEFAULTS["target_gap"]))
+    record_every = v.integer("record_every", data.get("record_every", DEFAULTS["record_every"]))
+    samples = sample_seed = None
+    if combine == "random":
+        samples = v.integer("samples", data.get("samples"), lo=1, required=True)
+        sample_seed = v.integer("sample_seed", data.get("sample_seed", DEFAULTS["sample_seed"]))
+    else:
+        for key in ("samples", "sample_seed"):
+            if key in data:
+                v.add(key, f"= {data[key]!r} applies only to combine = 'random'")
+    stall = v.stall(data.get("stall", {}))
+    problem, p_axes = v.problem(data.get("problem"))
+    arch = v.architecture(data.get("architecture"))
+    schemes, scales = v.init(data.get("init"))
+    opt = v.optimizer(data.get("optimizer"))
+    if v.errors:
+        raise SpecError(v.errors, name)
+
+    axes = {**p_axes, **arch, "init.scheme": schemes, "init.scale": scales, **opt}
+    if combine == "zip":
+        space = v.zip_space(problem, axes)
+    else:
+        grid = _GridSpace(
+            [
+                v.problem_grid(problem, p_axes),
+                _arch_grid(arch),
+                _OptimizerAxis(
+                    opt["optimizer.name"],
+                    opt["optimizer.lr"],
+                    {k.split(".", 1)[1]: vals for k, vals in opt.items() if k not in _OPT_FIXED},
+                ),
+                schemes,
+                scales,
+            ]
+        )
+        space = grid
+        _check_batch_size(v, opt, v.problem_grid(problem, p_axes))
+        if combine == "random":
+            if len(grid) > _MAX_SEED:
+                v.add("combine", f"random sampling needs a grid below 2^63 points, not {len(grid)}")
+            elif samples > len(grid):
+                v.add("samples", f"= {samples} exceeds the {len(grid)} grid configurations")
+            space = _SampleSpace(grid, samples, sample_seed)
+    if v.errors:
+        raise SpecError(v.errors, name)
+    return Spec(
+        name=name,
+        description=description if description is not None else DEFAULTS["description"],
+        problem=problem,
+        combine=combine,
+        seeds=seeds,
+        max_steps=max_steps,
+        target_gap=target_gap,
+        record_every=record_every,
+        stall=stall,
+        samples=samples,
+        sample_seed=sample_seed,
+        axes={k: len(vals) for k, vals in axes.items()},
+        source=copy.deepcopy(dict(data)),
+        _space=space,
+    )

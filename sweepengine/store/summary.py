@@ -7,7 +7,7 @@ import os
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .store import read_runs
+from .directory import read_runs
 
 _COLUMNS = ["depth", "optimizer", "status", "steps", "steps_in_bad_saddle",
             "steps_in_strict_saddle", "n_stalls"]  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .sweep import worker_env
+from .schedule import worker_env
 
 KINDS = ("slurm", "pbs")
 

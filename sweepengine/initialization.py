@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._haar import haar_orthonormal
 from ._layout import n_params, unflatten
 from ._validate import as_dims
 from .kernels.rng import init_normals
@@ -42,9 +43,7 @@ def _seeds(seeds) -> np.ndarray:
 
 def _haar(z: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """A rows x cols matrix with orthonormal rows or columns (Haar distributed) from normals z."""
-    big, small = max(rows, cols), min(rows, cols)
-    q, r = np.linalg.qr(z.reshape(big, small))
-    q = q * np.sign(np.diag(r))
+    q = haar_orthonormal(z.reshape(max(rows, cols), min(rows, cols)))
     return q if rows >= cols else q.T
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..stalls import STALL_CLASSES
+
 __all__ = [
     "CURVES_SCHEMA",
     "RUNS_SCHEMA",
@@ -41,7 +43,6 @@ __all__ = [
 SCHEMA_VERSIONS: dict[str, int] = {"runs": 1, "stalls": 1, "curves": 1}
 
 RUN_STATUSES = ("converged", "max_steps", "diverged", "failed")
-STALL_CLASSES = ("strict_saddle", "bad_saddle", "minimum")
 
 # Columns holding JSON text: the builders encode dicts with sorted keys so that
 # equal parameters give equal strings (and group together in queries).

@@ -12,7 +12,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from .spec import package_version
+from .._version import package_version
 
 
 def lock_paths() -> tuple[Path, Path]:

@@ -54,7 +54,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._parts import (
+from .parts import (
     LOCK,
     MANIFEST,
     QUARANTINE,
@@ -126,14 +126,14 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _canonical(spec: Mapping[str, Any]) -> Any:
+def _plain_json(spec: Mapping[str, Any]) -> Any:
     """The spec as plain JSON data (tuples become lists, other objects strings)."""
     return json.loads(json.dumps(spec, sort_keys=True, default=str))
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """sha256 of the spec as canonical JSON (sorted keys, no whitespace)."""
-    text = json.dumps(_canonical(spec), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(_plain_json(spec), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -545,7 +545,7 @@ def open_store(
         now = _now()
         manifest = {
             "format": "sweepengine-results",
-            "spec": _canonical(spec),
+            "spec": _plain_json(spec),
             "spec_hash": spec_hash(spec),
             "schema_versions": dict(SCHEMA_VERSIONS),
             "versions": dict(_versions()),
@@ -563,7 +563,7 @@ def open_store(
         fsync_dir(out)
     manifest = json.loads(path.read_text())
     if spec is not None and manifest.get("spec_hash") != spec_hash(spec):
-        old, new = manifest.get("spec", {}), _canonical(spec)
+        old, new = manifest.get("spec", {}), _plain_json(spec)
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise SpecMismatchError(
             f"results directory {out} holds a sweep with a different spec "
