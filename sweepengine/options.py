@@ -97,47 +97,67 @@ def _positive(name: str, v: Any) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class StallConfig:
-    """When a stretch of training counts as a stall, and how it is classified.
+    """When a stretch of training counts as a stall, and how it is examined.
 
-    All thresholds are scale-free. ``gap`` below means the relative gap
-    (L - L*) / (L(0) - L*) where L(0) = 1/2 tr(Y Y^T) is the loss at W = 0, so
-    1 = nothing learned and 0 = at the global minimum.
+    Thresholds are scale-free and lengths are in training *time* (docs/maths.md,
+    "Time"): a step of run with learning rate lr lasts dt = lam_ref x lr_eff, so one
+    trajectory gives one record at any stable learning rate and under rescaling of
+    X and Y. ``gap`` below is the relative gap (L - L*) / (L(0) - L*), L(0) = 1/2
+    tr(Y Y^T): 1 = nothing learned, 0 = at the global minimum.
 
-    - A step t is *flat* when the relative gap fell by less than ``rel_drop``
-      (as a fraction of itself) over the last ``window`` steps, while the gap is
-      above ``min_gap``.
-    - A stall is a maximal run of flat steps at least ``min_length`` long
-      (its start is dated back to the start of the first flat window).
-    - The probe point is the step of smallest gradient norm in the stall; the
-      Hessian there gives lam_min, lam_max (Lanczos, at most ``lanczos_iter``
-      iterations, relative tolerance ``lanczos_tol``) and their error bounds.
-    - Class: ``strict_saddle`` if lam_min < -max(neg_tol * lam_ref, 3 * err_min)
-      where lam_ref is the largest Hessian eigenvalue at the balanced global
-      minimizer (the curvature scale of the problem); else ``bad_saddle`` if the
-      gap is above ``min_gap``; else ``minimum``. The raw numbers are stored so
-      analysis can re-classify with other thresholds.
-    - At most ``max_stalls`` stalls are recorded per run (later ones are counted
-      in the run's stall totals but not probed).
+    - A step is *flat* when the gap fell by less than ``rel_drop`` (a fraction of
+      itself) over the last ``window`` time units while above ``min_gap``. A stall is
+      a maximal run of flat steps lasting at least ``min_length`` time units (dated
+      back to the start of its first flat window). If the gap rose during it by more,
+      in all, than ``rel_drop`` x its value at the start, it is ``unstable``.
+    - At the stall's smallest gradient norm (the probe point) the Hessian gives the
+      local view: lam_min, lam_max (Lanczos, at most ``lanczos_iter`` iterations,
+      relative tolerance ``lanczos_tol``) and ``local_class`` by the threshold rule
+      (strict below -``neg_tol`` x lam_ref).
+    - Unless ``polish`` is off, Newton-MR (at most ``polish_newton`` steps, each
+      solved by at most ``polish_inner`` MINRES iterations on exact HVPs) converges
+      from the probe point to the critical point it shadows, accepted when
+      ||grad|| / g_ref <= ``polish_tol`` and its loss equals the analytic level of its
+      learned modes within ``level_tol`` x (L(0) - L*). Modes are learned or not by
+      their occupancy (within ``occupancy_tol`` of 0 or 1). The stall's class is that
+      point's: minimum at L*, strict_saddle if lambda_min < -``psd_tol`` x lam_ref,
+      else bad_saddle; ``rank_tol`` sets Kawaguchi's rank(W_{K-1}..W_2).
+    - At most ``max_stalls`` stalls are recorded per run (later ones are counted).
     """
 
-    window: int = 50
+    window: float = 10.0
     rel_drop: float = 1e-2
-    min_length: int = 100
+    min_length: float = 30.0
     min_gap: float = 1e-4
     neg_tol: float = 1e-3
+    psd_tol: float = 1e-4
+    level_tol: float = 1e-6
+    occupancy_tol: float = 0.05
+    rank_tol: float = 1e-3
     max_stalls: int = 16
     lanczos_iter: int = 120
     lanczos_tol: float = 1e-8
+    polish: bool = True
+    polish_tol: float = 1e-9
+    polish_newton: int = 60
+    polish_inner: int = 60
 
     def __post_init__(self) -> None:
-        for key in ("window", "min_length", "max_stalls", "lanczos_iter"):
+        for key in ("max_stalls", "lanczos_iter", "polish_newton", "polish_inner"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"stall.{key} must be a positive integer, got {v!r}")
-        for key in ("rel_drop", "min_gap", "neg_tol", "lanczos_tol"):
+        for key in ("window", "min_length"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (0 < v < math.inf):
+                raise ValueError(f"stall.{key} must be a positive time (a number), got {v!r}")
+        for key in ("rel_drop", "min_gap", "neg_tol", "psd_tol", "level_tol", "occupancy_tol",
+                    "rank_tol", "lanczos_tol", "polish_tol"):  # fmt: skip
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not (0 < v < 1):
                 raise ValueError(f"stall.{key} must be a number in (0, 1), got {v!r}")
+        if not isinstance(self.polish, bool):
+            raise ValueError(f"stall.polish must be true or false, got {self.polish!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> StallConfig:
@@ -147,6 +167,24 @@ class StallConfig:
         if unknown:
             raise ValueError(f"unknown stall setting(s) {unknown}; valid: {valid}")
         return cls(**d)
+
+
+def time_per_step(name: str, lr: float, params, lam_ref: float, adam_scale: float) -> float:
+    """Training time of one step, dt = lam_ref x lr_eff (docs/maths.md, "Time").
+
+    gd, sgd, pgd: lr_eff = lr (gradient flow time); momentum and nesterov:
+    lr / (1 - beta), the heavy ball's terminal velocity for a slowly varying
+    gradient; adam: lr x ``adam_scale`` = lr sqrt(n) / g_ref, as if each coordinate's
+    gradient had the problem's reference size g_ref / sqrt(n).
+    """
+    p = dict(params)
+    if name in ("momentum", "nesterov"):
+        lr_eff = lr / (1.0 - p["beta"])
+    elif name == "adam":
+        lr_eff = lr * adam_scale
+    else:
+        lr_eff = lr
+    return lam_ref * lr_eff
 
 
 def check_init(scheme: str, scale: Any, n_layers: int | None = None) -> tuple[float, ...]:

@@ -1,8 +1,11 @@
-"""Stall records and their classification (strict saddle, bad saddle, minimum).
+"""Stall records: which modes a stall has learned, and the class of the point it shadows.
 
-The rule (documented in ``StallConfig``) is applied in NumPy to the raw numbers
-the trainer records, so analysis can re-classify the same Parquet rows with
-other thresholds through :func:`classify`.
+The trainer records raw numbers per stall (``kernels.state.STALL_OUT``): where it
+began and ended, the Hessian at its probe point, and the critical point reached
+from there by Newton-MR (its loss, gradient norm, Hessian extremes, mode
+occupancies, Kawaguchi's rank). The rules that turn those numbers into the
+learned set S and a class live here, in NumPy, so analysis can re-apply them to
+the same Parquet rows with other tolerances (docs/maths.md, "Stalls").
 """
 
 from __future__ import annotations
@@ -11,16 +14,23 @@ import dataclasses
 
 import numpy as np
 
-STALL_CLASSES = ("strict_saddle", "bad_saddle", "minimum")
+# classes of the critical point a stall shadows; `unresolved`: no critical point was
+# confirmed. (Flat stretches where the loss rose or oscillated are not stalls: the
+# trainer leaves them out and counts them per run as `unstable`.)
+STALL_CLASSES = ("strict_saddle", "bad_saddle", "minimum", "unresolved")
+# the old rule on the Hessian at the probe point, kept as `local_class`
+LOCAL_CLASSES = ("strict_saddle", "bad_saddle", "minimum")
 
 
 def classify(lam_min, err_min, gap_rel, lam_ref, *, neg_tol: float, min_gap: float) -> np.ndarray:
-    """Vectorised stall class.
+    """The local class, from the Hessian at a probe point (vectorised).
 
     strict_saddle where lam_min < -max(neg_tol * lam_ref, 3 * err_min): a negative
     curvature that is clearly beyond Lanczos error and not negligible against the
     problem's curvature scale lam_ref. Otherwise bad_saddle where the relative gap
-    is above ``min_gap``, else minimum.
+    is above ``min_gap``, else minimum. It depends on how close the run came to the
+    critical point (near a bad saddle lam_min shrinks with the init scale), which is
+    why the stall's class is that of the polished point (:func:`classify_critical`).
     """
     lam_min = np.asarray(lam_min, dtype=float)
     thresh = np.maximum(neg_tol * np.asarray(lam_ref, dtype=float), 3.0 * np.asarray(err_min))
@@ -29,35 +39,117 @@ def classify(lam_min, err_min, gap_rel, lam_ref, *, neg_tol: float, min_gap: flo
     return np.where(strict, "strict_saddle", np.where(above, "bad_saddle", "minimum"))
 
 
+def learned_modes(occupancy, eigvals, *, tol: float, cluster_rtol: float = 1e-8):
+    """The learned mode set S of each point from its mode occupancies (vectorised).
+
+    ``occupancy`` (R, r): u_i^T P Cyx^T u_i / l_i per point and mode, 1 for a learned
+    and 0 for an unlearned mode at every critical point. ``eigvals`` (r,): the
+    descending eigenvalues l_i of Sigma. Modes with equal eigenvalues (relative
+    difference <= ``cluster_rtol``) form a cluster, inside which the critical set is
+    invariant under rotations, so only the number learned is defined: it is the
+    rounded sum of the cluster's occupancies, and S takes that many of the cluster's
+    first indices. Returns ``(modes, clean)``: a list of sorted 0-based index tuples,
+    and whether every cluster sum lies within ``tol`` of an integer (a point near a
+    critical point; else S is the nearest set, not a critical set the point is at).
+    """
+    occ = np.atleast_2d(np.asarray(occupancy, dtype=float))
+    l = np.asarray(eigvals, dtype=float)
+    r = occ.shape[1]
+    starts = [0] + [i for i in range(1, r) if l[i - 1] - l[i] > cluster_rtol * l[i - 1]]
+    bounds = list(zip(starts, starts[1:] + [r], strict=True))
+    counts = np.stack([occ[:, a:b].sum(axis=1) for a, b in bounds], axis=1) if r else occ
+    rounded = np.clip(np.rint(np.nan_to_num(counts, nan=0.0)), 0, None).astype(np.int64)
+    clean = np.all(np.abs(counts - rounded) <= tol, axis=1) if r else np.ones(len(occ), bool)
+    modes = []
+    for row in rounded:
+        s: list[int] = []
+        for (a, b), c in zip(bounds, row, strict=True):
+            s.extend(range(a, a + min(int(c), b - a)))
+        modes.append(tuple(s))
+    return modes, clean
+
+
+def critical_level(modes, eigvals, yy: float) -> np.ndarray:
+    """1/2 (yy - sum_{i in S} l_i) for each S in ``modes``."""
+    l = np.asarray(eigvals, dtype=float)
+    return np.array([0.5 * (yy - float(l[list(s)].sum())) for s in modes], dtype=float)
+
+
+def classify_critical(
+    converged, polish_loss, level, rel_lam_min, *, lstar, gap_scale, psd_tol, level_tol
+) -> np.ndarray:
+    """The class of the critical point each stall shadows (vectorised).
+
+    In order: ``unresolved`` where polishing did not converge or reached a point whose loss is
+    not the analytic level of its learned set S (|loss - level| > level_tol x
+    gap_scale); ``minimum`` where that level is L* (within level_tol x gap_scale);
+    ``strict_saddle`` where the polished Hessian's lambda_min < -psd_tol x lam_ref
+    (``rel_lam_min`` = lambda_min / lam_ref); else ``bad_saddle`` (PSD, above L*).
+    """
+    ok = np.asarray(converged, dtype=bool) & (
+        np.abs(np.asarray(polish_loss, dtype=float) - level) <= level_tol * gap_scale
+    )
+    at_min = np.asarray(level, dtype=float) - lstar <= level_tol * gap_scale
+    strict = np.asarray(rel_lam_min, dtype=float) < -psd_tol
+    return np.where(~ok, "unresolved", np.where(at_min, "minimum", np.where(
+        strict, "strict_saddle", "bad_saddle")))  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class Stall:
-    """One stall: a stretch where the loss barely moved while above L*.
+    """One stall: a stretch where the relative gap fell by less than ``rel_drop`` per
+    detection window of training time, while above ``min_gap``.
 
-    Steps are optimizer steps; ``probe_step`` is where the gradient norm was
-    smallest and the Hessian was probed. ``gap`` = loss - L*, ``gap_rel`` = gap /
-    (L(0) - L*). ``critical_value`` is the nearest analytic critical level
-    1/2 (yy - sum_{i in S} l_i) and ``critical_rank`` = |S|. ``rel_lam_min`` =
-    lam_min / lam_ref (lam_ref: top Hessian eigenvalue at the balanced global
-    minimizer). ``err_*``: Lanczos residual bounds.
+    Steps are optimizer steps, times are in the problem's time unit (``*_time`` =
+    steps x the run's ``time_unit``, docs/maths.md). ``probe_step``: the smallest
+    gradient norm in the stall. ``modes``: the learned set S (sorted 0-based indices
+    of the eigen-directions of Sigma) at the shadowed critical point, with
+    ``critical_value`` its analytic level 1/2 (yy - sum_{i in S} l_i) and
+    ``critical_rank`` = |S|; ``nearest_value``/``nearest_rank``: the level nearest
+    the probe loss (a cross-check). ``local_*``: the Hessian at the probe point
+    (``local_class`` its threshold class). ``polish_*``: Newton-MR from the probe
+    point; ``lam_min``/``lam_max``: the Hessian at the point it reached;
+    ``rel_lam_min`` = lam_min / lam_ref; ``kawaguchi_rank``: rank(W_{K-1}..W_2)
+    there. ``stall_class`` is the class of that critical point.
     """
 
     start: int
     end: int
     probe_step: int
+    start_time: float
+    end_time: float
+    probe_time: float
     loss: float
     gap: float
     gap_rel: float
+    modes: tuple[int, ...]
+    occupancy: tuple[float, ...]
     critical_value: float
     critical_rank: int
+    nearest_value: float
+    nearest_rank: int
     min_grad_norm: float
+    local_lam_min: float
+    local_lam_max: float
+    local_rel_lam_min: float
+    local_class: str
+    polish_converged: bool
+    polish_iters: int
+    polish_grad_rel: float
+    polish_distance: float
+    polish_loss: float
     lam_min: float
     lam_max: float
-    err_min: float
-    err_max: float
-    lanczos_iters: int
     rel_lam_min: float
+    kawaguchi_rank: int
     stall_class: str
 
     @property
     def length(self) -> int:
+        """Steps from start to end."""
         return self.end - self.start
+
+    @property
+    def duration(self) -> float:
+        """Training time from start to end."""
+        return self.end_time - self.start_time

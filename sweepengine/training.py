@@ -21,14 +21,14 @@ from . import theory
 from ._layout import dims_of, flatten, n_params, unflatten
 from ._validate import as_dims, as_matrix, as_weights
 from .initialization import balanced_factors
-from .kernels import lockstep
+from .kernels import lockstep, state
 from .kernels import trainer as kt
 from .landscape import hessian_extremes_info
-from .options import Optimizer, StallConfig, make_optimizer
-from .stalls import Stall, classify
+from .options import Optimizer, StallConfig, make_optimizer, time_per_step
+from .stalls import Stall, classify, classify_critical, critical_level, learned_modes
 from .stats import Stats
 
-STATUS = {kt.CONVERGED: "converged", kt.MAX_STEPS: "max_steps", kt.DIVERGED: "diverged"}
+STATUS = {state.CONVERGED: "converged", state.MAX_STEPS: "max_steps", state.DIVERGED: "diverged"}
 _STATUS_NAMES = np.array([STATUS[c] for c in sorted(STATUS)])
 DIVERGENCE_FACTOR = 1e12  # loss above this times L(0) = 1/2 tr(YY^T) counts as diverged
 
@@ -42,10 +42,22 @@ class Reference:
     lam_ref: float  # top Hessian eigenvalue at the balanced global minimizer
     eigvals: np.ndarray  # spectrum of Sigma = Cyx Cxx^+ Cyx^T, descending
     rank_cap: int  # p
+    modes_U: np.ndarray  # (d_y, r) eigenvectors of Sigma with l_i > 0 (the modes)
+    modes_G: np.ndarray  # (d_x, r) Cyx^T u_i / l_i: occupancy_i = u_i^T P G[:, i]
+    mid_scale: float  # largest singular value of W_{K-1}..W_2 at the balanced minimizer
+
+    @property
+    def g_ref(self) -> float:
+        """Gradient scale sqrt(lam_ref x gap_scale): ||grad|| / g_ref is scale-free."""
+        return float(np.sqrt(self.lam_ref * self.gap_scale))
+
+
+MIN_WINDOW = 4  # detection window in steps at least (StallConfig.window is a time)
+MODE_RTOL = 1e-10  # eigenvalues of Sigma below this x the largest are not modes
 
 
 def reference(stats: Stats, dims: Sequence[int]) -> Reference:
-    """L*, the gap scale and the curvature scale for a problem and architecture."""
+    """L*, the gap scale, the curvature scale and the mode basis of a problem."""
     dims = np.asarray(dims, dtype=np.int64)
     widths = [int(w) for w in dims[1:-1]]
     lstar = theory.global_minimum_from_stats(stats.Cxx, stats.Cyx, stats.yy, widths)
@@ -60,9 +72,16 @@ def reference(stats: Stats, dims: Sequence[int]) -> Reference:
     lam_ref = hessian_extremes_info(bal, stats=stats, maxiter=40, tol=1e-6).lam_max
     if not lam_ref > 0:  # nothing learnable: fall back to the regression curvature
         lam_ref = float(np.linalg.eigvalsh(stats.Cxx)[-1]) or 1.0
-    eigvals, _ = theory.sigma_spectrum(stats.Cxx, stats.Cyx)
+    eigvals, U = theory.sigma_spectrum(stats.Cxx, stats.Cyx)
+    r = int(np.sum(eigvals > MODE_RTOL * max(eigvals[0], 0.0))) if eigvals.size else 0
+    U = np.ascontiguousarray(U[:, :r])
+    G = np.ascontiguousarray(stats.Cyx.T @ U / eigvals[:r]) if r else np.zeros((dims[0], 0))
+    mid = np.eye(int(dims[1])) if len(bal) > 1 else np.eye(1)
+    for W in bal[1:-1]:
+        mid = W @ mid
+    mid_scale = float(np.linalg.norm(mid, 2)) or 1.0
     p = theory.rank_cap(int(dims[0]), int(dims[-1]), widths)
-    return Reference(float(lstar), float(gap_scale), float(lam_ref), eigvals, p)
+    return Reference(float(lstar), float(gap_scale), float(lam_ref), eigvals, p, U, G, mid_scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +93,9 @@ class TrainResult:
     step whose relative gap (L - L*)/(L(0) - L*) was <= target_gap, or None.
     ``lam_min``/``lam_max`` (with error bounds) are Hessian extremes at the final
     point (NaN if not probed or diverged). ``n_stalls`` counts every stall,
-    ``stalls`` holds the first ``StallConfig.max_stalls`` of them, probed.
+    ``stalls`` holds the first ``StallConfig.max_stalls`` of them, examined.
+    ``time_unit`` is the training time of one step (docs/maths.md, "Time");
+    ``time_to_target`` = steps_to_target x time_unit.
     """
 
     weights: list[np.ndarray]
@@ -88,6 +109,8 @@ class TrainResult:
     final_gap_rel: float
     target_gap: float
     steps_to_target: int | None
+    time_unit: float
+    time_to_target: float | None
     grad_norm: float
     lam_min: float
     lam_max: float
@@ -227,34 +250,34 @@ def train_flat(
     seeds_arr = seeds_arr.astype(np.uint64)
     X = as_matrix(X, "X", int(dims[0]))
     Y = as_matrix(Y, "Y", int(dims[-1]), X.shape[1])
-    if opts[0].name == "sgd" and int(opts[0].params[0][1]) > X.shape[1]:
-        raise ValueError(
-            f"batch_size {int(opts[0].params[0][1])} exceeds the number of samples m={X.shape[1]}"
-        )
+    if opts[0].name == "sgd":
+        for b, o in enumerate(opts):
+            size = int(dict(o.params)["batch_size"])
+            if size > X.shape[1]:
+                raise ValueError(
+                    f"run {b}: batch_size {size} exceeds the number of samples m={X.shape[1]} "
+                    f"(valid: 1..{X.shape[1]})"
+                )
     stats = Stats.from_data(X, Y)
     ref = ref or reference(stats, dims)
 
-    cfg = np.zeros(kt.N_CFG)
-    cfg[kt.C_WINDOW] = cfg_stall.window
-    cfg[kt.C_REL_DROP] = cfg_stall.rel_drop
-    cfg[kt.C_MIN_LENGTH] = cfg_stall.min_length
-    cfg[kt.C_MIN_GAP] = cfg_stall.min_gap
-    cfg[kt.C_MAX_STALLS] = cfg_stall.max_stalls
-    cfg[kt.C_LZ_ITER] = cfg_stall.lanczos_iter
-    cfg[kt.C_LZ_TOL] = cfg_stall.lanczos_tol
-    cfg[kt.C_TARGET] = target_gap
-    cfg[kt.C_LSTAR] = ref.global_minimum
-    cfg[kt.C_GAP_SCALE] = ref.gap_scale
-    cfg[kt.C_DIV_LIMIT] = DIVERGENCE_FACTOR * 0.5 * stats.yy if stats.yy > 0 else np.inf
-    cfg[kt.C_STOP_AT_TARGET] = float(stop_at_target)
-    cfg[kt.C_FINAL_PROBE] = float(final_probe)
-
-    hyper = np.array([o.hyper() for o in opts], dtype=np.float64)
+    cfg = state.config_record(
+        rel_drop=cfg_stall.rel_drop, min_gap=cfg_stall.min_gap, target=target_gap,
+        lstar=ref.global_minimum, gap_scale=ref.gap_scale,
+        div_limit=DIVERGENCE_FACTOR * 0.5 * stats.yy if stats.yy > 0 else np.inf,
+        stop_at_target=bool(stop_at_target), final_probe=bool(final_probe),
+        lz_iter=cfg_stall.lanczos_iter, lz_tol=cfg_stall.lanczos_tol, g_ref=ref.g_ref,
+        polish_tol=cfg_stall.polish_tol, polish_newton=cfg_stall.polish_newton,
+        polish_inner=cfg_stall.polish_inner, rank_tol=cfg_stall.rank_tol,
+        mid_scale=ref.mid_scale, polish=cfg_stall.polish,
+    )  # fmt: skip
+    runs_in = run_inputs(opts, seeds_arr, cfg_stall, ref, n)
+    prob = state.Problem(stats.Cxx, stats.Cyx, float(stats.yy), X, Y, ref.modes_U, ref.modes_G)
     nrec = max_steps // record_every + 1
     losses = np.empty((B, nrec))
-    iout = np.zeros((B, kt.N_IOUT), dtype=np.int64)
-    fout = np.zeros((B, kt.N_FOUT))
-    stalls = np.full((B, cfg_stall.max_stalls, kt.N_SFIELDS), np.nan)
+    runs_out = np.zeros(B, dtype=state.RUN_OUT)
+    stall_rows = np.zeros((B, cfg_stall.max_stalls), dtype=state.STALL_OUT)
+    occ = np.full((B, cfg_stall.max_stalls, ref.modes_U.shape[1]), np.nan)
     old_threads = numba.get_num_threads()
     n_threads = old_threads if threads is None else _positive_int("threads", threads)
     # Several Numba threads each calling a multi-threaded BLAS oversubscribe the
@@ -263,15 +286,32 @@ def train_flat(
     numba.set_num_threads(n_threads)
     try:
         with blas_cap:
-            args = (stats.Cxx, stats.Cyx, stats.yy, X, Y, opts[0].code, hyper, seeds_arr)
-            outs = (losses, iout, fout, stalls)
             kernel = _kernel(dims, opts[0].name, B)
-            kernel(theta, dims, *args, max_steps, record_every, cfg, *outs)
+            kernel(theta, dims, prob, opts[0].code, runs_in, max_steps, record_every, cfg,
+                   losses, runs_out, stall_rows, occ)  # fmt: skip
     finally:
         numba.set_num_threads(old_threads)
     steps = np.arange(nrec, dtype=np.int64) * record_every
-    return BatchOutput(theta, dims, losses, steps, iout, fout, stalls, ref, stats, cfg_stall,
-                       float(target_gap), opts, seeds_arr)  # fmt: skip
+    return BatchOutput(theta, dims, losses, steps, runs_out, stall_rows, occ, runs_in["dt"], ref,
+                       stats, cfg_stall, float(target_gap), opts, seeds_arr)  # fmt: skip
+
+
+def run_inputs(opts: Sequence[Optimizer], seeds: np.ndarray, stall: StallConfig, ref: Reference,
+               n: int) -> np.ndarray:  # fmt: skip
+    """The per-run kernel inputs (``state.RUN_IN``): seed, hyper-parameters, the time per
+    step and the detection window and minimum length converted to steps."""
+    runs_in = np.zeros(len(opts), dtype=state.RUN_IN)
+    runs_in["seed"] = seeds
+    runs_in["hyper"] = np.array([o.hyper() for o in opts], dtype=np.float64)
+    adam_scale = np.sqrt(n) / ref.g_ref if ref.g_ref > 0 else 1.0
+    dt = np.array([time_per_step(o.name, o.lr, o.params, ref.lam_ref, adam_scale) for o in opts])
+    # at least MIN_WINDOW steps: a shorter window measures step-to-step noise, not a trend
+    window = np.maximum(MIN_WINDOW, np.rint(stall.window / dt)).astype(np.int64)
+    runs_in["dt"] = dt
+    runs_in["window"] = window
+    runs_in["stride"] = (window + state.RING - 2) // (state.RING - 1)  # window/stride < RING
+    runs_in["min_length"] = np.maximum(1, np.rint(stall.min_length / dt)).astype(np.int64)
+    return runs_in
 
 
 def _kernel(dims: np.ndarray, optimizer: str, B: int):
@@ -293,14 +333,25 @@ class StallArrays:
 
     run: np.ndarray  # index of the run in the batch
     index: np.ndarray  # 0-based index of the stall within its run
-    rows: np.ndarray  # (R, N_SFIELDS) raw kernel fields (kernels.trainer.S_*)
+    rows: np.ndarray  # (R,) raw kernel records (kernels.state.STALL_OUT)
+    occupancy: np.ndarray  # (R, r) mode occupancies at the shadowed point
+    start_time: np.ndarray
+    end_time: np.ndarray
+    probe_time: np.ndarray
     gap: np.ndarray
     gap_rel: np.ndarray
-    critical_value: np.ndarray
-    critical_rank: np.ndarray
+    modes: list  # tuple of learned mode indices per stall
+    modes_clean: np.ndarray  # occupancies within occupancy_tol of integers
+    critical_value: np.ndarray  # level of S
+    critical_rank: np.ndarray  # |S|
+    nearest_value: np.ndarray  # level nearest the probe loss (cross-check)
+    nearest_rank: np.ndarray
+    local_rel_lam_min: np.ndarray
+    local_class: np.ndarray  # str
     rel_lam_min: np.ndarray
     stall_class: np.ndarray  # str
-    length: np.ndarray  # end - start
+    length: np.ndarray  # end - start, steps
+    duration: np.ndarray  # end_time - start_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,9 +362,10 @@ class BatchOutput:
     dims: np.ndarray
     losses: np.ndarray  # (B, nrec), NaN after a run stopped
     loss_steps: np.ndarray  # (nrec,)
-    iout: np.ndarray  # (B, N_IOUT) kernels.trainer.I_* fields
-    fout: np.ndarray  # (B, N_FOUT) kernels.trainer.F_* fields
-    stall_rows: np.ndarray  # (B, max_stalls, N_SFIELDS)
+    runs: np.ndarray  # (B,) kernels.state.RUN_OUT records
+    stall_rows: np.ndarray  # (B, max_stalls) kernels.state.STALL_OUT records
+    occupancy: np.ndarray  # (B, max_stalls, r) mode occupancies per stall
+    time_unit: np.ndarray  # (B,) training time per step
     ref: Reference
     stats: Stats
     stall: StallConfig
@@ -324,30 +376,52 @@ class BatchOutput:
     @property
     def status(self) -> np.ndarray:
         """Status name of every run."""
-        return _STATUS_NAMES[self.iout[:, kt.I_STATUS]]
+        return _STATUS_NAMES[self.runs["status"]]
 
     @functools.cached_property
     def stalls(self) -> StallArrays:
-        """The recorded (probed) stalls of every run, classified, as columns."""
-        n_rec = np.minimum(self.iout[:, kt.I_NSTALLS], self.stall.max_stalls)
+        """The recorded stalls of every run, examined and classified, as columns."""
+        n_rec = np.minimum(self.runs["n_stalls"], self.stall.max_stalls)
         mask = np.arange(self.stall_rows.shape[1])[None, :] < n_rec[:, None]
         run, index = np.nonzero(mask)
         rows = self.stall_rows[mask]
-        ref = self.ref
-        loss = rows[:, kt.S_LOSS]
-        gap = loss - ref.global_minimum
+        occ = self.occupancy[mask]
+        ref, cfg = self.ref, self.stall
+        dt = self.time_unit[run]
+        gap = rows["loss"] - ref.global_minimum
         gap_rel = gap / ref.gap_scale
-        if loss.size:
-            near = theory.nearest_critical_value(loss, ref.eigvals, self.stats.yy, ref.rank_cap)
-            value, rank = np.asarray(near.value, dtype=float), np.asarray(near.rank, dtype=np.int64)
+        eig = ref.eigvals[: ref.modes_U.shape[1]]
+        modes, clean = learned_modes(occ, eig, tol=cfg.occupancy_tol)
+        level = critical_level(modes, eig, self.stats.yy) if modes else np.empty(0)
+        if rows.size:
+            near = theory.nearest_critical_value(rows["loss"], ref.eigvals, self.stats.yy,
+                                                 ref.rank_cap)  # fmt: skip
+            nvalue = np.asarray(near.value, dtype=float)
+            nrank = np.asarray(near.rank, dtype=np.int64)
         else:
-            value, rank = np.empty(0), np.empty(0, dtype=np.int64)
-        cls = classify(rows[:, kt.S_LMIN], rows[:, kt.S_EMIN], gap_rel, ref.lam_ref,
-                       neg_tol=self.stall.neg_tol, min_gap=self.stall.min_gap)  # fmt: skip
-        start, end = rows[:, kt.S_START].astype(np.int64), rows[:, kt.S_END].astype(np.int64)
-        return StallArrays(run, index, rows, gap, gap_rel, value, rank,
-                           rows[:, kt.S_LMIN] / ref.lam_ref, np.asarray(cls, dtype=str),
-                           end - start)  # fmt: skip
+            nvalue, nrank = np.empty(0), np.empty(0, dtype=np.int64)
+        local = classify(rows["local_lam_min"], rows["local_err_min"], gap_rel, ref.lam_ref,
+                         neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
+        rel = rows["lam_min"] / ref.lam_ref
+        if cfg.polish:
+            cls = classify_critical(rows["polish_converged"] & clean,
+                                    rows["polish_loss"], level, rel, lstar=ref.global_minimum,
+                                    gap_scale=ref.gap_scale, psd_tol=cfg.psd_tol,
+                                    level_tol=cfg.level_tol)  # fmt: skip
+        else:  # no shadowed point: the local view is all there is
+            cls = local
+        start, end = rows["start"], rows["end"]
+        return StallArrays(
+            run=run, index=index, rows=rows, occupancy=occ, start_time=start * dt,
+            end_time=end * dt, probe_time=rows["probe"] * dt, gap=gap, gap_rel=gap_rel,
+            modes=modes, modes_clean=clean, critical_value=level,
+            critical_rank=np.array([len(m) for m in modes], dtype=np.int64),
+            nearest_value=nvalue, nearest_rank=nrank,
+            local_rel_lam_min=rows["local_lam_min"] / ref.lam_ref,
+            local_class=np.asarray(local, dtype=str), rel_lam_min=rel,
+            stall_class=np.asarray(cls, dtype=str), length=end - start,
+            duration=(end - start) * dt,
+        )  # fmt: skip
 
     def results(self) -> list[TrainResult]:
         """One :class:`TrainResult` per run."""
@@ -357,51 +431,68 @@ class BatchOutput:
                 for b in range(self.theta.shape[0])]  # fmt: skip
 
     def _result(self, b: int, st: StallArrays, lo: int, hi: int) -> TrainResult:
-        ref, iout, fout = self.ref, self.iout[b], self.fout[b]
+        ref, out = self.ref, self.runs[b]
         stalls = tuple(
             Stall(
-                start=int(r[kt.S_START]),
-                end=int(r[kt.S_END]),
-                probe_step=int(r[kt.S_PROBE]),
-                loss=float(r[kt.S_LOSS]),
+                start=int(r["start"]),
+                end=int(r["end"]),
+                probe_step=int(r["probe"]),
+                start_time=float(st.start_time[i]),
+                end_time=float(st.end_time[i]),
+                probe_time=float(st.probe_time[i]),
+                loss=float(r["loss"]),
                 gap=float(st.gap[i]),
                 gap_rel=float(st.gap_rel[i]),
+                modes=st.modes[i],
+                occupancy=tuple(float(v) for v in st.occupancy[i]),
                 critical_value=float(st.critical_value[i]),
                 critical_rank=int(st.critical_rank[i]),
-                min_grad_norm=float(r[kt.S_GNORM]),
-                lam_min=float(r[kt.S_LMIN]),
-                lam_max=float(r[kt.S_LMAX]),
-                err_min=float(r[kt.S_EMIN]),
-                err_max=float(r[kt.S_EMAX]),
-                lanczos_iters=int(r[kt.S_ITERS]),
+                nearest_value=float(st.nearest_value[i]),
+                nearest_rank=int(st.nearest_rank[i]),
+                min_grad_norm=float(r["gnorm"]),
+                local_lam_min=float(r["local_lam_min"]),
+                local_lam_max=float(r["local_lam_max"]),
+                local_rel_lam_min=float(st.local_rel_lam_min[i]),
+                local_class=str(st.local_class[i]),
+                polish_converged=bool(r["polish_converged"]),
+                polish_iters=int(r["polish_iters"]),
+                polish_grad_rel=float(r["polish_grad_rel"]),
+                polish_distance=float(r["polish_distance"]),
+                polish_loss=float(r["polish_loss"]),
+                lam_min=float(r["lam_min"]),
+                lam_max=float(r["lam_max"]),
                 rel_lam_min=float(st.rel_lam_min[i]),
+                kawaguchi_rank=int(r["kawaguchi_rank"]),
                 stall_class=str(st.stall_class[i]),
-            )
+            )  # fmt: skip
             for i, r in zip(range(lo, hi), st.rows[lo:hi], strict=True)
         )
-        final_loss = float(fout[kt.F_LOSS])
-        to_target = int(iout[kt.I_TO_TARGET])
+        final_loss = float(out["loss"])
+        to_target = int(out["to_target"])
+        dt = float(self.time_unit[b])
         return TrainResult(
             weights=unflatten(self.theta[b], self.dims),
             losses=self.losses[b],
             loss_steps=self.loss_steps,
-            status=STATUS[int(iout[kt.I_STATUS])],
-            steps=int(iout[kt.I_STEPS]),
+            status=STATUS[int(out["status"])],
+            steps=int(out["steps"]),
             final_loss=final_loss,
             global_minimum=ref.global_minimum,
             final_gap=final_loss - ref.global_minimum,
             final_gap_rel=(final_loss - ref.global_minimum) / ref.gap_scale,
             target_gap=self.target_gap,
             steps_to_target=None if to_target < 0 else to_target,
-            grad_norm=float(fout[kt.F_GNORM]),
-            lam_min=float(fout[kt.F_LMIN]),
-            lam_max=float(fout[kt.F_LMAX]),
-            err_min=float(fout[kt.F_EMIN]),
-            err_max=float(fout[kt.F_EMAX]),
+            time_unit=dt,
+            time_to_target=None if to_target < 0 else to_target * dt,
+            grad_norm=float(out["grad_norm"]),
+            lam_min=float(out["lam_min"]),
+            lam_max=float(out["lam_max"]),
+            err_min=float(out["err_min"]),
+            err_max=float(out["err_max"]),
             lam_ref=ref.lam_ref,
-            n_stalls=int(iout[kt.I_NSTALLS]),
+            n_stalls=int(out["n_stalls"]),
             stalls=stalls,
-            kicks=int(iout[kt.I_KICKS]),
+            kicks=int(out["kicks"]),
             optimizer=self.optimizers[b],
             seed=int(self.seeds[b]),
         )

@@ -18,22 +18,18 @@ from numba import njit, prange
 from .._config import JIT, JIT_PARALLEL
 from .chain import node_offsets, param_offsets
 from .objective import ws_size
+from .polish import polish_work_size
 from .simd import add4, load4, madd4, madd4s, splat4, store4, zero4
+from .state import GD, MOMENTUM, NESTEROV, PGD, RING, RUN_STATE
 from .trainer import (
     A_END_STALL,
     A_SAVE_PROBE,
     A_STOP,
-    C_WINDOW,
-    GD,
-    MOMENTUM,
-    NESTEROV,
-    PGD,
-    SI_DONE,
     draw_kick,
     end_stall,
     finish,
     kick_due,
-    new_state,
+    reset_state,
     track,
 )
 
@@ -231,29 +227,31 @@ def _update_block(opt, hyper, lr, t, soa, g, buf1, buf2, nb):
 
 
 @njit(**JIT)
-def _kick(soa, b, kick, h, t, rng, gnorm, si):
+def _kick(soa, b, kick, h, t, rng, gnorm, st):
     """PGD's perturbation of lane b when its gradient is small (``trainer.update``)."""
-    if kick_due(h, t, gnorm, si):
-        c = draw_kick(kick, h, rng, si, t)
+    if kick_due(h, t, gnorm, st):
+        c = draw_kick(kick, h, rng, st, t)
         for i in range(kick.size):
             soa[i, b] += c * kick[i]
 
 
 @njit(**JIT)
-def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_every, cfg,
-                losses, iout, fout, stalls):  # fmt: skip
+def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses, runs_out,
+                stalls, occ):  # fmt: skip
     """Train the runs of theta (nb, n) in lock-step; outputs indexed like theta's rows.
 
     Weights, gradients and optimizer buffers stay in structure-of-arrays form
     (n, lanes) throughout, ``lanes`` = nb padded to a multiple of ``LANE_GROUP``:
-    per-lane work is only the scalar bookkeeping (``track``), stall probes and PGD
-    kicks. A lane that stops is zeroed and frozen (lr 0).
+    per-lane work is only the scalar bookkeeping (``track``), stall examinations
+    and PGD kicks. A lane that stops is zeroed and frozen (lr 0).
     """
+    cfg = cfgs[0]
     nb, n = theta.shape
     lanes = (nb + LANE_GROUP - 1) // LANE_GROUP * LANE_GROUP  # padding lanes stay zero
     poff, noff = param_offsets(dims), node_offsets(dims)
     S = noff[dims.size]
     K = dims.size - 1
+    Cxx, Cyx, yy = prob.Cxx, prob.Cyx, prob.yy
     soa = np.zeros((n, lanes))
     soa[:, :nb] = theta.T
     cyx = Cyx.copy().reshape(Cyx.size)
@@ -271,23 +269,23 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
     lr = np.zeros(lanes)
     buf1 = np.zeros((n, lanes))
     buf2 = np.zeros((n, lanes))
-    ws = np.zeros(ws_size(dims))  # for probes, one run at a time
+    ws = np.zeros(ws_size(dims))  # for stall examinations, one run at a time
     gprobe = np.empty(n)
-    probe_out = np.zeros(5)
+    work = np.empty(n + polish_work_size(n))
     kick = np.empty(n)
     probe = np.empty((nb, n))
-    rings = np.empty((nb, int(cfg[C_WINDOW])))
+    rings = np.empty((nb, RING))
     rngs = np.empty((nb, 1), dtype=np.uint64)
-    states_i = np.empty((nb, 9), dtype=np.int64)
-    states_f = np.empty((nb, 4))
+    states = np.zeros(nb, dtype=RUN_STATE)
     last = np.zeros(nb, dtype=np.int64)
     for b in range(nb):
-        si, sf = new_state()
-        states_i[b] = si
-        states_f[b] = sf
-        rngs[b, 0] = seeds[b]
+        reset_state(states[b])
+        rngs[b, 0] = runs_in[b].seed
         losses[b, :] = np.nan
-        lr[b] = hyper[b, 0]
+        lr[b] = runs_in[b].hyper[0]
+    hyper = np.empty((nb, runs_in[0].hyper.size))
+    for b in range(nb):
+        hyper[b, :] = runs_in[b].hyper
     active = nb
     for t in range(max_steps + 1):
         if active == 0:
@@ -295,19 +293,20 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
         loss_grad_block(soa, dims, poff, noff, cxx, cyx, yy, pre, E, M, g, L, acc, f)
         dot_lanes(g, g, acc, gn2)  # squared gradient norms, summed as trainer's sq_norm
         for b in range(nb):
-            si = states_i[b]
-            if si[SI_DONE] != 0:
+            st = states[b]
+            if st.done:
                 continue
-            sf = states_f[b]
+            rin = runs_in[b]
             gnorm = np.sqrt(gn2[b])
-            action = track(t, L[b], gnorm, si, sf, rings[b], cfg, max_steps, rec_every, losses[b])
+            action = track(t, L[b], gnorm, st, rings[b], rin, cfg, max_steps, rec_every,
+                           losses[b])  # fmt: skip
             if action & A_SAVE_PROBE:
                 probe[b, :] = soa[:, b]
             if action & A_END_STALL:
-                end_stall(t, si, sf, stalls[b], probe[b], dims, poff, noff, Cxx, Cyx, yy, ws,
-                          gprobe, cfg, seeds[b], probe_out)  # fmt: skip
+                end_stall(t, st, stalls[b], occ[b], probe[b], dims, poff, noff, prob, ws,
+                          gprobe, work, cfg, rin.seed)  # fmt: skip
             if action & A_STOP:
-                si[SI_DONE] = 1
+                st.done = True
                 last[b] = t
                 theta[b, :] = soa[:, b]
                 active -= 1
@@ -317,21 +316,21 @@ def train_block(theta, dims, Cxx, Cyx, yy, opt, hyper, seeds, max_steps, rec_eve
                 buf2[:, b] = 0.0
                 continue
             if opt == PGD:
-                _kick(soa, b, kick, hyper[b], t, rngs[b], gnorm, si)
+                _kick(soa, b, kick, hyper[b], t, rngs[b], gnorm, st)
         _update_block(opt, hyper, lr, t, soa, g, buf1, buf2, nb)
     for b in range(nb):
-        finish(last[b], theta[b], states_i[b], states_f[b], dims, poff, noff, Cxx, Cyx, yy, ws,
-               gprobe, cfg, seeds[b], probe_out, iout[b], fout[b])  # fmt: skip
+        finish(last[b], theta[b], states[b], runs_out[b], dims, poff, noff, prob, ws, gprobe,
+               cfg, runs_in[b].seed)  # fmt: skip
 
 
 @njit(**JIT_PARALLEL)
-def train_batch_lockstep(theta, dims, Cxx, Cyx, yy, X, Y, opt, hyper, seeds, max_steps,
-                         rec_every, cfg, losses, iout, fout, stalls):  # fmt: skip
+def train_batch_lockstep(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses,
+                         runs_out, stalls, occ):  # fmt: skip
     """``trainer.train_batch`` for narrow nets (no SGD): blocks of BLOCK runs in lock-step."""
     B = theta.shape[0]
     nblocks = (B + BLOCK - 1) // BLOCK
     for blk in prange(nblocks):
         a = blk * BLOCK
         z = min(B, a + BLOCK)
-        train_block(theta[a:z], dims, Cxx, Cyx, yy, opt, hyper[a:z], seeds[a:z], max_steps,
-                    rec_every, cfg, losses[a:z], iout[a:z], fout[a:z], stalls[a:z])  # fmt: skip
+        train_block(theta[a:z], dims, prob, opt, runs_in[a:z], max_steps, rec_every, cfgs,
+                    losses[a:z], runs_out[a:z], stalls[a:z], occ[a:z])  # fmt: skip

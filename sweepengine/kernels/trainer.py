@@ -7,104 +7,122 @@ whatever the batch size or thread count.
 Per step: loss and gradient (sufficient-statistics form; mini-batch SGD uses the
 data form on the sampled columns, scaled by m / b, and the full loss from the
 statistics), record, stop checks, stall tracking, optimizer update. Stalls are
-tracked online on the relative gap and probed (Lanczos on exact HVPs) at their
-smallest-gradient point.
+detected on the relative gap against training *time* (``RUN_IN.dt`` per step, so
+one trajectory gives one record at any stable learning rate), and each is
+examined once it ends (``examine_stall``): the Hessian at its probe point (the
+smallest gradient norm seen), then the critical point it shadows, reached by
+Newton-MR from the probe point, its Hessian, its mode occupancies and Kawaguchi's
+rank. Inputs, settings, state and outputs are the named records of ``state``.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
-from .chain import node_offsets, param_offsets
-from .objective import loss_grad_data_at, loss_grad_stats_at, loss_stats_at, sq_norm, ws_size
+from .chain import node_offsets, param_offsets, weight
+from .objective import (
+    loss_grad_data_at,
+    loss_grad_stats_at,
+    loss_stats_at,
+    sq_norm,
+    ws_size,
+)
+from .polish import occupancy, polish, polish_work_size
 from .rng import next_normal, next_uniform
 from .spectrum import lanczos_extremes
+from .state import (
+    ADAM,
+    CONVERGED,
+    DIVERGED,
+    GD,
+    MAX_STEPS,
+    MOMENTUM,
+    NESTEROV,
+    RING,
+    RUN_STATE,
+    SGD,
+)
 
-# optimizer codes (see sweepengine.options.OPTIMIZERS)
-GD, MOMENTUM, NESTEROV, SGD, ADAM, PGD = 0, 1, 2, 3, 4, 5
-# status codes
-CONVERGED, MAX_STEPS, DIVERGED = 0, 1, 2
-
-# cfg slots (float64 vector)
-C_WINDOW, C_REL_DROP, C_MIN_LENGTH, C_MIN_GAP = 0, 1, 2, 3
-C_MAX_STALLS, C_LZ_ITER, C_LZ_TOL, C_TARGET = 4, 5, 6, 7
-C_LSTAR, C_GAP_SCALE, C_DIV_LIMIT, C_STOP_AT_TARGET, C_FINAL_PROBE = 8, 9, 10, 11, 12
-N_CFG = 13
-
-# per-run integer outputs
-I_STATUS, I_STEPS, I_TO_TARGET, I_NSTALLS, I_KICKS = 0, 1, 2, 3, 4
-N_IOUT = 5
-# per-run float outputs
-F_LOSS, F_GNORM, F_LMIN, F_LMAX, F_EMIN, F_EMAX = 0, 1, 2, 3, 4, 5
-N_FOUT = 6
-# per-stall fields
-S_START, S_END, S_PROBE, S_LOSS, S_GNORM, S_LMIN, S_LMAX, S_EMIN, S_EMAX, S_ITERS = range(10)
-N_SFIELDS = 10
-
-# per-run bookkeeping state shared by both drivers: integers and floats
-SI_STATUS, SI_TO_TARGET, SI_NSTALLS, SI_KICKS, SI_LAST_KICK, SI_IN_STALL = 0, 1, 2, 3, 4, 5
-SI_START, SI_PROBE_STEP, SI_DONE = 6, 7, 8
-N_SI = 9
-SF_MIN_G, SF_PROBE_LOSS, SF_L, SF_GNORM = 0, 1, 2, 3
-N_SF = 4
 # what the driver must do after ``track``
 A_SAVE_PROBE, A_END_STALL, A_STOP = 1, 2, 4
 
 
 @njit(**JIT)
-def _probe(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg, seed, out):
-    """Extreme Hessian eigenvalues at theta: out[0:5] = lam_min, lam_max, errs, iters."""
-    loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf)
-    lanczos_extremes(theta, dims, Cxx, ws, int(cfg[C_LZ_ITER]), cfg[C_LZ_TOL], seed, out)
+def reset_state(st):
+    """A run's bookkeeping before its first step."""
+    st.status = MAX_STEPS
+    st.to_target = -1
+    st.n_stalls = 0
+    st.kicks = 0
+    st.last_kick = -(1 << 60)
+    st.in_stall = False
+    st.start = 0
+    st.probe_step = 0
+    st.done = False
+    st.min_g = np.inf
+    st.probe_loss = np.nan
+    st.loss = np.nan
+    st.gnorm = np.nan
+    st.prev_gap = np.nan
+    st.rise = 0.0
+    st.start_gap = np.nan
+    st.n_unstable = 0
+    st.unstable_steps = 0
 
 
 @njit(**JIT)
-def new_state():
-    si = np.zeros(N_SI, dtype=np.int64)
-    si[SI_STATUS] = MAX_STEPS
-    si[SI_TO_TARGET] = -1
-    si[SI_LAST_KICK] = -(1 << 60)
-    sf = np.zeros(N_SF)
-    sf[SF_MIN_G] = np.inf
-    return si, sf
+def track(t, l, gnorm, st, ring, rin, cfg, max_steps, rec_every, losses):
+    """Record step t, check stopping, track stalls; returns A_* flags for the driver.
 
-
-@njit(**JIT)
-def track(t, l, gnorm, si, sf, ring, cfg, max_steps, rec_every, losses):
-    """Record step t, check stopping, track stalls; returns A_* flags for the driver."""
-    sf[SF_L] = l
-    sf[SF_GNORM] = gnorm
+    Step t is flat when the relative gap fell by less than ``cfg.rel_drop`` of itself
+    since ``rin.window`` steps earlier (one detection window of training time) while
+    it is above ``cfg.min_gap``; the gap is kept every ``rin.stride`` steps, so the
+    comparison point lies at most stride - 1 steps before the window's start.
+    """
+    st.loss = l
+    st.gnorm = gnorm
     if t % rec_every == 0:
         losses[t // rec_every] = l
-    if not (np.isfinite(l) and np.isfinite(gnorm)) or l > cfg[C_DIV_LIMIT]:
-        si[SI_STATUS] = DIVERGED
-        return A_STOP
-    gap = (l - cfg[C_LSTAR]) / cfg[C_GAP_SCALE]
-    if gap <= cfg[C_TARGET] and si[SI_TO_TARGET] < 0:
-        si[SI_TO_TARGET] = t
-        if cfg[C_STOP_AT_TARGET] != 0.0:
-            si[SI_STATUS] = CONVERGED
-    # stall tracking on the relative gap
-    window = ring.size
+    gap = (l - cfg.lstar) / cfg.gap_scale
+    if not (np.isfinite(l) and np.isfinite(gnorm)) or l > cfg.div_limit:
+        st.status = DIVERGED
+        action = A_STOP
+        if st.in_stall:  # the loss blew up: the stall before it ended at the last step
+            st.in_stall = False
+            if t - 1 - st.start >= rin.min_length:
+                action |= A_END_STALL
+        return action
+    if gap <= cfg.target and st.to_target < 0:
+        st.to_target = t
+        if cfg.stop_at_target:
+            st.status = CONVERGED
+    w, s = rin.window, rin.stride
     flat = False
-    if t >= window:
-        old = ring[t % window]
-        flat = (old - gap) < cfg[C_REL_DROP] * old and gap > cfg[C_MIN_GAP]
-    ring[t % window] = gap
-    stop = si[SI_STATUS] == CONVERGED or t == max_steps
+    old = np.nan
+    if t >= w:
+        old = ring[((t - w) // s) % RING]
+        flat = (old - gap) < cfg.rel_drop * old and gap > cfg.min_gap
+    if t % s == 0:
+        ring[(t // s) % RING] = gap
+    stop = st.status == CONVERGED or t == max_steps
     action = 0
-    if flat and si[SI_IN_STALL] == 0:
-        si[SI_IN_STALL] = 1
-        si[SI_START] = t - window
-        sf[SF_MIN_G] = np.inf
-    if si[SI_IN_STALL] != 0 and flat and gnorm < sf[SF_MIN_G]:
-        sf[SF_MIN_G] = gnorm
-        si[SI_PROBE_STEP] = t
-        sf[SF_PROBE_LOSS] = l
+    if flat and not st.in_stall:
+        st.in_stall = True
+        st.start = t - w
+        st.min_g = np.inf
+        st.rise = 0.0
+        st.start_gap = old
+    if st.in_stall and gap > st.prev_gap:
+        st.rise += gap - st.prev_gap
+    st.prev_gap = gap
+    if st.in_stall and flat and gnorm < st.min_g:
+        st.min_g = gnorm
+        st.probe_step = t
+        st.probe_loss = l
         action |= A_SAVE_PROBE
-    if si[SI_IN_STALL] != 0 and (not flat or stop):
-        si[SI_IN_STALL] = 0
-        if t - si[SI_START] >= cfg[C_MIN_LENGTH]:
+    if st.in_stall and (not flat or stop):
+        st.in_stall = False
+        if t - st.start >= rin.min_length:
             action |= A_END_STALL
     if stop:
         action |= A_STOP
@@ -112,23 +130,102 @@ def track(t, l, gnorm, si, sf, ring, cfg, max_steps, rec_every, losses):
 
 
 @njit(**JIT)
-def end_stall(t, si, sf, stalls, probe_theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg,
-              seed, probe_out):  # fmt: skip
-    """Record (and probe) the stall that ended at step t, if there is room for it."""
-    if si[SI_NSTALLS] < stalls.shape[0]:
-        row = stalls[si[SI_NSTALLS]]
-        row[S_START] = si[SI_START]
-        row[S_END] = t
-        row[S_PROBE] = si[SI_PROBE_STEP]
-        row[S_LOSS] = sf[SF_PROBE_LOSS]
-        row[S_GNORM] = sf[SF_MIN_G]
-        _probe(probe_theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg, seed, probe_out)
-        row[S_LMIN : S_ITERS + 1] = probe_out
-    si[SI_NSTALLS] += 1
+def middle_rank(theta, dims, poff, tol):
+    """Numerical rank of W_{K-1}..W_2 (singular values above ``tol``).
+
+    Kawaguchi 2016, Theorem 2.3 (iv): if it equals p, every saddle has a negative
+    Hessian eigenvalue. K = 2: the empty product is I of size d_1; K = 1: -1 (no
+    hidden layer, the loss is convex).
+    """
+    K = dims.size - 1
+    if K == 1:
+        return -1
+    if K == 2:
+        return dims[1]
+    M = weight(theta, dims, poff, 2).copy()
+    for k in range(3, K):
+        M = weight(theta, dims, poff, k) @ M
+    sv = np.linalg.svd(M)[1]
+    r = 0
+    for v in sv:
+        if v > tol:
+            r += 1
+    return r
 
 
 @njit(**JIT)
-def update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, si):
+def examine_stall(row, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work, cfg, seed):
+    """The local Hessian at the probe point, then (unless polishing is off) the
+    critical point it shadows: Newton-MR from the probe point, the Hessian there, the
+    mode occupancies and Kawaguchi's rank."""
+    lz = np.empty(5)
+    loss_grad_stats_at(probe_theta, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
+    lanczos_extremes(probe_theta, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+    row.local_lam_min, row.local_lam_max = lz[0], lz[1]
+    row.local_err_min, row.local_err_max = lz[2], lz[3]
+    row.lanczos_iters = int(lz[4])
+    row.polished = False
+    row.polish_converged = False
+    row.polish_iters = 0
+    row.polish_hvps = 0
+    row.polish_grad_rel = np.nan
+    row.polish_distance = np.nan
+    row.polish_loss = np.nan
+    row.lam_min = row.lam_max = row.err_min = row.err_max = np.nan
+    row.kawaguchi_rank = -1
+    if not cfg.polish:
+        occupancy(probe_theta, dims, poff, noff, ws, prob.U, prob.G, occ)
+        return
+    n = probe_theta.size
+    x = work[:n]
+    x[:] = probe_theta
+    pout = np.empty(6)
+    polish(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, work[n:], cfg.g_ref,
+           cfg.polish_tol, cfg.polish_newton, cfg.polish_inner, pout)  # fmt: skip
+    row.polished = True
+    row.polish_grad_rel = pout[0]
+    row.polish_iters = int(pout[1])
+    row.polish_hvps = int(pout[2])
+    row.polish_converged = pout[3] != 0.0
+    row.polish_distance = pout[4]
+    row.polish_loss = pout[5]
+    loss_grad_stats_at(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
+    occupancy(x, dims, poff, noff, ws, prob.U, prob.G, occ)
+    lanczos_extremes(x, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+    row.lam_min, row.lam_max, row.err_min, row.err_max = lz[0], lz[1], lz[2], lz[3]
+    row.kawaguchi_rank = middle_rank(x, dims, poff, cfg.rank_tol * cfg.mid_scale)
+
+
+@njit(**JIT)
+def end_stall(t, st, stalls, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work, cfg,
+              seed):  # fmt: skip
+    """The stall that ended at step t: left out as unstable if the gap climbed back, in
+    all, by more than a flat window may lose (``rise`` > rel_drop x its gap at the start:
+    the loss rose or oscillated, no plateau); else recorded and examined, if there is
+    room for it (it is counted either way)."""
+    if st.status == DIVERGED:  # ended by a blow-up at t: it lasted until t - 1
+        t -= 1
+    if not (st.rise <= cfg.rel_drop * st.start_gap):
+        st.n_unstable += 1
+        st.unstable_steps += t - st.start
+        return
+    i = st.n_stalls
+    if i < stalls.shape[0]:
+        row = stalls[i]
+        row.start = st.start
+        row.end = t
+        row.probe = st.probe_step
+        row.loss = st.probe_loss
+        row.gnorm = st.min_g
+        row.rise = st.rise
+        row.start_gap = st.start_gap
+        examine_stall(row, occ[i], probe_theta, dims, poff, noff, prob, ws, gbuf, work, cfg,
+                      seed)  # fmt: skip
+    st.n_stalls = i + 1
+
+
+@njit(**JIT)
+def update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, st):
     """One optimizer step on theta (any 1-D layout) with gradient g."""
     n = theta.size
     lr = h[0]
@@ -154,8 +251,8 @@ def update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, si):
             buf2[i] = b2 * buf2[i] + (1.0 - b2) * g[i] * g[i]
             theta[i] -= lr * (buf1[i] / c1) / (np.sqrt(buf2[i] / c2) + eps)
     else:  # PGD: uniform kick in a ball of radius r when the gradient is small
-        if kick_due(h, t, gnorm, si):
-            c = draw_kick(buf1, h, rng, si, t)
+        if kick_due(h, t, gnorm, st):
+            c = draw_kick(buf1, h, rng, st, t)
             for i in range(n):
                 theta[i] += c * buf1[i]
         for i in range(n):
@@ -163,47 +260,53 @@ def update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, si):
 
 
 @njit(**JIT)
-def kick_due(h, t, gnorm, si):
+def kick_due(h, t, gnorm, st):
     """PGD: is a kick due (gradient norm <= grad_tol, interval steps since the last)?"""
-    return gnorm <= h[2] and t - si[SI_LAST_KICK] >= h[3]
+    return gnorm <= h[2] and t - st.last_kick >= h[3]
 
 
 @njit(**JIT)
-def draw_kick(kick, h, rng, si, t):
+def draw_kick(kick, h, rng, st, t):
     """A PGD kick: direction into ``kick`` (normals), returns its scale c so that
-    c * kick is uniform in the ball of radius h[1]; counts the kick in si."""
+    c * kick is uniform in the ball of radius h[1]; counts the kick in st."""
     n = kick.size
     for i in range(n):
         kick[i] = next_normal(rng)
     u = next_uniform(rng) ** (1.0 / n)
-    si[SI_LAST_KICK] = t
-    si[SI_KICKS] += 1
+    st.last_kick = t
+    st.kicks += 1
     return h[1] * u / np.sqrt(sq_norm(kick))
 
 
 @njit(**JIT)
-def finish(t, theta, si, sf, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg, seed, probe_out,
-           iout, fout):  # fmt: skip
+def finish(t, theta, st, out, dims, poff, noff, prob, ws, gbuf, cfg, seed):
     """Per-run outputs; the final-point Hessian probe unless the run diverged."""
-    iout[I_STATUS] = si[SI_STATUS]
-    iout[I_STEPS] = t
-    iout[I_TO_TARGET] = si[SI_TO_TARGET]
-    iout[I_NSTALLS] = si[SI_NSTALLS]
-    iout[I_KICKS] = si[SI_KICKS]
-    fout[F_LOSS] = sf[SF_L]
-    fout[F_GNORM] = sf[SF_GNORM]
-    fout[F_LMIN:] = np.nan
-    if si[SI_STATUS] != DIVERGED and cfg[C_FINAL_PROBE] != 0.0:
-        _probe(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gbuf, cfg, seed, probe_out)
-        fout[F_LMIN:] = probe_out[:4]
+    out.status = st.status
+    out.steps = t
+    out.to_target = st.to_target
+    out.n_stalls = st.n_stalls
+    out.n_unstable = st.n_unstable
+    out.unstable_steps = st.unstable_steps
+    out.kicks = st.kicks
+    out.loss = st.loss
+    out.grad_norm = st.gnorm
+    out.lam_min = out.lam_max = out.err_min = out.err_max = np.nan
+    if st.status != DIVERGED and cfg.final_probe:
+        lz = np.empty(5)
+        loss_grad_stats_at(theta, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
+        lanczos_extremes(theta, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+        out.lam_min, out.lam_max, out.err_min, out.err_max = lz[0], lz[1], lz[2], lz[3]
 
 
 @njit(**JIT)
-def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_every, cfg,
-              losses, iout, fout, stalls):  # fmt: skip
-    """Train one run in place; fills its rows of the output arrays."""
+def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, out, stalls, occ):
+    """Train one run in place; fills its output records. ``cfgs``: the ``CONFIG`` record
+    as a 1-element array (a record passed by value cannot enter a parallel loop)."""
+    cfg = cfgs[0]
     n = theta.size
+    X, Y = prob.X, prob.Y
     m = X.shape[1]
+    h = rin.hyper
     poff, noff = param_offsets(dims), node_offsets(dims)
     ws = np.zeros(ws_size(dims))
     g = np.empty(n)
@@ -211,22 +314,26 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
     buf2 = np.zeros(n)  # Adam second moment
     probe_theta = np.empty(n)
     gprobe = np.empty(n)
-    probe_out = np.zeros(5)
-    ring = np.empty(int(cfg[C_WINDOW]))
+    work = np.empty(n + polish_work_size(n))
+    ring = np.empty(RING)
     rng = np.empty(1, dtype=np.uint64)
-    rng[0] = seed
+    rng[0] = rin.seed
     # mini-batch buffers (size 1 when unused)
     bsz = min(int(h[1]) if opt == SGD else 1, m)
     perm = np.arange(m)
     Xb = np.empty((dims[0], bsz))
     Yb = np.empty((dims[dims.size - 1], bsz))
     Rb = np.empty((dims[dims.size - 1], bsz))
-    si, sf = new_state()
+    # a record does not own its memory: ``state`` must stay referenced until the end
+    # (its last use below), or Numba frees the array while ``st`` still points into it
+    state = np.zeros(1, dtype=RUN_STATE)
+    st = state[0]
+    reset_state(st)
     losses[:] = np.nan
     t = 0
     for t in range(max_steps + 1):
         if opt == SGD:
-            l = loss_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws)
+            l = loss_stats_at(theta, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws)
             for i in range(bsz):  # partial Fisher-Yates: a uniform b-subset
                 j = i + int(next_uniform(rng) * (m - i))
                 perm[i], perm[j] = perm[j], perm[i]
@@ -237,25 +344,24 @@ def train_one(theta, dims, Cxx, Cyx, yy, X, Y, opt, h, seed, max_steps, rec_ever
             for i in range(n):
                 g[i] *= s
         else:
-            l = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
+            l = loss_grad_stats_at(theta, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, g)
         gnorm = np.sqrt(sq_norm(g))
-        action = track(t, l, gnorm, si, sf, ring, cfg, max_steps, rec_every, losses)
+        action = track(t, l, gnorm, st, ring, rin, cfg, max_steps, rec_every, losses)
         if action & A_SAVE_PROBE:
             probe_theta[:] = theta
         if action & A_END_STALL:
-            end_stall(t, si, sf, stalls, probe_theta, dims, poff, noff, Cxx, Cyx, yy, ws, gprobe,
-                      cfg, seed, probe_out)  # fmt: skip
+            end_stall(t, st, stalls, occ, probe_theta, dims, poff, noff, prob, ws, gprobe, work,
+                      cfg, rin.seed)  # fmt: skip
         if action & A_STOP:
             break
-        update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, si)
-    finish(t, theta, si, sf, dims, poff, noff, Cxx, Cyx, yy, ws, gprobe, cfg, seed, probe_out,
-           iout, fout)  # fmt: skip
+        update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, st)
+    finish(t, theta, state[0], out, dims, poff, noff, prob, ws, gprobe, cfg, rin.seed)
 
 
 @njit(**JIT_PARALLEL)
-def train_batch(theta, dims, Cxx, Cyx, yy, X, Y, opt, hyper, seeds, max_steps, rec_every, cfg,
-                losses, iout, fout, stalls):  # fmt: skip
+def train_batch(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses, runs_out,
+                stalls, occ):  # fmt: skip
     """Train B runs of one shape: theta (B, n) in place; outputs indexed by run."""
     for b in prange(theta.shape[0]):
-        train_one(theta[b], dims, Cxx, Cyx, yy, X, Y, opt, hyper[b], seeds[b], max_steps,
-                  rec_every, cfg, losses[b], iout[b], fout[b], stalls[b])  # fmt: skip
+        train_one(theta[b], dims, prob, opt, runs_in[b], max_steps, rec_every, cfgs, losses[b],
+                  runs_out[b], stalls[b], occ[b])  # fmt: skip

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..stalls import STALL_CLASSES
+from ..stalls import LOCAL_CLASSES, STALL_CLASSES
 
 __all__ = [
     "CURVES_SCHEMA",
@@ -40,7 +40,7 @@ __all__ = [
     "stalls_table",
 ]
 
-SCHEMA_VERSIONS: dict[str, int] = {"runs": 1, "stalls": 1, "curves": 1}
+SCHEMA_VERSIONS: dict[str, int] = {"runs": 2, "stalls": 2, "curves": 1}
 
 RUN_STATUSES = ("converged", "max_steps", "diverged", "failed")
 
@@ -48,7 +48,7 @@ RUN_STATUSES = ("converged", "max_steps", "diverged", "failed")
 # equal parameters give equal strings (and group together in queries).
 _JSON_COLUMNS = frozenset({"problem_params", "optimizer_params"})
 
-_S, _I32, _I64, _F64 = pa.string(), pa.int32(), pa.int64(), pa.float64()
+_S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
 # (name, type, nullable, description)
 _RUNS = [
@@ -79,15 +79,27 @@ _RUNS = [
     ("final_gap_rel", _F64, False, "final_gap / (L(0) - global_min), L(0) = 1/2 tr(Y Y^T)"),
     ("target_gap", _F64, False, "relative gap at or below which the run counts as converged"),
     ("steps_to_target", _I64, True, "first step with relative gap <= target_gap; null if never"),
+    ("time_unit", _F64, False, "training time of one step, lam_ref x effective lr (docs/maths.md)"),
+    ("time_to_target", _F64, True, "steps_to_target x time_unit; null if never"),
     (
         "n_stalls",
         _I32,
         False,
         "number of stalls (the first StallConfig.max_stalls are in the stalls table)",
     ),
+    ("n_unstable", _I32, False, "flat stretches left out of the stalls as unstable"),
     ("steps_in_strict_saddle", _I64, False, "steps spent in stalls classed strict_saddle"),
     ("steps_in_bad_saddle", _I64, False, "steps spent in stalls classed bad_saddle"),
     ("steps_in_minimum", _I64, False, "steps spent in stalls classed minimum"),
+    ("steps_in_unstable", _I64, False, "steps in flat stretches where the loss rose or oscillated"),
+    ("steps_in_unresolved", _I64, False, "steps spent in stalls classed unresolved"),
+    ("time_in_strict_saddle", _F64, False, "training time in stalls classed strict_saddle"),
+    ("time_in_bad_saddle", _F64, False, "training time in stalls classed bad_saddle"),
+    ("time_in_minimum", _F64, False, "training time in stalls classed minimum"),
+    ("time_in_unstable", _F64, False, "training time in such unstable stretches"),
+    ("time_in_unresolved", _F64, False, "training time in stalls classed unresolved"),
+    ("first_stall_class", _S, True, "class of the run's first stall; null if none"),
+    ("longest_stall_class", _S, True, "class of the run's longest stall (in time); null if none"),
     ("final_grad_norm", _F64, False, "gradient norm ||dL/dW|| after the last step"),
     ("final_lam_min", _F64, True, "smallest Hessian eigenvalue at the end; null if not computed"),
     ("final_lam_max", _F64, True, "largest Hessian eigenvalue at the end; null if not computed"),
@@ -98,6 +110,8 @@ _RUNS = [
         "curvature scale: top Hessian eigenvalue at the balanced global minimizer",
     ),
     ("kicks", _I64, False, "perturbations applied (perturbed GD), else 0"),
+    ("activation", _S, False, "hidden-layer activation (linear)"),
+    ("weight_decay", _F64, False, "L2 penalty on all weights (0: none)"),
     ("wall_time_s", _F64, False, "this run's share of its chunk's wall time, seconds"),
     ("compile_time_s", _F64, False, "JIT compile time charged to the chunk, seconds"),
     ("worker", _S, False, "Dask worker (or host) that ran the chunk"),
@@ -109,20 +123,45 @@ _STALLS = [
     ("stall_index", _I32, False, "0-based index of the stall within its run"),
     ("start_step", _I64, False, "first step of the stall"),
     ("end_step", _I64, False, "last step of the stall"),
-    ("probe_step", _I64, False, "step of the smallest gradient norm, where the Hessian was probed"),
-    ("loss", _F64, False, "loss level of the stall (at the probe point)"),
+    ("probe_step", _I64, False, "step of the smallest gradient norm in the stall (the probe)"),
+    ("start_time", _F64, False, "start_step x runs.time_unit"),
+    ("end_time", _F64, False, "end_step x runs.time_unit"),
+    ("probe_time", _F64, False, "probe_step x runs.time_unit"),
+    ("loss", _F64, False, "loss at the probe point"),
     ("gap", _F64, False, "loss - global_min"),
     ("gap_rel", _F64, False, "gap / (L(0) - global_min)"),
-    ("critical_value", _F64, False, "nearest analytic critical level 1/2 (yy - sum_{i in S} l_i)"),
-    ("critical_rank", _I32, False, "|S| of that critical level"),
-    ("min_grad_norm", _F64, False, "smallest gradient norm seen in the stall (the probe point)"),
-    ("lam_min", _F64, False, "smallest Hessian eigenvalue at the probe point"),
-    ("lam_max", _F64, False, "largest Hessian eigenvalue at the probe point"),
-    ("lam_min_err", _F64, False, "residual error bound on lam_min"),
-    ("lam_max_err", _F64, False, "residual error bound on lam_max"),
-    ("lanczos_iters", _I32, False, "Lanczos iterations used by the probe"),
-    ("rel_lam_min", _F64, False, "lam_min / lam_ref (the run's curvature scale)"),
-    ("stall_class", _S, False, "strict_saddle | bad_saddle | minimum"),
+    ("modes", pa.list_(_I32), False, "learned mode set S (sorted 0-based modes of Sigma)"),
+    ("occupancy", pa.list_(_F64), False, "occupancy u_i^T P Cyx^T u_i / l_i of each mode"),
+    ("critical_value", _F64, False, "analytic level of S, 1/2 (yy - sum_{i in S} l_i)"),
+    ("critical_rank", _I32, False, "|S|"),
+    ("nearest_value", _F64, False, "analytic critical level nearest the probe loss (cross-check)"),
+    ("nearest_rank", _I32, False, "|S| of that nearest level"),
+    ("min_grad_norm", _F64, False, "gradient norm at the probe point (smallest in the stall)"),
+    ("local_lam_min", _F64, False, "smallest Hessian eigenvalue at the probe point"),
+    ("local_lam_max", _F64, False, "largest Hessian eigenvalue at the probe point"),
+    ("local_lam_min_err", _F64, False, "Lanczos residual bound on local_lam_min"),
+    ("local_lam_max_err", _F64, False, "Lanczos residual bound on local_lam_max"),
+    ("local_rel_lam_min", _F64, False, "local_lam_min / lam_ref"),
+    ("local_class", _S, False, "threshold class of the probe point's Hessian"),
+    ("lanczos_iters", _I32, False, "Lanczos iterations at the probe point"),
+    ("rise", _F64, False, "total increase of the relative gap during the stall"),
+    ("polish_converged", _B, False, "Newton-MR reached ||grad|| / g_ref <= polish_tol"),
+    ("polish_iters", _I32, False, "Newton-MR iterations (0: not polished)"),
+    ("polish_hvps", _I64, False, "Hessian-vector products spent polishing"),
+    ("polish_grad_rel", _F64, True, "||grad|| / g_ref at the polished point; null if not polished"),
+    ("polish_distance", _F64, True, "distance from the probe point to the polished point"),
+    ("polish_loss", _F64, True, "loss at the polished point"),
+    ("lam_min", _F64, True, "smallest Hessian eigenvalue at the polished point"),
+    ("lam_max", _F64, True, "largest Hessian eigenvalue at the polished point"),
+    ("lam_min_err", _F64, True, "Lanczos residual bound on lam_min"),
+    ("rel_lam_min", _F64, True, "lam_min / lam_ref"),
+    ("kawaguchi_rank", _I32, True, "rank(W_{K-1}..W_2) at the polished point"),
+    (
+        "stall_class",
+        _S,
+        False,
+        "class of the shadowed critical point: strict_saddle | bad_saddle | minimum | unresolved",
+    ),
 ]
 
 _CURVES = [
@@ -151,6 +190,9 @@ SCHEMAS: dict[str, pa.Schema] = {
 _CATEGORIES = {
     ("runs", "status"): RUN_STATUSES,
     ("stalls", "stall_class"): STALL_CLASSES,
+    ("stalls", "local_class"): LOCAL_CLASSES,
+    ("runs", "first_stall_class"): STALL_CLASSES,
+    ("runs", "longest_stall_class"): STALL_CLASSES,
 }
 
 
@@ -202,7 +244,8 @@ def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
             )
         allowed = _CATEGORIES.get((name, field.name))
         if allowed is not None and data.num_rows:
-            bad = pc.filter(col, pc.invert(pc.is_in(col, value_set=pa.array(allowed))))
+            known = pc.is_in(col, value_set=pa.array(allowed))  # null stays null: allowed
+            bad = pc.filter(col, pc.and_kleene(pc.is_valid(col), pc.invert(known)))
             if len(bad):
                 raise ValueError(
                     f"{name} column {field.name!r} holds {bad[0].as_py()!r}; allowed: {allowed}"

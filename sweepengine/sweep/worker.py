@@ -25,27 +25,8 @@ from .._layout import n_params
 from .._version import package_version
 from ..initialization import init_batch
 from ..kernels import lockstep
-from ..kernels.trainer import (
-    F_GNORM,
-    F_LMAX,
-    F_LMIN,
-    F_LOSS,
-    I_KICKS,
-    I_NSTALLS,
-    I_STEPS,
-    I_TO_TARGET,
-    S_EMAX,
-    S_EMIN,
-    S_END,
-    S_GNORM,
-    S_ITERS,
-    S_LMAX,
-    S_LMIN,
-    S_LOSS,
-    S_PROBE,
-    S_START,
-)
 from ..problems import make_problem
+from ..stalls import STALL_CLASSES
 from ..stats import Stats
 from ..store.schema import (
     RUNS_SCHEMA,
@@ -204,34 +185,35 @@ def _config_columns(runs: Sequence[Run], ids, sweep: str, chunk_id: str, params_
 
 
 def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s, worker):
-    """The chunk's runs table, column by column from the kernel's output arrays."""
+    """The chunk's runs table, column by column from the kernel's output records."""
     B = len(runs)
-    iout, fout, ref, st = out.iout, out.fout, out.ref, out.stalls
-
-    def in_class(name: str) -> np.ndarray:
-        w = np.where(st.stall_class == name, st.length, 0)
-        return np.bincount(st.run, weights=w, minlength=B).astype(np.int64)
-
-    final_loss = fout[:, F_LOSS]
-    to_target = iout[:, I_TO_TARGET]
+    res, ref, st = out.runs, out.ref, out.stalls
+    final_loss = res["loss"]
+    to_target = res["to_target"]
+    time_unit = out.time_unit
     cols = {
         **_config_columns(runs, ids, sweep, chunk_id, params_json),
         "status": out.status,
-        "steps": iout[:, I_STEPS],
+        "steps": res["steps"],
         "final_loss": final_loss,
         "global_min": np.full(B, ref.global_minimum),
         "final_gap": final_loss - ref.global_minimum,
         "final_gap_rel": (final_loss - ref.global_minimum) / ref.gap_scale,
         "steps_to_target": pa.array(to_target, mask=to_target < 0),
-        "n_stalls": iout[:, I_NSTALLS],
-        "steps_in_strict_saddle": in_class("strict_saddle"),
-        "steps_in_bad_saddle": in_class("bad_saddle"),
-        "steps_in_minimum": in_class("minimum"),
-        "final_grad_norm": fout[:, F_GNORM],
-        "final_lam_min": fout[:, F_LMIN],  # NaN (not probed, or diverged) -> null
-        "final_lam_max": fout[:, F_LMAX],
+        "time_unit": time_unit,
+        "time_to_target": pa.array(to_target * time_unit, mask=to_target < 0),
+        "n_stalls": res["n_stalls"],
+        **stall_totals(st, B),
+        "n_unstable": res["n_unstable"],
+        "steps_in_unstable": res["unstable_steps"],
+        "time_in_unstable": res["unstable_steps"] * time_unit,
+        "final_grad_norm": res["grad_norm"],
+        "final_lam_min": res["lam_min"],  # NaN (not probed, or diverged) -> null
+        "final_lam_max": res["lam_max"],
         "lam_ref": np.full(B, ref.lam_ref),
-        "kicks": iout[:, I_KICKS],
+        "kicks": res["kicks"],
+        "activation": ["linear"] * B,
+        "weight_decay": np.zeros(B),
         "wall_time_s": np.full(B, share),
         "compile_time_s": np.full(B, compile_s),
         "worker": [worker] * B,
@@ -239,17 +221,47 @@ def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s
     return columns_table(cols, RUNS_SCHEMA)
 
 
+def stall_totals(st, B: int) -> dict:
+    """Per run: steps and time in stalls of each class, the first and longest stall's class."""
+    cols = {}
+    for name in STALL_CLASSES:
+        hit = st.stall_class == name
+        cols[f"steps_in_{name}"] = np.bincount(
+            st.run, weights=np.where(hit, st.length, 0), minlength=B
+        ).astype(np.int64)
+        cols[f"time_in_{name}"] = np.bincount(
+            st.run, weights=np.where(hit, st.duration, 0.0), minlength=B
+        )
+    first = np.full(B, None, dtype=object)
+    longest = np.full(B, None, dtype=object)
+    best = np.full(B, -1.0)
+    for r, i, cls, dur in zip(st.run, st.index, st.stall_class, st.duration, strict=True):
+        if i == 0:
+            first[r] = str(cls)
+        if dur > best[r]:
+            best[r] = dur
+            longest[r] = str(cls)
+    cols["first_stall_class"] = first.tolist()
+    cols["longest_stall_class"] = longest.tolist()
+    return cols
+
+
 def _failed_columns(runs, ids, err, sweep, chunk_id, params_json, share, compile_s, worker):
     """The runs table of a chunk that raised: its input columns, status ``failed``."""
     B = len(runs)
     nan, zero = np.full(B, np.nan), np.zeros(B, dtype=np.int64)
+    totals = {f"{u}_in_{c}": (zero if u == "steps" else np.zeros(B))
+              for c in (*STALL_CLASSES, "unstable") for u in ("steps", "time")}  # fmt: skip
     cols = {
         **_config_columns(runs, ids, sweep, chunk_id, params_json),
         "status": ["failed"] * B, "error": [err] * B, "steps": zero, "final_loss": nan,
         "global_min": nan, "final_gap": nan, "final_gap_rel": nan,
-        "steps_to_target": pa.nulls(B, pa.int64()), "n_stalls": zero,
-        "steps_in_strict_saddle": zero, "steps_in_bad_saddle": zero, "steps_in_minimum": zero,
-        "final_grad_norm": nan, "lam_ref": nan, "kicks": zero, "wall_time_s": np.full(B, share),
+        "steps_to_target": pa.nulls(B, pa.int64()), "time_unit": nan,
+        "time_to_target": pa.nulls(B, pa.float64()), "n_stalls": zero, "n_unstable": zero,
+        **totals,
+        "first_stall_class": [None] * B, "longest_stall_class": [None] * B,
+        "final_grad_norm": nan, "lam_ref": nan, "kicks": zero, "activation": ["linear"] * B,
+        "weight_decay": np.zeros(B), "wall_time_s": np.full(B, share),
         "compile_time_s": np.full(B, compile_s), "worker": [worker] * B,
     }  # fmt: skip
     return columns_table(cols, RUNS_SCHEMA)
@@ -258,24 +270,49 @@ def _failed_columns(runs, ids, err, sweep, chunk_id, params_json, share, compile
 def _stalls_columns(ids: np.ndarray, out) -> pa.Table:
     st = out.stalls
     r = st.rows
+    polished = r["polished"]
+
+    def when_polished(v):
+        return np.where(polished, v, np.nan)
+
     cols = {
         "run_id": ids[st.run],
         "stall_index": st.index,
-        "start_step": r[:, S_START].astype(np.int64),
-        "end_step": r[:, S_END].astype(np.int64),
-        "probe_step": r[:, S_PROBE].astype(np.int64),
-        "loss": r[:, S_LOSS],
+        "start_step": r["start"],
+        "end_step": r["end"],
+        "probe_step": r["probe"],
+        "start_time": st.start_time,
+        "end_time": st.end_time,
+        "probe_time": st.probe_time,
+        "loss": r["loss"],
         "gap": st.gap,
         "gap_rel": st.gap_rel,
+        "modes": [list(m) for m in st.modes],
+        "occupancy": pa.array(list(st.occupancy), type=pa.list_(pa.float64())),
         "critical_value": st.critical_value,
         "critical_rank": st.critical_rank,
-        "min_grad_norm": r[:, S_GNORM],
-        "lam_min": r[:, S_LMIN],
-        "lam_max": r[:, S_LMAX],
-        "lam_min_err": r[:, S_EMIN],
-        "lam_max_err": r[:, S_EMAX],
-        "lanczos_iters": r[:, S_ITERS].astype(np.int64),
-        "rel_lam_min": st.rel_lam_min,
+        "nearest_value": st.nearest_value,
+        "nearest_rank": st.nearest_rank,
+        "min_grad_norm": r["gnorm"],
+        "local_lam_min": r["local_lam_min"],
+        "local_lam_max": r["local_lam_max"],
+        "local_lam_min_err": r["local_err_min"],
+        "local_lam_max_err": r["local_err_max"],
+        "local_rel_lam_min": st.local_rel_lam_min,
+        "local_class": st.local_class,
+        "lanczos_iters": r["lanczos_iters"],
+        "rise": r["rise"],
+        "polish_converged": r["polish_converged"],
+        "polish_iters": r["polish_iters"],
+        "polish_hvps": r["polish_hvps"],
+        "polish_grad_rel": when_polished(r["polish_grad_rel"]),
+        "polish_distance": when_polished(r["polish_distance"]),
+        "polish_loss": when_polished(r["polish_loss"]),
+        "lam_min": when_polished(r["lam_min"]),
+        "lam_max": when_polished(r["lam_max"]),
+        "lam_min_err": when_polished(r["err_min"]),
+        "rel_lam_min": when_polished(st.rel_lam_min),
+        "kawaguchi_rank": pa.array(r["kawaguchi_rank"], mask=~polished, type=pa.int32()),
         "stall_class": st.stall_class,
     }
     return columns_table(cols, STALLS_SCHEMA)
