@@ -1,0 +1,314 @@
+"""Converge to the critical point a stall shadows: Newton-MR on exact HVPs; mode occupancy.
+
+Newton-MR (Roosta, Liu, Xu and Mahoney 2018): at theta with gradient g and
+Hessian H, the step d approximately solves H d = -g by MINRES (Paige and
+Saunders 1975) on exact Hessian-vector products, then a backtracking line
+search on ||g||^2 accepts theta + alpha d (alpha = 1, 1/2, 1/4, ...) once
+
+    ||g(theta + alpha d)||^2 <= ||g||^2 + 2 rho alpha <H g, d>,      rho = RHO.
+
+MINRES needs no definiteness, so Newton-MR converges to saddles as readily as
+to minima (what is wanted: the critical point a plateau shadows, Frye et al.
+2019). On a singular H it converges toward a least-squares solution; its
+residual norm never increases, so the last iterate is the minimum-residual one.
+Because the MINRES residual r = -g - H d is orthogonal to H d,
+
+    <H g, d> = <g, H d> = -(||g||^2 - ||r||^2) <= 0,
+
+so d is a descent direction for ||g||^2 and the Armijo term costs no extra
+HVP (||r|| is MINRES's own residual estimate).
+
+Convergence: quadratic onto a critical set that is non-degenerate transversally
+(H = 1 saddles and minima: the only null directions of H are the symmetry orbit
+W_k -> M W_k, W_{k+1} -> W_{k+1} M^-1, tangent to the set). Only linear onto
+a degenerate one: near a point with unused hidden units at zero and H >= 2
+hidden layers, the gradient in the unused units' coordinates x is of order
+x^(K-1) and the Hessian of order x^(K-2), so a Newton step maps x to about
+x (K-2)/(K-1). A polished point then sits at distance ~ tol^(1/(K-1)) from
+the exact set (tol on ||g|| / g_ref), and its Hessian is ~ tol^((K-2)/(K-1))
+lam_ref from PSD: tolerances on lambda_min must be set from this.
+
+Workspace: ``ws`` (``objective.ws_size``) is the usual loss/gradient/HVP
+workspace; on return it is prepared at the final theta (``hvp_prepared_at`` and
+``spectrum.lanczos_extremes`` may follow directly). ``work`` holds 12 vectors
+of length n (``polish_work_size``).
+"""
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT
+from .chain import node, prefix
+from .hvp import hvp_prepared_at
+from .linalg import dot
+from .objective import loss_grad_stats_at, ws_views
+
+# Armijo constant of the line search on ||g||^2 (Newton-MR uses 1e-4): accept any
+# step that realises at least this fraction of the decrease predicted by the model.
+RHO = 1e-4
+# Halvings of the step before the line search gives up (alpha >= 2^-30 ~ 1e-9). Each
+# costs one gradient; a direction that does not decrease ||g||^2 even at alpha ~ 1e-9
+# means H d = -g was not solved in any useful sense (the rounding floor was reached).
+MAX_HALVINGS = 30
+# MINRES stops once its residual is below eta ||g||, eta = min(ETA_MAX, (||g|| / g_ref)^ETA_EXP),
+# or once the normal-equation residual ||H r|| <= ETA_LS ||H||_est ||r|| (g has a component
+# in the null space of H: least squares is reached and the residual cannot fall further).
+# The default solves each Newton system essentially exactly (ETA_MAX = 1e-10, so MINRES
+# runs to the least-squares criterion or to max_inner). Measured on stall probes of
+# H = 2, 3 runs (whitened, s = (4, 1, 0.25), width 3): with inexact solves (ETA_MAX = 0.1)
+# the undertermined components of the step are left out, Newton-MR lands on strict
+# critical points next to the bad saddle (unused units partly non-zero) and lambda_min /
+# lam_ref of the polished point is -1e-3 .. -1e-5, shrinking with the init scale like
+# the local probe's; with exact solves it is -2e-5 .. 0 (mostly > -2e-7), at 1.5-5x the HVPs.
+ETA_MAX = 1e-10
+ETA_EXP = 0.0
+ETA_LS = 1e-6
+# Near a degenerate critical point with unused units at zero the loss is, in those
+# units, homogeneous of degree K in the weights, so the exact Newton step d = -x / (K-1)
+# only shrinks the distance x by (K-2)/(K-1). Each iteration therefore also tries the
+# extrapolated step (K-1) d (EXTRAP * (K-1); one more gradient) and keeps whichever
+# of the two gives the smaller ||g||: on such points it lands on the critical set in
+# one step, elsewhere the plain step wins and nothing changes.
+EXTRAP = 1.0
+# Number of vectors of length n in ``work``.
+N_VECS = 12
+
+
+@njit(**JIT)
+def polish_work_size(n):
+    """Length of the float64 ``work`` buffer ``polish`` needs for n parameters."""
+    return N_VECS * n
+
+
+@njit(**JIT)
+def _axpy_into(out, x, a, y):
+    """out = x + a y."""
+    for i in range(out.size):
+        out[i] = x[i] + a * y[i]
+
+
+@njit(**JIT)
+def minres(theta, dims, poff, noff, Cxx, ws, b, eta, max_inner, x, vecs):
+    """Approximate solution x of H x = b by MINRES (x0 = 0); returns (||r||, iterations).
+
+    H is the Hessian at theta (``ws`` prepared there). Stops when the residual
+    estimate phibar = ||b - H x|| <= eta ||b||, when ||H r|| <= ETA_LS ||H|| ||r||
+    (least squares reached on a singular H), on a Lanczos breakdown (the Krylov
+    space is invariant: x is exact there), or after ``max_inner`` iterations.
+    ``vecs`` is a (7, n) block of scratch vectors. Paige and Saunders' recurrences
+    as in scipy.sparse.linalg.minres without a preconditioner.
+    """
+    n = b.size
+    r1 = vecs[0]
+    r2 = vecs[1]
+    y = vecs[2]
+    v = vecs[3]
+    w = vecs[4]
+    w1 = vecs[5]
+    w2 = vecs[6]
+    for i in range(n):
+        x[i] = 0.0
+        r1[i] = b[i]
+        r2[i] = b[i]
+        y[i] = b[i]
+        w[i] = 0.0
+        w2[i] = 0.0
+    beta1 = np.sqrt(dot(b, b))
+    if beta1 == 0.0:
+        return 0.0, 0
+    oldb = 0.0
+    beta = beta1
+    dbar = 0.0
+    epsln = 0.0
+    phibar = beta1
+    tnorm2 = 0.0
+    cs = -1.0
+    sn = 0.0
+    itn = 0
+    while itn < max_inner:
+        itn += 1
+        s = 1.0 / beta
+        for i in range(n):
+            v[i] = s * y[i]
+        hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, y)
+        if itn >= 2:
+            c = beta / oldb
+            for i in range(n):
+                y[i] -= c * r1[i]
+        alfa = dot(v, y)
+        c = alfa / beta
+        for i in range(n):
+            y[i] -= c * r2[i]
+            r1[i] = r2[i]
+            r2[i] = y[i]
+        oldb = beta
+        beta = np.sqrt(dot(y, y))
+        tnorm2 += alfa * alfa + oldb * oldb + beta * beta
+        # plane rotation eliminating the subdiagonal of the tridiagonal
+        oldeps = epsln
+        delta = cs * dbar + sn * alfa
+        gbar = sn * dbar - cs * alfa
+        epsln = sn * beta
+        dbar = -cs * beta
+        root = np.sqrt(gbar * gbar + dbar * dbar)
+        gamma = max(np.sqrt(gbar * gbar + beta * beta), 1e-300)
+        cs = gbar / gamma
+        sn = beta / gamma
+        phi = cs * phibar
+        phibar = sn * phibar
+        denom = 1.0 / gamma
+        for i in range(n):
+            t = w2[i]
+            w2[i] = w[i]
+            w1[i] = t
+            w[i] = (v[i] - oldeps * w1[i] - delta * w2[i]) * denom
+            x[i] += phi * w[i]
+        anorm = np.sqrt(tnorm2)
+        if phibar <= eta * beta1:
+            break
+        if root <= ETA_LS * anorm:
+            break  # ||H r|| / ||r|| (of the previous iterate) small next to ||H||: least squares
+        if beta <= 1e-14 * anorm:
+            break  # Lanczos breakdown: the Krylov space is invariant, x is exact in it
+    return phibar, itn
+
+
+@njit(**JIT)
+def polish(theta, dims, poff, noff, Cxx, Cyx, yy, ws, work, g_ref, tol, max_newton, max_inner, out):
+    """Newton-MR with the default forcing terms (``ETA_MAX``, ``ETA_EXP``); see ``newton_mr``."""
+    newton_mr(
+        theta,
+        dims,
+        poff,
+        noff,
+        Cxx,
+        Cyx,
+        yy,
+        ws,
+        work,
+        g_ref,
+        tol,
+        max_newton,
+        max_inner,
+        ETA_MAX,
+        ETA_EXP,
+        EXTRAP * (dims.size - 2),
+        out,
+    )
+
+
+@njit(**JIT)
+def newton_mr(
+    theta,
+    dims,
+    poff,
+    noff,
+    Cxx,
+    Cyx,
+    yy,
+    ws,
+    work,
+    g_ref,
+    tol,
+    max_newton,
+    max_inner,
+    eta_max,
+    eta_exp,
+    extrap,
+    out,
+):
+    """Newton-MR from theta (overwritten by the polished point) to a critical point.
+
+    Stops when ||g|| / g_ref <= tol, after ``max_newton`` Newton iterations, or
+    when the line search finds no acceptable step (then theta is the last
+    accepted point). ``out`` (6): final ||g|| / g_ref, Newton iterations, HVPs,
+    1.0 if converged (||g|| / g_ref <= tol) else 0.0, ||theta_end - theta_start||,
+    final loss. ``g_ref`` = sqrt(lam_ref * gap_scale) has the units of a gradient,
+    so ||g|| / g_ref is invariant under rescaling X, Y and W together.
+    """
+    n = theta.size
+    vecs = work.reshape(N_VECS, n)
+    g = vecs[0]
+    gt = vecs[1]
+    start = vecs[2]
+    base = vecs[3]
+    d = vecs[4]
+    mr = vecs[5:]
+    start[:] = theta
+    loss = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
+    gg = dot(g, g)
+    it = 0
+    hvps = 0
+    while np.sqrt(gg) > tol * g_ref and it < max_newton:
+        gnorm = np.sqrt(gg)
+        eta = min(eta_max, (gnorm / g_ref) ** eta_exp)
+        for i in range(n):
+            gt[i] = -g[i]
+        rnorm, k = minres(theta, dims, poff, noff, Cxx, ws, gt, eta, max_inner, d, mr)
+        hvps += k
+        it += 1
+        slope = -(gg - min(rnorm * rnorm, gg))  # <H g, d> = -(||g||^2 - ||r||^2)
+        base[:] = theta
+        ggx = np.inf
+        if extrap > 1.0:
+            _axpy_into(theta, base, extrap, d)
+            loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
+            ggx = dot(gt, gt)
+        alpha = 1.0
+        accepted = False
+        for _ in range(MAX_HALVINGS + 1):
+            _axpy_into(theta, base, alpha, d)
+            lt = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
+            ggt = dot(gt, gt)
+            if ggt <= gg + 2.0 * RHO * alpha * slope:
+                accepted = True
+                break
+            alpha *= 0.5
+        if ggx < (ggt if accepted else gg + 2.0 * RHO * slope):
+            _axpy_into(theta, base, extrap, d)  # the extrapolated step is better: take it
+            lt = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
+            ggt = dot(gt, gt)
+        elif not accepted:
+            theta[:] = base
+            loss = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
+            gg = dot(g, g)
+            break
+        loss = lt
+        gg = ggt
+        g[:] = gt
+    s = 0.0
+    for i in range(n):
+        t = theta[i] - start[i]
+        s += t * t
+    rel = np.sqrt(gg) / g_ref
+    out[0] = rel
+    out[1] = it
+    out[2] = hvps
+    out[3] = 1.0 if rel <= tol else 0.0
+    out[4] = np.sqrt(s)
+    out[5] = loss
+
+
+@njit(**JIT)
+def occupancy(theta, dims, poff, noff, ws, U, G, out):
+    """out[i] = u_i^T P g_i, i < r: the occupancy of mode i, P = W_K ... W_1.
+
+    U (d_y, r) holds eigenvectors u_i of Sigma = Cyx Cxx^+ Cyx^T with eigenvalues
+    l_i > 0 and G (d_x, r) the columns g_i = Cyx^T u_i / l_i. At a critical point
+    P = U_S U_S^T Cyx Cxx^+, so u_i^T P Cyx^T u_i / l_i = [i in S] u_i^T Sigma u_i / l_i
+    = [i in S] (u_i^T U_S U_S^T is u_i^T or 0): 1 for a learned mode, 0 otherwise.
+    Leaves the prefix products in ``ws``; the node-0 scratch of P u_i is not used.
+    """
+    K = dims.size - 1
+    pre = ws_views(ws, dims, noff)[0]
+    prefix(theta, dims, poff, noff, pre)
+    P = node(pre, dims, noff, K)
+    d_y, d_x = P.shape
+    for c in range(U.shape[1]):
+        s = 0.0
+        for a in range(d_y):
+            t = 0.0
+            for b in range(d_x):
+                t += P[a, b] * G[b, c]
+            s += U[a, c] * t
+        out[c] = s
