@@ -22,11 +22,19 @@ Convergence: quadratic onto a critical set that is non-degenerate transversally
 (H = 1 saddles and minima: the only null directions of H are the symmetry orbit
 W_k -> M W_k, W_{k+1} -> W_{k+1} M^-1, tangent to the set). Only linear onto
 a degenerate one: near a point with unused hidden units at zero and H >= 2
-hidden layers, the gradient in the unused units' coordinates x is of order
-x^(K-1) and the Hessian of order x^(K-2), so a Newton step maps x to about
-x (K-2)/(K-1). A polished point then sits at distance ~ tol^(1/(K-1)) from
-the exact set (tol on ||g|| / g_ref), and its Hessian is ~ tol^((K-2)/(K-1))
-lam_ref from PSD: tolerances on lambda_min must be set from this.
+hidden layers the loss is, in those units' coordinates x, homogeneous of
+degree K, so the gradient there is of order x^(K-1), the Hessian of order
+x^(K-2), and the exact Newton step maps x to x (K-2)/(K-1). Each iteration
+therefore also tries the extrapolated step (K-1) d, which lands on the set in
+one step there (see ``EXTRAP``). A polished point still sits at a distance
+~ tol^(1/(K-1)) from the exact set (tol on ||g|| / g_ref) and its Hessian is
+~ tol^((K-2)/(K-1)) lam_ref from PSD (1e-5 for tol = 1e-10, K = 3): tolerances
+on lambda_min must allow for this.
+
+The step must solve H d = -g accurately (``ETA_MAX``): the critical set next
+to a bad saddle also holds strict saddles (an unused unit non-zero in one
+layer, zero in the next), and an inexact step leaves the weakly determined
+components of the probe point in place and lands on one of those.
 
 Workspace: ``ws`` (``objective.ws_size``) is the usual loss/gradient/HVP
 workspace; on return it is prepared at the final theta (``hvp_prepared_at`` and
@@ -54,6 +62,14 @@ MAX_HALVINGS = 30
 # or once the normal-equation residual ||H r|| <= ETA_LS ||H||_est ||r|| (g has a component
 # in the null space of H: least squares is reached and the residual cannot fall further).
 # The default solves each Newton system essentially exactly (ETA_MAX = 1e-10, so MINRES
+# runs to the least-squares criterion or to max_inner). Measured on the 10 stall probes of
+# H = 2, 3 runs (whitened, s = (4, 1, 0.25), width 3, init 0.1 to 0.01; tol 1e-10,
+# max_inner 100): with inexact solves (ETA_MAX = 0.1) the weakly determined components
+# of the step are left out, Newton-MR lands on strict critical points next to the bad
+# saddle (unused units partly non-zero) and lambda_min / lam_ref there was -2.5e-2 ..
+# -7e-6, shrinking with the init scale like the local probe's; with exact solves it was
+# -1.9e-6 .. 0 (-5.1e-7 .. 0 at the converged ones), at about 3x the HVPs.
+ETA_MAX = 1e-10, so MINRES
 # runs to the least-squares criterion or to max_inner). Measured on stall probes of
 # H = 2, 3 runs (whitened, s = (4, 1, 0.25), width 3): with inexact solves (ETA_MAX = 0.1)
 # the undertermined components of the step are left out, Newton-MR lands on strict
@@ -88,7 +104,7 @@ def _axpy_into(out, x, a, y):
 
 
 @njit(**JIT)
-def minres(theta, dims, poff, noff, Cxx, ws, b, eta, max_inner, x, vecs):
+def minres(theta, dims, poff, noff, Cxx, ws, b, eta, eta_ls, max_inner, x, vecs):
     """Approximate solution x of H x = b by MINRES (x0 = 0); returns (||r||, iterations).
 
     H is the Hessian at theta (``ws`` prepared there). Stops when the residual
@@ -166,7 +182,7 @@ def minres(theta, dims, poff, noff, Cxx, ws, b, eta, max_inner, x, vecs):
         anorm = np.sqrt(tnorm2)
         if phibar <= eta * beta1:
             break
-        if root <= ETA_LS * anorm:
+        if root <= eta_ls * anorm:
             break  # ||H r|| / ||r|| (of the previous iterate) small next to ||H||: least squares
         if beta <= 1e-14 * anorm:
             break  # Lanczos breakdown: the Krylov space is invariant, x is exact in it
@@ -192,6 +208,7 @@ def polish(theta, dims, poff, noff, Cxx, Cyx, yy, ws, work, g_ref, tol, max_newt
         max_inner,
         ETA_MAX,
         ETA_EXP,
+        ETA_LS,
         EXTRAP * (dims.size - 2),
         out,
     )
@@ -214,6 +231,7 @@ def newton_mr(
     max_inner,
     eta_max,
     eta_exp,
+    eta_ls,
     extrap,
     out,
 ):
@@ -244,7 +262,7 @@ def newton_mr(
         eta = min(eta_max, (gnorm / g_ref) ** eta_exp)
         for i in range(n):
             gt[i] = -g[i]
-        rnorm, k = minres(theta, dims, poff, noff, Cxx, ws, gt, eta, max_inner, d, mr)
+        rnorm, k = minres(theta, dims, poff, noff, Cxx, ws, gt, eta, eta_ls, max_inner, d, mr)
         hvps += k
         it += 1
         slope = -(gg - min(rnorm * rnorm, gg))  # <H g, d> = -(||g||^2 - ||r||^2)
