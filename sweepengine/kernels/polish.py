@@ -69,13 +69,6 @@ MAX_HALVINGS = 30
 # saddle (unused units partly non-zero) and lambda_min / lam_ref there was -2.5e-2 ..
 # -7e-6, shrinking with the init scale like the local probe's; with exact solves it was
 # -1.9e-6 .. 0 (-5.1e-7 .. 0 at the converged ones), at about 3x the HVPs.
-ETA_MAX = 1e-10, so MINRES
-# runs to the least-squares criterion or to max_inner). Measured on stall probes of
-# H = 2, 3 runs (whitened, s = (4, 1, 0.25), width 3): with inexact solves (ETA_MAX = 0.1)
-# the undertermined components of the step are left out, Newton-MR lands on strict
-# critical points next to the bad saddle (unused units partly non-zero) and lambda_min /
-# lam_ref of the polished point is -1e-3 .. -1e-5, shrinking with the init scale like
-# the local probe's; with exact solves it is -2e-5 .. 0 (mostly > -2e-7), at 1.5-5x the HVPs.
 ETA_MAX = 1e-10
 ETA_EXP = 0.0
 ETA_LS = 1e-6
