@@ -873,7 +873,7 @@ def critical_level(S, l, yy) -> float:
     return 0.5 * (max(yy - float(np.sum(l)), 0.0) + float(np.sum(l[out])))
 
 
-def kawaguchi_rank(weights, rtol: float = RANK_RTOL) -> int:
+def kawaguchi_rank(weights, rtol: float = RANK_RTOL, ref: float | None = None) -> int:
     """Numerical rank of W_H ... W_2, the product of the K - 2 middle layers.
 
     Kawaguchi (2016) Theorem 2.3 (iv): at a saddle point, rank(W_H ... W_2) = p
@@ -881,7 +881,10 @@ def kawaguchi_rank(weights, rtol: float = RANK_RTOL) -> int:
     product is the identity of size d_1 (rank d_1); for K = 1 (no hidden layer,
     convex loss, no saddles) we return p = min(d_x, d_y) so that the criterion
     reads as vacuously met. Rank: singular values above ``rtol`` times the
-    largest. Why 1e-3: at polished points the singular values carried by unused
+    largest, or times ``ref`` if that is larger. ``ref`` is the problem's own
+    scale of the product, e.g. l_1^((K-2)/(2K)), its largest singular value at the
+    balanced global minimizer: without it a point near W = 0 (all singular values
+    at the noise level of the polish) counts as full rank. Why 1e-3: at polished points the singular values carried by unused
     hidden units measured below 1e-5 of the largest (they are the distance to
     the exact critical set, ~ tol^(1/(K-1)) per layer), while those of learned
     modes of a balanced point are (l_i / l_1)^((K-2)/(2K)) of it, above 1e-3
@@ -897,6 +900,7 @@ def kawaguchi_rank(weights, rtol: float = RANK_RTOL) -> int:
     for W in Ws[2:-1]:
         M = W @ M
     sv = np.linalg.svd(M, compute_uv=False)
-    if sv.size == 0 or sv[0] == 0:
+    top = max(float(sv[0]) if sv.size else 0.0, 0.0 if ref is None else _number(ref, "ref"))
+    if top == 0:
         return 0
-    return int(np.sum(sv > _rtol(rtol) * sv[0]))
+    return int(np.sum(sv > _rtol(rtol) * top))
