@@ -344,16 +344,22 @@ def test_scale_invariance():
     pb = whitened_problem([3, 3])
     (S, probe), *_ = [p for p in plateau_probes(pb, 1e-2) if p[0] == (0,)]
     W, out = pb.polish(probe)
-    W1, out1 = pb.polish(probe, max_newton=1)
+    _, out0 = pb.polish(probe, max_newton=0)
+    _, out1 = pb.polish(probe, max_newton=1)
     for a, c in [(3.0, 0.7), (0.01, 50.0)]:
         q = pb.X.copy() * a, pb.Y * c
         ps = Problem(q[0], q[1], pb.widths)
         f = (c / a) ** (1.0 / ps.K)
         probe_s = [f * w for w in probe]
         Ws, outs = ps.polish(probe_s)
-        Ws1, outs1 = ps.polish(probe_s, max_newton=1)
-        assert outs1[0] == pytest.approx(out1[0], rel=1e-6)  # one step, before rounding noise
-        assert outs[1] == out[1] and outs[2] == out[2] and outs[3] == out[3] == 1.0
+        _, outs0 = ps.polish(probe_s, max_newton=0)
+        _, outs1 = ps.polish(probe_s, max_newton=1)
+        assert outs0[0] == pytest.approx(out0[0], rel=1e-9)  # at the probe
+        # after one step ||g|| / g_ref ~ 2e-8 is a difference of O(1) terms: equal to rounding
+        assert outs1[0] == pytest.approx(out1[0], abs=1e-11)
+        assert outs[1] == out[1] and outs[3] == out[3] == 1.0
+        # MINRES's stopping tests are relative, but one iteration may flip at a tie (79 vs 80)
+        assert abs(outs[2] - out[2]) <= 0.05 * out[2]
         assert outs[4] / f == pytest.approx(out[4], rel=1e-6)
         assert outs[5] / c**2 == pytest.approx(out[5], rel=1e-9)
         np.testing.assert_allclose(ps.occupancy(Ws), pb.occupancy(W), atol=1e-9)
