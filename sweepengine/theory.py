@@ -884,8 +884,9 @@ def kawaguchi_rank(weights, rtol: float = RANK_RTOL, ref: float | None = None) -
     largest, or times ``ref`` if that is larger. ``ref`` is the problem's own
     scale of the product, e.g. l_1^((K-2)/(2K)), its largest singular value at the
     balanced global minimizer: without it a point near W = 0 (all singular values
-    at the noise level of the polish) counts as full rank. Why 1e-3: at polished points the singular values carried by unused
-    hidden units measured below 1e-5 of the largest (they are the distance to
+    at the noise level of the polish) counts as full rank. Why 1e-3: at polished
+    points the singular values carried by unused hidden units measured below 1e-5
+    of the largest (they are the distance to
     the exact critical set, ~ tol^(1/(K-1)) per layer), while those of learned
     modes of a balanced point are (l_i / l_1)^((K-2)/(2K)) of it, above 1e-3
     unless the learned eigenvalues span more than six decades.

@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT
-from .chain import node, prefix
+from .chain import node, prefix, weight
 from .hvp import hvp_prepared_at
 from .linalg import dot
 from .objective import loss_grad_stats_at, ws_views
@@ -323,3 +323,43 @@ def occupancy(theta, dims, poff, noff, ws, U, G, out):
                 t += P[a, b] * G[b, c]
             s += U[a, c] * t
         out[c] = s
+
+
+@njit(**JIT)
+def balance(theta, dims, poff, noff, ws, rank):
+    """Replace theta by the balanced rank-``rank`` factorisation of its product P.
+
+    With P = W_K ... W_1 = Q diag(s) R^T (SVD, s descending) and D = diag(s_1..s_r)^(1/K),
+    r = ``rank``: W_1 = [D R_r^T; 0], W_k = [D 0; 0 0] (1 < k < K), W_K = [Q_r D 0]:
+    every layer carries D (W_{k+1}^T W_{k+1} = W_k W_k^T) and every unused hidden unit
+    is exactly zero. If P is a critical product U_S U_S^T Cyx Cxx^+ and r = |S| this is
+    the canonical member of its critical family (``theory.critical_point``): the one
+    whose Hessian decides Kawaguchi's class. Newton-MR lands on some member of the
+    family, and next to a bad saddle the family also holds strict members (unused units
+    partly non-zero, e.g. components along directions the data never excite, which GD
+    leaves at the init scale); their negative curvature shrinks with that scale, like
+    the local probe's. Allocates the SVD of the (d_y, d_x) product.
+    """
+    K = dims.size - 1
+    pre = ws_views(ws, dims, noff)[0]
+    prefix(theta, dims, poff, noff, pre)
+    P = node(pre, dims, noff, K).copy()
+    Q, s, Rt = np.linalg.svd(P)
+    r = min(rank, s.size)
+    theta[:] = 0.0
+    for k in range(1, K + 1):
+        W = weight(theta, dims, poff, k)
+        for i in range(r):
+            root = s[i] ** (1.0 / K)
+            if K == 1:
+                for a in range(W.shape[0]):
+                    for b in range(W.shape[1]):
+                        W[a, b] += Q[a, i] * s[i] * Rt[i, b]
+            elif k == 1:
+                for b in range(W.shape[1]):
+                    W[i, b] = root * Rt[i, b]
+            elif k == K:
+                for a in range(W.shape[0]):
+                    W[a, i] = Q[a, i] * root
+            else:
+                W[i, i] = root
