@@ -28,7 +28,7 @@ from sweepengine._layout import flatten, unflatten
 from sweepengine.initialization import init_weights
 from sweepengine.kernels.chain import node_offsets, param_offsets
 from sweepengine.kernels.objective import loss_grad_stats, ws_size
-from sweepengine.kernels.polish import occupancy, polish, polish_work_size
+from sweepengine.kernels.polish import balance, occupancy, polish, polish_work_size
 from sweepengine.kernels.spectrum import lanczos_extremes
 from sweepengine.problems import whitened
 from sweepengine.stats import Stats
@@ -58,6 +58,7 @@ class Problem:
         self.ws = np.zeros(ws_size(self.dims))
         self.l, self.U, self.G = theory.mode_basis(self.st.Cxx, self.st.Cyx)
         self.p = min(self.dims)
+        self.q = min(self.p, self.l.size)  # modes learnable at the global minimum
 
     def polish(self, weights, tol=TOL, max_newton=MAX_NEWTON, max_inner=MAX_INNER):
         theta = flatten(weights)
@@ -67,6 +68,19 @@ class Problem:
         polish(theta, self.dims, self.poff, self.noff, st.Cxx, st.Cyx, st.yy, self.ws, work,
                self.g_ref, tol, max_newton, max_inner, out)  # fmt: skip
         return unflatten(theta, self.dims), out
+
+    def canonical(self, weights, rank):
+        """``balance`` to rank |S|, then polish: the canonical member of the critical family."""
+        theta = flatten(weights)
+        balance(theta, self.dims, self.poff, self.noff, self.ws, rank)
+        return self.polish(unflatten(theta, self.dims))
+
+    def shadowed(self, probe, tol1=1e-6):
+        """The recommended pipeline: polish, S from occupancy, balance, polish again."""
+        W1, out1 = self.polish(probe, tol=tol1)
+        S = theory.learned_modes(self.occupancy(W1), self.l)
+        W2, out2 = self.canonical(W1, len(S))
+        return S, W1, out1, W2, out2
 
     def occupancy(self, weights):
         out = np.zeros(self.l.size)
@@ -115,7 +129,7 @@ def check_polished(pb, W, out, S):
     np.testing.assert_allclose(occ, want, atol=1e-6)
     assert theory.learned_modes(occ, pb.l) == tuple(S)
     lmin = pb.rel_lam_min(W)
-    at_min = len(S) == pb.p and tuple(S) == tuple(range(pb.p))
+    at_min = tuple(S) == tuple(range(pb.q))
     if pb.is_bad(S) or at_min:
         assert -PSD_TOL <= lmin <= 1e-12, (S, lmin)
     else:
@@ -293,9 +307,9 @@ def plateau_probes(pb, scale, seed=0, lr_factor=0.2, max_steps=40000):
     W0 = init_weights(pb.dims, "gaussian", scale, seed)
     opts = dict(final_probe=False, ref=ref, stop_at_target=False, target_gap=0.0)
     L = train(pb.X, pb.Y, W0, "gd", lr, max_steps, **opts).losses
-    levels = [pb.level(tuple(range(r))) for r in range(pb.p + 1)]
+    levels = [pb.level(tuple(range(r))) for r in range(pb.q + 1)]
     out = []
-    for r in range(pb.p):
+    for r in range(pb.q):
         band = 0.1 * min(levels[r] - levels[r + 1], levels[r - 1] - levels[r] if r else np.inf)
         idx = np.flatnonzero(np.abs(L - levels[r]) <= band)
         if idx.size == 0:
@@ -317,10 +331,49 @@ def test_polish_from_stall_probes(H, scale):
     found = [S for S, _ in probes]
     assert len(found) >= 2 and all(S in [(), (0,), (0, 1)] for S in found), found
     for S, probe in probes:
+        # polish alone: a critical point of the plateau's S, at its level
         W, out = pb.polish(probe)
-        lmin = check_polished(pb, W, out, S)
-        # local view at the probe vs the polished point: H = 1 strict, H >= 2 PSD
+        assert out[3] == 1.0 and abs(out[5] - pb.level(S)) <= 1e-10 * 0.5 * pb.st.yy
+        assert theory.learned_modes(pb.occupancy(W), pb.l) == S
+        # the pipeline: its canonical member has the class the theory gives S
+        S1, _, out1, Wc, outc = pb.shadowed(probe)
+        assert S1 == S
+        lmin = check_polished(pb, Wc, outc, S)
         assert (lmin < STRICT) == (H == 1)
+
+
+def test_canonical_member_of_a_wide_bad_saddle_family():
+    """d = 8, data of rank 4: GD leaves the unexcited directions at the init scale, and the
+    point polish lands on is a strict member of the bad saddle's family (lambda_min
+    ~ -1e-3 lam_ref, shrinking with the init scale); its canonical member is PSD."""
+    X, Y = whitened(8, 8, 32, [4.0, 2.0, 1.0, 0.5], seed=1)
+    pb = Problem(X, Y, [8, 8])
+    probes = plateau_probes(pb, 1e-2, max_steps=6000)
+    assert [S for S, _ in probes][:2] == [(), (0,)]
+    seen_strict = False
+    for S, probe in probes:
+        S1, W1, out1, Wc, outc = pb.shadowed(probe)
+        assert S1 == S and out1[3] == 1.0
+        seen_strict |= pb.rel_lam_min(W1) < -1e-4
+        check_polished(pb, Wc, outc, S)
+        assert outc[1] <= 2  # the canonical point is critical to first order already
+        assert theory.kawaguchi_rank(Wc, ref=pb.l[0] ** (1 / 6)) == len(S) < pb.p
+    assert seen_strict  # else this test shows nothing
+
+
+def test_balance_is_the_balanced_factorisation_of_the_product(rng):
+    pb = whitened_problem([4, 3, 5])
+    W = pb.critical((0, 2), rng=3)
+    W = [W[0] * 2.0, W[1] * 0.5, W[2], W[3]]  # unbalanced, rotated: same product
+    theta = flatten(W)
+    balance(theta, pb.dims, pb.poff, pb.noff, pb.ws, 2)
+    Wb = unflatten(theta, pb.dims)
+    np.testing.assert_allclose(naive.product(Wb), naive.product(W), atol=1e-12)
+    for a, b in zip(Wb[:-1], Wb[1:], strict=True):
+        np.testing.assert_allclose(a @ a.T, b.T @ b, atol=1e-12)
+    assert not np.any(Wb[0][2:]) and not np.any(Wb[-1][:, 2:])
+    g = flatten(landscape.gradient(Wb, stats=pb.st))
+    assert np.linalg.norm(g) <= 1e-12 * pb.g_ref  # still the same critical point
 
 
 def test_close_levels_are_told_apart_by_occupancy():
@@ -358,8 +411,11 @@ def test_scale_invariance():
         # after one step ||g|| / g_ref ~ 2e-8 is a difference of O(1) terms: equal to rounding
         assert outs1[0] == pytest.approx(out1[0], abs=1e-11)
         assert outs[1] == out[1] and outs[3] == out[3] == 1.0
-        # MINRES's stopping tests are relative, but one iteration may flip at a tie (79 vs 80)
-        assert abs(outs[2] - out[2]) <= 0.05 * out[2]
+        # MINRES's stopping tests are relative: the first solve (from an accurate gradient)
+        # takes the same iterations to a tie; the last ones see gradients ~1e-10 g_ref,
+        # accurate to a few digits only, and may differ by a few (74 vs 81 measured)
+        assert abs(outs1[2] - out1[2]) <= 1
+        assert abs(outs[2] - out[2]) <= 0.15 * out[2]
         assert outs[4] / f == pytest.approx(out[4], rel=1e-6)
         assert outs[5] / c**2 == pytest.approx(out[5], rel=1e-9)
         np.testing.assert_allclose(ps.occupancy(Ws), pb.occupancy(W), atol=1e-9)

@@ -31,10 +31,17 @@ one step there (see ``EXTRAP``). A polished point still sits at a distance
 ~ tol^((K-2)/(K-1)) lam_ref from PSD (1e-5 for tol = 1e-10, K = 3): tolerances
 on lambda_min must allow for this.
 
-The step must solve H d = -g accurately (``ETA_MAX``): the critical set next
-to a bad saddle also holds strict saddles (an unused unit non-zero in one
-layer, zero in the next), and an inexact step leaves the weakly determined
-components of the probe point in place and lands on one of those.
+Which member of a critical family Newton-MR lands on depends on the start: the
+family of a bad saddle (H >= 2, unused units at zero) also holds strict members
+(an unused unit non-zero in one layer, zero in the next; components along
+directions the data never excite, which GD leaves at the init scale), whose
+negative curvature shrinks with that scale like the local probe's. Every member
+has the same product P = U_S U_S^T Cyx Cxx^+, so the class is read at the
+canonical member: ``balance`` (the balanced rank-|S| factorisation of P, unused
+units exactly zero), polished once more. Recommended use at a stall probe:
+
+    polish(probe, tol=1e-6)  ->  S = learned_modes(occupancy)  ->  balance(|S|)
+    ->  polish(tol=1e-10)  ->  lanczos_extremes (ws is prepared)  ->  class.
 
 Workspace: ``ws`` (``objective.ws_size``) is the usual loss/gradient/HVP
 workspace; on return it is prepared at the final theta (``hvp_prepared_at`` and
@@ -58,19 +65,16 @@ RHO = 1e-4
 # costs one gradient; a direction that does not decrease ||g||^2 even at alpha ~ 1e-9
 # means H d = -g was not solved in any useful sense (the rounding floor was reached).
 MAX_HALVINGS = 30
-# MINRES stops once its residual is below eta ||g||, eta = min(ETA_MAX, (||g|| / g_ref)^ETA_EXP),
-# or once the normal-equation residual ||H r|| <= ETA_LS ||H||_est ||r|| (g has a component
-# in the null space of H: least squares is reached and the residual cannot fall further).
-# The default solves each Newton system essentially exactly (ETA_MAX = 1e-10, so MINRES
-# runs to the least-squares criterion or to max_inner). Measured on the 10 stall probes of
-# H = 2, 3 runs (whitened, s = (4, 1, 0.25), width 3, init 0.1 to 0.01; tol 1e-10,
-# max_inner 100): with inexact solves (ETA_MAX = 0.1) the weakly determined components
-# of the step are left out, Newton-MR lands on strict critical points next to the bad
-# saddle (unused units partly non-zero) and lambda_min / lam_ref there was -2.5e-2 ..
-# -7e-6, shrinking with the init scale like the local probe's; with exact solves it was
-# -1.9e-6 .. 0 (-5.1e-7 .. 0 at the converged ones), at about 3x the HVPs.
-ETA_MAX = 1e-10
-ETA_EXP = 0.0
+# MINRES stops once its residual is below eta ||g||, eta = min(ETA_MAX, (||g|| / g_ref)^ETA_EXP)
+# (an Eisenstat-Walker forcing term: loose far out, tight enough near the end for fast local
+# convergence), or once the normal-equation residual ||H r|| <= ETA_LS ||H||_est ||r|| (g has
+# a component in the null space of H: least squares is reached, the residual cannot fall
+# further). Exact solves (ETA_MAX = 1e-10) cost 3-10x the HVPs and, on probes of width-8
+# nets whose data leave directions unexcited, still stall at ||g|| / g_ref ~ 5e-10 after 50
+# iterations on ill-conditioned Hessians (eigenvalues down to 1e-8 lam_ref); they do not make
+# the polished point the canonical one either (see ``balance``), so they buy nothing.
+ETA_MAX = 0.1
+ETA_EXP = 0.5
 ETA_LS = 1e-6
 # Near a degenerate critical point with unused units at zero the loss is, in those
 # units, homogeneous of degree K in the weights, so the exact Newton step d = -x / (K-1)
