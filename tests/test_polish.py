@@ -3,17 +3,20 @@
 Critical points come from ``theory.critical_point_from_stats`` (every subset S,
 any depth), Hessians from ``landscape.hessian`` + eigvalsh, stall probes from
 ``sweepengine.train`` (GD from small initialisation, the weights at the middle of
-a plateau). Tolerances, each measured first and then given a margin:
+a plateau). Tolerances, each measured first (``polish`` defaults) and then given a margin:
 
 - ``TOL`` = 1e-10 on ||g|| / g_ref, g_ref = sqrt(lam_ref * gap_scale): reached from
-  every constructed point and probe below (measured finals 1e-17 .. 1e-10).
-- loss = critical_level(S) to 1e-10 of yy / 2 (measured <= 1e-14).
-- occupancies 0 / 1 to 1e-6 (measured <= 1e-8 at polished points).
-- strict: lambda_min / lam_ref < -1e-3 (measured <= -1.2e-2 for every strict point here).
+  every constructed point and probe below (measured finals 1e-19 .. 7e-11).
+- loss = critical_level(S) to 1e-10 of yy / 2 (measured <= 7e-16).
+- occupancies 0 / 1 to 1e-6 (measured <= 2e-10 at constructed, 8e-12 at probe points).
+- strict: lambda_min / lam_ref < -1e-3 (measured <= -1.1e-2 for every strict point here).
 - PSD: lambda_min / lam_ref >= -PSD_TOL = -1e-5 for H >= 2 points with unused units at
-  zero. Newton converges only linearly onto these degenerate sets, so a polished point
-  sits ~ TOL^(1/(K-1)) away and its Hessian ~ TOL^((K-2)/(K-1)) lam_ref from PSD
-  (1e-5 at K = 3); measured -5e-7 .. 0 (constructed +-1e-6: -4e-7 .. 0).
+  zero, and at global minima. Newton converges only linearly onto these degenerate sets,
+  so a polished point sits ~ TOL^(1/(K-1)) away and its Hessian ~ TOL^((K-2)/(K-1))
+  lam_ref from PSD (1e-5 at K = 3); measured from constructed points +-1e-6:
+  -8.9e-7 .. 0. At the canonical member (``balance`` then polish) of a probe's family:
+  |lambda_min| / lam_ref <= 1e-12; at the point polish alone reaches from a probe, down
+  to -1.4e-3 (a strict member of the bad family, see test_canonical_member_...).
 """
 
 from __future__ import annotations
@@ -416,7 +419,8 @@ def test_scale_invariance():
         # accurate to a few digits only, and may differ by a few (74 vs 81 measured)
         assert abs(outs1[2] - out1[2]) <= 1
         assert abs(outs[2] - out[2]) <= 0.15 * out[2]
-        assert outs[4] / f == pytest.approx(out[4], rel=1e-6)
+        # where on a degenerate family Newton stops is fixed only to ~TOL^(1/(K-1)) ~ 1e-5
+        assert outs[4] / f == pytest.approx(out[4], rel=1e-4)
         assert outs[5] / c**2 == pytest.approx(out[5], rel=1e-9)
         np.testing.assert_allclose(ps.occupancy(Ws), pb.occupancy(W), atol=1e-9)
 
