@@ -52,9 +52,10 @@ SIZES = ((8, 1), (8, 2), (8, 4), (32, 2), (32, 4))  # (d, H)
 INIT = {1: 1e-3, 2: 1e-2, 4: 1e-1}  # Gaussian init scale per depth
 SPECTRUM = (4.0, 2.0, 1.0, 0.5)
 LANCZOS = (120, 1e-8)
-# name: (tol, max_newton, max_inner, canonical), named by tol / max_newton / max_inner. canonical: after the first polish, S from
-# the occupancies, ``balance`` to rank |S| and a second polish (tol 1e-10, max_newton 20,
-# same max_inner): the recommended pipeline; the class is read at the canonical point.
+# name (tol / max_newton / max_inner): (tol, max_newton, max_inner, canonical). canonical:
+# after the first polish, S from the occupancies, ``balance`` to rank |S| and a second
+# polish (tol 1e-10, max_newton 20, same max_inner): the recommended pipeline; the class
+# is read at the canonical point.
 SETTINGS = {
     "pipeline 1e-4 / 10 / 30": (1e-4, 10, 30, True),
     "pipeline 1e-6 / 50 / 30": (1e-6, 50, 30, True),
