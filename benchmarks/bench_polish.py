@@ -190,6 +190,7 @@ def main() -> None:
     C.setup_logging()
     command = "python benchmarks/bench_polish.py" + (" --quick" if args.quick else "")
     info = C.machine_info()
+    info["loadavg_start"] = os.getloadavg()
     results = []
     for d, H in SIZES:
         st, ref, dims, basis, pr = probes(d, H, 20000 if args.quick else 60000)
@@ -198,6 +199,7 @@ def main() -> None:
             r = measure(st, ref, dims, basis, S, theta, SETTINGS, args.quick)
             r.update(d=d, H=H, S=list(S), step=step, lam_ref=ref.lam_ref)
             results.append(r)
+    info["loadavg_end"] = os.getloadavg()
     payload = {"machine": info, "command": command, "settings": SETTINGS, "probes": results}
     C.write_atomic(C.RESULTS / "polish.json", json.dumps(payload, indent=1) + "\n")
     C.write_atomic(C.RESULTS / "polish.md", report(payload))
@@ -209,6 +211,13 @@ def report(payload) -> str:
         "# Polishing stall probes: Newton-MR cost and accuracy",
         C.machine_md(payload["machine"], payload["command"]),
         "",
+        "Load average (1, 5, 15 min) at start {} and end {}: this 2-core machine is shared,".format(
+            *(
+                tuple(round(x, 1) for x in payload["machine"][k])
+                for k in ("loadavg_start", "loadavg_end")
+            )
+        ),
+        "so single timings are noisy (ratios of neighbouring columns more than absolutes).",
         "Threads: 1 (NUMBA/OMP/OPENBLAS/MKL_NUM_THREADS = 1). Problems: whitened, all widths d,",
         f"m = 4 d, singular values {SPECTRUM}; GD from Gaussian init (scale by depth {INIT}) at",
         "lr = 0.2 / lam_ref; a probe is the weights at the middle of a plateau at S = {0..r-1}.",

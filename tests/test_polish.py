@@ -72,17 +72,22 @@ class Problem:
                self.g_ref, tol, max_newton, max_inner, out)  # fmt: skip
         return unflatten(theta, self.dims), out
 
-    def canonical(self, weights, rank):
+    def canonical(self, weights, rank, max_inner=MAX_INNER):
         """``balance`` to rank |S|, then polish: the canonical member of the critical family."""
         theta = flatten(weights)
         balance(theta, self.dims, self.poff, self.noff, self.ws, rank)
-        return self.polish(unflatten(theta, self.dims))
+        return self.polish(unflatten(theta, self.dims), max_newton=20, max_inner=max_inner)
 
-    def shadowed(self, probe, tol1=1e-6):
-        """The recommended pipeline: polish, S from occupancy, balance, polish again."""
-        W1, out1 = self.polish(probe, tol=tol1)
+    def shadowed(self, probe):
+        """The recommended pipeline: polish loosely, S from occupancy, balance, polish again.
+
+        Settings as recommended (results/polish.md): the first polish only has to make the
+        occupancies clean (tol 1e-4, 10 Newton steps, 30 MINRES steps each); acceptance
+        (TOL, level) and class are read at the canonical point.
+        """
+        W1, out1 = self.polish(probe, tol=1e-4, max_newton=10, max_inner=30)
         S = theory.learned_modes(self.occupancy(W1), self.l)
-        W2, out2 = self.canonical(W1, len(S))
+        W2, out2 = self.canonical(W1, len(S), max_inner=30)
         return S, W1, out1, W2, out2
 
     def occupancy(self, weights):
@@ -355,9 +360,12 @@ def test_canonical_member_of_a_wide_bad_saddle_family():
     assert [S for S, _ in probes][:2] == [(), (0,)]
     seen_strict = False
     for S, probe in probes:
-        S1, W1, out1, Wc, outc = pb.shadowed(probe)
-        assert S1 == S and out1[3] == 1.0
-        seen_strict |= pb.rel_lam_min(W1) < -1e-4
+        W, out = pb.polish(probe, max_newton=200)  # polish alone: slow, and strict here
+        if out[3] == 1.0:
+            assert theory.learned_modes(pb.occupancy(W), pb.l) == S
+            seen_strict |= pb.rel_lam_min(W) < -1e-4
+        S1, _, _, Wc, outc = pb.shadowed(probe)
+        assert S1 == S
         check_polished(pb, Wc, outc, S)
         assert outc[1] <= 2  # the canonical point is critical to first order already
         assert theory.kawaguchi_rank(Wc, ref=pb.l[0] ** (1 / 6)) == len(S) < pb.p

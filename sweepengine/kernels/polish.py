@@ -312,7 +312,7 @@ def occupancy(theta, dims, poff, noff, ws, U, G, out):
     l_i > 0 and G (d_x, r) the columns g_i = Cyx^T u_i / l_i. At a critical point
     P = U_S U_S^T Cyx Cxx^+, so u_i^T P Cyx^T u_i / l_i = [i in S] u_i^T Sigma u_i / l_i
     = [i in S] (u_i^T U_S U_S^T is u_i^T or 0): 1 for a learned mode, 0 otherwise.
-    Leaves the prefix products in ``ws``; the node-0 scratch of P u_i is not used.
+    Leaves the prefix products of theta in ``ws`` (an HVP needs a gradient first).
     """
     K = dims.size - 1
     pre = ws_views(ws, dims, noff)[0]
