@@ -40,8 +40,12 @@ has the same product P = U_S U_S^T Cyx Cxx^+, so the class is read at the
 canonical member: ``balance`` (the balanced rank-|S| factorisation of P, unused
 units exactly zero), polished once more. Recommended use at a stall probe:
 
-    polish(probe, tol=1e-6)  ->  S = learned_modes(occupancy)  ->  balance(|S|)
-    ->  polish(tol=1e-10)  ->  lanczos_extremes (ws is prepared)  ->  class.
+    polish(probe; tol 1e-4, max_newton 10, max_inner 30) -> occupancy -> S (learned_modes)
+    -> balance(|S|) -> polish(tol 1e-10, max_newton 20, max_inner 30): accept if converged
+    and the loss is the level of S -> lanczos_extremes (ws is prepared) -> class.
+
+(results/polish.md: S right and converged at 12/12 benchmark probes, polish + final
+Lanczos <= 2x the current Lanczos probe's time at 11/12.)
 
 Workspace: ``ws`` (``objective.ws_size``) is the usual loss/gradient/HVP
 workspace; on return it is prepared at the final theta (``hvp_prepared_at`` and
