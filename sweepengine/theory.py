@@ -51,6 +51,13 @@ __all__ = [
     "global_minimizer_from_stats",
     "global_minimum",
     "global_minimum_from_stats",
+    "LearnedModesError",
+    "critical_level",
+    "kawaguchi_rank",
+    "learned_modes",
+    "mode_basis",
+    "mode_defect",
+    "mode_occupancy",
     "nearest_critical_value",
     "rank_cap",
     "sigma_spectrum",
@@ -60,6 +67,14 @@ __all__ = [
 RTOL = 1e-9
 #: Default cap on the number of level combinations enumerated exactly.
 MAX_COUNT = 2**16
+#: Modes of Sigma with l_i <= MODE_RTOL * l_1 are left out of :func:`mode_basis`.
+MODE_RTOL = 1e-10
+#: Eigenvalues of Sigma within this relative distance form one cluster in :func:`learned_modes`.
+CLUSTER_RTOL = 1e-6
+#: An occupancy farther than this from the clean pattern is not at a clean critical point.
+OCC_TOL = 0.05
+#: Singular values of W_H...W_2 above this times the largest count in :func:`kawaguchi_rank`.
+RANK_RTOL = 1e-3
 # Statistics from float32 data are slightly inconsistent; beyond this they are wrong.
 _STATS_RTOL = 1e-6
 # Counts of combinations saturate here (a float, so 2^d_y never overflows).
@@ -714,3 +729,179 @@ def global_minimizer_from_stats(
     widths = _widths(hidden_widths)
     p = min(Cxx.shape[0], Cyx.shape[0], *widths)
     return _critical_point(_spectrum_from_stats(Cxx, Cyx, None), widths, range(p), scale, rng)
+
+
+# ----------------------------------------------------------------------------- learned modes
+
+
+def mode_basis(Cxx, Cyx, rtol: float = MODE_RTOL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(l, U, G): the r modes of Sigma = Cyx Cxx^+ Cyx^T with l_i > rtol * l_1.
+
+    l (r,) descending, U (d_y, r) the eigenvectors u_i, G (d_x, r) the columns
+    g_i = Cyx^T u_i / l_i, so that the occupancy of mode i is u_i^T P g_i
+    (:func:`mode_occupancy`, ``kernels.polish.occupancy``). r is the numerical
+    rank of Sigma. Why ``rtol`` = 1e-10 relative to l_1: eigenvalues come from
+    the SVD of M = Cyx Cxx^(-1/2) (``sigma_spectrum``), so l_i = sv_i^2 has an
+    absolute error ~ eps l_1 and modes below 1e-10 l_1 (sv_i < 1e-5 sv_1) carry
+    no usable direction; they also move a level by less than 1e-10 l_1, below
+    the RTOL resolution of :func:`critical_values`. Raw (non-whitened) X is
+    handled by the pseudo-inverse: the occupancy whitens through Cxx.
+    """
+    Cxx, Cyx = _stats_matrices(Cxx, Cyx)
+    rtol = _rtol(rtol)
+    spec = _spectrum_from_stats(Cxx, Cyx, None)
+    l = spec.eigvals
+    keep = l > rtol * l[0] if l.size and l[0] > 0 else np.zeros(l.size, dtype=bool)
+    l, U = l[keep], spec.U[:, keep]
+    G = (Cyx.T @ U) / l if l.size else np.zeros((Cxx.shape[0], 0))
+    return l.copy(), np.ascontiguousarray(U), np.ascontiguousarray(G)
+
+
+def mode_occupancy(weights, stats, rtol: float = MODE_RTOL) -> np.ndarray:
+    """Occupancy u_i^T P Cyx^T u_i / l_i of each mode of :func:`mode_basis` (NumPy reference).
+
+    ``weights`` = [W_1, ..., W_K], ``stats`` = (Cxx, Cyx, ...) (e.g. ``Stats``).
+    At a critical point P = U_S U_S^T Cyx Cxx^+ it is 1 for i in S and 0
+    otherwise (u_i^T U_S U_S^T Cyx Cxx^+ Cyx^T u_i / l_i = [i in S] u_i^T Sigma
+    u_i / l_i); for whitened data (Cxx = I, Cyx = U diag(s) V^T) it is
+    u_i^T P v_i / s_i, Saxe et al.'s mode strength over its final value.
+    """
+    _, U, G = mode_basis(stats[0], stats[1], rtol)
+    P = np.eye(np.asarray(weights[0]).shape[1])
+    for W in weights:
+        P = np.asarray(W, dtype=np.float64) @ P
+    return np.einsum("ai,ab,bi->i", U, P, G)
+
+
+class LearnedModesError(ValueError):
+    """Occupancies not at a clean critical point; ``modes`` holds the rounded guess."""
+
+    def __init__(self, message: str, modes: tuple[int, ...], defect: float):
+        super().__init__(message)
+        self.modes = modes
+        self.defect = defect
+
+
+def _clusters(l: np.ndarray, rtol: float) -> list[np.ndarray]:
+    """Index runs of descending l whose neighbours are within rtol * l_1 (chained)."""
+    if l.size == 0:
+        return []
+    tol = rtol * l[0]
+    cuts = np.flatnonzero(l[:-1] - l[1:] > tol) + 1
+    return np.split(np.arange(l.size), cuts)
+
+
+def _learned(occupancy, l, cluster_rtol: float) -> tuple[tuple[int, ...], float]:
+    occ = np.asarray(occupancy, dtype=np.float64).ravel()
+    l = np.asarray(l, dtype=np.float64).ravel()
+    if occ.shape != l.shape:
+        raise ValueError(f"occupancy and l must have the same length, got {occ.size} and {l.size}")
+    if l.size > 1 and np.any(np.diff(l) > 0):
+        raise ValueError("l must be in descending order (as mode_basis returns it)")
+    S: list[int] = []
+    defect = 0.0
+    for idx in _clusters(l, cluster_rtol):
+        o = occ[idx]
+        total = float(np.sum(o))
+        count = min(max(round(total), 0), idx.size)
+        defect = max(defect, abs(total - count), float(np.max(-o)), float(np.max(o - 1.0)))
+        S.extend(int(i) for i in idx[:count])
+    return tuple(S), defect
+
+
+def mode_defect(occupancy, l, *, cluster_rtol: float = CLUSTER_RTOL) -> float:
+    """How far occupancies are from a clean critical point (0 there); see :func:`learned_modes`."""
+    return _learned(occupancy, l, _rtol(cluster_rtol))[1]
+
+
+def learned_modes(
+    occupancy,
+    l,
+    *,
+    tol: float = OCC_TOL,
+    cluster_rtol: float = CLUSTER_RTOL,
+    strict: bool = True,
+) -> tuple[int, ...]:
+    """The learned set S (sorted 0-based mode indices) from per-mode occupancies.
+
+    Modes whose eigenvalues l_i agree to ``cluster_rtol * l_1`` form a cluster.
+    Within a cluster the critical set is rotation-invariant (P = Q Q^T B for
+    any orthonormal Q spanning part of the eigenspace), so single occupancies
+    u_i^T Q Q^T u_i may be anywhere in [0, 1]; only their sum, the dimension
+    learned, is determined. S takes round(sum) modes of each cluster, its first
+    ones (any choice gives the same level). Default 1e-6: a polished point's
+    rotation within a near-degenerate pair is fixed only to ~ ||g|| / gap, which
+    is negligible for gaps above 1e-6 l_1 at the polish tolerance.
+
+    A cluster is clean when its sum is within ``tol`` of an integer and each
+    occupancy lies in [-tol, 1 + tol]. ``tol`` = 0.05: at polished points the
+    occupancies measured 0 and 1 to ~1e-6, while a point between two levels
+    (e.g. mid-transition) has occupancies far inside (0, 1); anything between is
+    not at a critical point of a clean S. Then ``strict`` raises
+    :class:`LearnedModesError` (with the rounded guess as ``.modes`` and the
+    defect as ``.defect``); ``strict=False`` returns the rounded guess.
+    """
+    tol = _number(tol, "tol")
+    S, defect = _learned(occupancy, l, _rtol(cluster_rtol))
+    if strict and defect > tol:
+        raise LearnedModesError(
+            f"occupancies {np.round(np.asarray(occupancy, dtype=float), 4).tolist()} are "
+            f"{defect:.3g} from a clean 0/1 pattern (tol {tol}): not at a critical point of "
+            f"a clean S (nearest guess {S})",
+            S,
+            defect,
+        )
+    return S
+
+
+def critical_level(S, l, yy) -> float:
+    """1/2 (yy - sum_{i in S} l_i), evaluated as 1/2 (r_0 + sum_{i not in S} l_i).
+
+    ``l`` holds the modes' eigenvalues (e.g. from :func:`mode_basis`),
+    r_0 = yy - sum(l) >= 0 the least-squares residual; the second form keeps
+    the relative accuracy of a level near L*.
+    """
+    l = np.asarray(l, dtype=np.float64).ravel()
+    yy = _yy(yy)
+    idx = np.asarray(list(S), dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= l.size or np.unique(idx).size != idx.size):
+        raise ValueError(f"S must hold distinct indices in 0..{l.size - 1}, got {list(S)}")
+    out = np.ones(l.size, dtype=bool)
+    out[idx] = False
+    if idx.size == 0:
+        return 0.5 * yy
+    return 0.5 * (max(yy - float(np.sum(l)), 0.0) + float(np.sum(l[out])))
+
+
+def kawaguchi_rank(weights, rtol: float = RANK_RTOL, ref: float | None = None) -> int:
+    """Numerical rank of W_H ... W_2, the product of the K - 2 middle layers.
+
+    Kawaguchi (2016) Theorem 2.3 (iv): at a saddle point, rank(W_H ... W_2) = p
+    implies a negative Hessian eigenvalue (a strict saddle). For K = 2 the empty
+    product is the identity of size d_1 (rank d_1); for K = 1 (no hidden layer,
+    convex loss, no saddles) we return p = min(d_x, d_y) so that the criterion
+    reads as vacuously met. Rank: singular values above ``rtol`` times the
+    largest, or times ``ref`` if that is larger. ``ref`` is the problem's own
+    scale of the product, e.g. l_1^((K-2)/(2K)), its largest singular value at the
+    balanced global minimizer: without it a point near W = 0 (all singular values
+    at the noise level of the polish) counts as full rank. Why 1e-3: at polished
+    points the singular values carried by unused hidden units measured below 1e-5
+    of the largest (they are the distance to
+    the exact critical set, ~ tol^(1/(K-1)) per layer), while those of learned
+    modes of a balanced point are (l_i / l_1)^((K-2)/(2K)) of it, above 1e-3
+    unless the learned eigenvalues span more than six decades.
+    """
+    Ws = [np.asarray(W, dtype=np.float64) for W in weights]
+    K = len(Ws)
+    if K == 1:
+        return int(min(Ws[0].shape))
+    if K == 2:
+        return int(Ws[0].shape[0])
+    M = Ws[1]
+    for W in Ws[2:-1]:
+        M = W @ M
+    sv = np.linalg.svd(M, compute_uv=False)
+    top = max(float(sv[0]) if sv.size else 0.0, 0.0 if ref is None else _number(ref, "ref"))
+    if top == 0:
+        return 0
+    return int(np.sum(sv > _rtol(rtol) * top))
