@@ -114,36 +114,42 @@ class StallConfig:
       local view: lam_min, lam_max (Lanczos, at most ``lanczos_iter`` iterations,
       relative tolerance ``lanczos_tol``) and ``local_class`` by the threshold rule
       (strict below -``neg_tol`` x lam_ref).
-    - Unless ``polish`` is off, Newton-MR (at most ``polish_newton`` steps, each
-      solved by at most ``polish_inner`` MINRES iterations on exact HVPs) converges
-      from the probe point to the critical point it shadows, accepted when
-      ||grad|| / g_ref <= ``polish_tol`` and its loss equals the analytic level of its
-      learned modes within ``level_tol`` x (L(0) - L*). Modes are learned or not by
-      their occupancy (within ``occupancy_tol`` of 0 or 1). The stall's class is that
-      point's: minimum at L*, strict_saddle if lambda_min < -``psd_tol`` x lam_ref,
-      else bad_saddle; ``rank_tol`` sets Kawaguchi's rank(W_{K-1}..W_2).
+    - Unless ``polish`` is off, the critical point the stall shadows is found from the
+      probe point: Newton-MR (each step solved by at most ``polish_inner`` MINRES
+      iterations on exact HVPs) to ||grad|| / g_ref <= ``rough_tol`` (at most
+      ``rough_newton`` steps), the balanced factorisation of the product reached (every
+      unused unit zero), then Newton-MR to ``polish_tol`` (at most ``polish_newton``
+      steps). It is accepted when converged, when its mode occupancies are within
+      ``occupancy_tol`` of a clean 0/1 pattern S, and when its loss equals the analytic
+      level of S within ``level_tol`` x (L(0) - L*); else the stall is ``unresolved``.
+      The stall's class is that point's: minimum at L*, strict_saddle if lambda_min <
+      -``psd_tol`` x lam_ref, else bad_saddle; ``rank_tol`` sets Kawaguchi's
+      rank(W_{K-1}..W_2) (singular values above rank_tol x its size at the balanced
+      global minimizer).
     - At most ``max_stalls`` stalls are recorded per run (later ones are counted).
     """
 
-    window: float = 10.0
+    window: float = 2.0
     rel_drop: float = 1e-2
-    min_length: float = 30.0
+    min_length: float = 8.0
     min_gap: float = 1e-4
     neg_tol: float = 1e-3
-    psd_tol: float = 1e-4
-    level_tol: float = 1e-6
+    psd_tol: float = 1e-6
+    level_tol: float = 1e-8
     occupancy_tol: float = 0.05
     rank_tol: float = 1e-3
     max_stalls: int = 16
     lanczos_iter: int = 120
     lanczos_tol: float = 1e-8
     polish: bool = True
-    polish_tol: float = 1e-9
-    polish_newton: int = 60
-    polish_inner: int = 60
+    rough_tol: float = 1e-4
+    rough_newton: int = 10
+    polish_tol: float = 1e-10
+    polish_newton: int = 20
+    polish_inner: int = 30
 
     def __post_init__(self) -> None:
-        for key in ("max_stalls", "lanczos_iter", "polish_newton", "polish_inner"):
+        for key in ("max_stalls", "lanczos_iter", "rough_newton", "polish_newton", "polish_inner"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"stall.{key} must be a positive integer, got {v!r}")
@@ -152,7 +158,7 @@ class StallConfig:
             if isinstance(v, bool) or not isinstance(v, int | float) or not (0 < v < math.inf):
                 raise ValueError(f"stall.{key} must be a positive time (a number), got {v!r}")
         for key in ("rel_drop", "min_gap", "neg_tol", "psd_tol", "level_tol", "occupancy_tol",
-                    "rank_tol", "lanczos_tol", "polish_tol"):  # fmt: skip
+                    "rank_tol", "lanczos_tol", "rough_tol", "polish_tol"):  # fmt: skip
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not (0 < v < 1):
                 raise ValueError(f"stall.{key} must be a number in (0, 1), got {v!r}")

@@ -39,42 +39,6 @@ def classify(lam_min, err_min, gap_rel, lam_ref, *, neg_tol: float, min_gap: flo
     return np.where(strict, "strict_saddle", np.where(above, "bad_saddle", "minimum"))
 
 
-def learned_modes(occupancy, eigvals, *, tol: float, cluster_rtol: float = 1e-8):
-    """The learned mode set S of each point from its mode occupancies (vectorised).
-
-    ``occupancy`` (R, r): u_i^T P Cyx^T u_i / l_i per point and mode, 1 for a learned
-    and 0 for an unlearned mode at every critical point. ``eigvals`` (r,): the
-    descending eigenvalues l_i of Sigma. Modes with equal eigenvalues (relative
-    difference <= ``cluster_rtol``) form a cluster, inside which the critical set is
-    invariant under rotations, so only the number learned is defined: it is the
-    rounded sum of the cluster's occupancies, and S takes that many of the cluster's
-    first indices. Returns ``(modes, clean)``: a list of sorted 0-based index tuples,
-    and whether every cluster sum lies within ``tol`` of an integer (a point near a
-    critical point; else S is the nearest set, not a critical set the point is at).
-    """
-    occ = np.atleast_2d(np.asarray(occupancy, dtype=float))
-    l = np.asarray(eigvals, dtype=float)
-    r = occ.shape[1]
-    starts = [0] + [i for i in range(1, r) if l[i - 1] - l[i] > cluster_rtol * l[i - 1]]
-    bounds = list(zip(starts, starts[1:] + [r], strict=True))
-    counts = np.stack([occ[:, a:b].sum(axis=1) for a, b in bounds], axis=1) if r else occ
-    rounded = np.clip(np.rint(np.nan_to_num(counts, nan=0.0)), 0, None).astype(np.int64)
-    clean = np.all(np.abs(counts - rounded) <= tol, axis=1) if r else np.ones(len(occ), bool)
-    modes = []
-    for row in rounded:
-        s: list[int] = []
-        for (a, b), c in zip(bounds, row, strict=True):
-            s.extend(range(a, a + min(int(c), b - a)))
-        modes.append(tuple(s))
-    return modes, clean
-
-
-def critical_level(modes, eigvals, yy: float) -> np.ndarray:
-    """1/2 (yy - sum_{i in S} l_i) for each S in ``modes``."""
-    l = np.asarray(eigvals, dtype=float)
-    return np.array([0.5 * (yy - float(l[list(s)].sum())) for s in modes], dtype=float)
-
-
 def classify_critical(
     converged, polish_loss, level, rel_lam_min, *, lstar, gap_scale, psd_tol, level_tol
 ) -> np.ndarray:
@@ -133,6 +97,7 @@ class Stall:
     local_lam_max: float
     local_rel_lam_min: float
     local_class: str
+    lanczos_iters: int
     polish_converged: bool
     polish_iters: int
     polish_grad_rel: float
@@ -140,6 +105,7 @@ class Stall:
     polish_loss: float
     lam_min: float
     lam_max: float
+    lam_min_err: float
     rel_lam_min: float
     kawaguchi_rank: int
     stall_class: str

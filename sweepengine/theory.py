@@ -791,22 +791,42 @@ def _clusters(l: np.ndarray, rtol: float) -> list[np.ndarray]:
     return np.split(np.arange(l.size), cuts)
 
 
-def _learned(occupancy, l, cluster_rtol: float) -> tuple[tuple[int, ...], float]:
-    occ = np.asarray(occupancy, dtype=np.float64).ravel()
+def learned_modes_batch(occupancy, l, *, cluster_rtol: float = CLUSTER_RTOL):
+    """:func:`learned_modes` of many points at once: ``occupancy`` (R, r) -> (the R sets
+    S as tuples, their defects (R,)); never raises on a defect (the caller decides)."""
+    occ = np.atleast_2d(np.asarray(occupancy, dtype=np.float64))
     l = np.asarray(l, dtype=np.float64).ravel()
-    if occ.shape != l.shape:
-        raise ValueError(f"occupancy and l must have the same length, got {occ.size} and {l.size}")
+    if occ.shape[1] != l.size:
+        raise ValueError(
+            f"occupancy and l must have the same length, got {occ.shape[1]} and {l.size}"
+        )
     if l.size > 1 and np.any(np.diff(l) > 0):
         raise ValueError("l must be in descending order (as mode_basis returns it)")
-    S: list[int] = []
-    defect = 0.0
-    for idx in _clusters(l, cluster_rtol):
-        o = occ[idx]
-        total = float(np.sum(o))
-        count = min(max(round(total), 0), idx.size)
-        defect = max(defect, abs(total - count), float(np.max(-o)), float(np.max(o - 1.0)))
-        S.extend(int(i) for i in idx[:count])
-    return tuple(S), defect
+    R = occ.shape[0]
+    counts, defect = [], np.zeros(R)
+    clusters = _clusters(l, _rtol(cluster_rtol))
+    for idx in clusters:
+        o = occ[:, idx]
+        total = o.sum(axis=1)
+        count = np.clip(np.rint(np.nan_to_num(total)), 0, idx.size).astype(np.int64)
+        defect = np.maximum.reduce([defect, np.abs(total - count), (-o).max(axis=1),
+                                    (o - 1.0).max(axis=1)])  # fmt: skip
+        counts.append(count)
+    modes = [
+        tuple(int(i) for idx, c in zip(clusters, row, strict=True) for i in idx[: int(c)])
+        for row in (np.stack(counts, axis=1) if counts else np.zeros((R, 0), dtype=np.int64))
+    ]
+    return modes, defect
+
+
+def _learned(occupancy, l, cluster_rtol: float) -> tuple[tuple[int, ...], float]:
+    occ = np.asarray(occupancy, dtype=np.float64).ravel()
+    if occ.shape != np.asarray(l).ravel().shape:
+        raise ValueError(
+            f"occupancy and l must have the same length, got {occ.size} and {np.size(l)}"
+        )
+    modes, defect = learned_modes_batch(occ[None, :], l, cluster_rtol=cluster_rtol)
+    return modes[0], float(defect[0])
 
 
 def mode_defect(occupancy, l, *, cluster_rtol: float = CLUSTER_RTOL) -> float:

@@ -25,7 +25,7 @@ from .kernels import lockstep, state
 from .kernels import trainer as kt
 from .landscape import hessian_extremes_info
 from .options import Optimizer, StallConfig, make_optimizer, time_per_step
-from .stalls import Stall, classify, classify_critical, critical_level, learned_modes
+from .stalls import Stall, classify, classify_critical
 from .stats import Stats
 
 STATUS = {state.CONVERGED: "converged", state.MAX_STEPS: "max_steps", state.DIVERGED: "diverged"}
@@ -53,7 +53,6 @@ class Reference:
 
 
 MIN_WINDOW = 4  # detection window in steps at least (StallConfig.window is a time)
-MODE_RTOL = 1e-10  # eigenvalues of Sigma below this x the largest are not modes
 
 
 def reference(stats: Stats, dims: Sequence[int]) -> Reference:
@@ -72,10 +71,8 @@ def reference(stats: Stats, dims: Sequence[int]) -> Reference:
     lam_ref = hessian_extremes_info(bal, stats=stats, maxiter=40, tol=1e-6).lam_max
     if not lam_ref > 0:  # nothing learnable: fall back to the regression curvature
         lam_ref = float(np.linalg.eigvalsh(stats.Cxx)[-1]) or 1.0
-    eigvals, U = theory.sigma_spectrum(stats.Cxx, stats.Cyx)
-    r = int(np.sum(eigvals > MODE_RTOL * max(eigvals[0], 0.0))) if eigvals.size else 0
-    U = np.ascontiguousarray(U[:, :r])
-    G = np.ascontiguousarray(stats.Cyx.T @ U / eigvals[:r]) if r else np.zeros((dims[0], 0))
+    eigvals, _ = theory.sigma_spectrum(stats.Cxx, stats.Cyx)
+    _, U, G = theory.mode_basis(stats.Cxx, stats.Cyx)
     mid = np.eye(int(dims[1])) if len(bal) > 1 else np.eye(1)
     for W in bal[1:-1]:
         mid = W @ mid
@@ -267,6 +264,7 @@ def train_flat(
         div_limit=DIVERGENCE_FACTOR * 0.5 * stats.yy if stats.yy > 0 else np.inf,
         stop_at_target=bool(stop_at_target), final_probe=bool(final_probe),
         lz_iter=cfg_stall.lanczos_iter, lz_tol=cfg_stall.lanczos_tol, g_ref=ref.g_ref,
+        rough_tol=cfg_stall.rough_tol, rough_newton=cfg_stall.rough_newton,
         polish_tol=cfg_stall.polish_tol, polish_newton=cfg_stall.polish_newton,
         polish_inner=cfg_stall.polish_inner, rank_tol=cfg_stall.rank_tol,
         mid_scale=ref.mid_scale, polish=cfg_stall.polish,
@@ -287,8 +285,9 @@ def train_flat(
     try:
         with blas_cap:
             kernel = _kernel(dims, opts[0].name, B)
-            kernel(theta, dims, prob, opts[0].code, runs_in, max_steps, record_every, cfg,
-                   losses, runs_out, stall_rows, occ)  # fmt: skip
+            rec = state.records
+            kernel(theta, dims, prob, opts[0].code, rec(runs_in), max_steps, record_every,
+                   rec(cfg), losses, rec(runs_out), rec(stall_rows), occ)  # fmt: skip
     finally:
         numba.set_num_threads(old_threads)
     steps = np.arange(nrec, dtype=np.int64) * record_every
@@ -390,9 +389,10 @@ class BatchOutput:
         dt = self.time_unit[run]
         gap = rows["loss"] - ref.global_minimum
         gap_rel = gap / ref.gap_scale
-        eig = ref.eigvals[: ref.modes_U.shape[1]]
-        modes, clean = learned_modes(occ, eig, tol=cfg.occupancy_tol)
-        level = critical_level(modes, eig, self.stats.yy) if modes else np.empty(0)
+        l = ref.eigvals[: ref.modes_U.shape[1]]
+        modes, defect = theory.learned_modes_batch(occ, l)
+        clean = defect <= cfg.occupancy_tol
+        level = np.array([theory.critical_level(S, l, self.stats.yy) for S in modes])
         if rows.size:
             near = theory.nearest_critical_value(rows["loss"], ref.eigvals, self.stats.yy,
                                                  ref.rank_cap)  # fmt: skip
@@ -454,6 +454,7 @@ class BatchOutput:
                 local_lam_max=float(r["local_lam_max"]),
                 local_rel_lam_min=float(st.local_rel_lam_min[i]),
                 local_class=str(st.local_class[i]),
+                lanczos_iters=int(r["lanczos_iters"]),
                 polish_converged=bool(r["polish_converged"]),
                 polish_iters=int(r["polish_iters"]),
                 polish_grad_rel=float(r["polish_grad_rel"]),
@@ -461,6 +462,7 @@ class BatchOutput:
                 polish_loss=float(r["polish_loss"]),
                 lam_min=float(r["lam_min"]),
                 lam_max=float(r["lam_max"]),
+                lam_min_err=float(r["err_min"]),
                 rel_lam_min=float(st.rel_lam_min[i]),
                 kawaguchi_rank=int(r["kawaguchi_rank"]),
                 stall_class=str(st.stall_class[i]),

@@ -445,7 +445,7 @@ BAD = [
         "optimizer.batch_size",
         "positive integer",
     ),
-    ({"stall.window": 0}, "stall.window", "positive integer"),
+    ({"stall.window": 0}, "stall.window", "positive time"),
     ({"stall.patience": 3}, "stall.patience", "unknown key"),
     ({"stall": 5}, "stall", "must be a table"),
 ]

@@ -53,9 +53,16 @@ def test_chunk_tables_equal_run_by_run_training():
         assert row.final_lam_min == t.lam_min and row.final_lam_max == t.lam_max
         to_target = None if np.isnan(row.steps_to_target) else int(row.steps_to_target)
         assert to_target == t.steps_to_target and row.n_stalls == t.n_stalls
-        for cls in ("strict_saddle", "bad_saddle", "minimum"):
+        for cls in ("strict_saddle", "bad_saddle", "minimum", "unresolved"):
             want = sum(s.length for s in t.stalls if s.stall_class == cls)
             assert row[f"steps_in_{cls}"] == want
+            time = sum(s.duration for s in t.stalls if s.stall_class == cls)
+            assert row[f"time_in_{cls}"] == pytest.approx(time, rel=1e-12, abs=1e-12)
+        assert row.time_unit == t.time_unit
+        if t.stalls:
+            longest = max(t.stalls, key=lambda s: s.duration)
+            assert row.first_stall_class == t.stalls[0].stall_class
+            assert row.longest_stall_class == longest.stall_class
         assert (row.seed, row.init_scheme, row.init_scale) == (r.seed, r.init_scheme, r.init_scale)
         assert row.lr == r.optimizer.lr and json.loads(row.optimizer_params) == {}
         assert list(row.widths) == [3, 3] and row.n_params == 4 * 3 + 3 * 3 + 3 * 3
@@ -66,7 +73,9 @@ def test_chunk_tables_equal_run_by_run_training():
             assert (s.loss, s.gap_rel, s.lam_min, s.lam_max) == (
                 ref.loss, ref.gap_rel, ref.lam_min, ref.lam_max)  # fmt: skip
             assert (s.critical_value, s.critical_rank) == (ref.critical_value, ref.critical_rank)
-            assert (s.lam_min_err, s.lanczos_iters) == (ref.err_min, ref.lanczos_iters)
+            assert (s.lam_min_err, s.lanczos_iters) == (ref.lam_min_err, ref.lanczos_iters)
+            assert list(s.modes) == list(ref.modes) and s.start_time == ref.start_time
+            assert (s.local_lam_min, s.local_class) == (ref.local_lam_min, ref.local_class)
             assert (s.rel_lam_min, s.stall_class) == (ref.rel_lam_min, ref.stall_class)
         n_stalls += len(t.stalls)
         c = curves[curves.run_id == r.run_id].sort_values("step")

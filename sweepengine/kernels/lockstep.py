@@ -20,7 +20,7 @@ from .chain import node_offsets, param_offsets
 from .objective import ws_size
 from .polish import polish_work_size
 from .simd import add4, load4, madd4, madd4s, splat4, store4, zero4
-from .state import GD, MOMENTUM, NESTEROV, PGD, RING, RUN_STATE
+from .state import GD, MOMENTUM, NESTEROV, PGD, RING, new_states
 from .trainer import (
     A_END_STALL,
     A_SAVE_PROBE,
@@ -276,7 +276,7 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
     probe = np.empty((nb, n))
     rings = np.empty((nb, RING))
     rngs = np.empty((nb, 1), dtype=np.uint64)
-    states = np.zeros(nb, dtype=RUN_STATE)
+    states = new_states(nb)
     last = np.zeros(nb, dtype=np.int64)
     for b in range(nb):
         reset_state(states[b])

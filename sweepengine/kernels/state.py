@@ -22,6 +22,8 @@ the problem (the occupancy of each mode) live in plain arrays beside them.
 from typing import NamedTuple
 
 import numpy as np
+from numba import config
+from numba.extending import overload
 
 # optimizer codes (see sweepengine.options.OPTIMIZERS)
 GD, MOMENTUM, NESTEROV, SGD, ADAM, PGD = 0, 1, 2, 3, 4, 5
@@ -62,8 +64,10 @@ CONFIG = np.dtype(
         ("lz_iter", np.int64),  # Lanczos iterations at most
         ("lz_tol", np.float64),  # Lanczos relative residual tolerance
         ("g_ref", np.float64),  # gradient scale sqrt(lam_ref * gap_scale)
+        ("rough_tol", np.float64),  # first pass: ||grad|| / g_ref <= this, then balance
+        ("rough_newton", np.int64),  # first pass: Newton-MR iterations at most
         ("polish_tol", np.float64),  # converged when ||grad|| / g_ref <= this
-        ("polish_newton", np.int64),  # Newton-MR iterations at most
+        ("polish_newton", np.int64),  # Newton-MR iterations at most (second pass)
         ("polish_inner", np.int64),  # MINRES iterations per Newton step at most
         ("rank_tol", np.float64),  # singular values above rank_tol * mid_scale count
         ("mid_scale", np.float64),  # norm of W_{K-1}..W_2 at the balanced global minimizer
@@ -170,3 +174,22 @@ def config_record(**fields) -> np.ndarray:
     for k, v in fields.items():
         rec[k] = v
     return rec
+
+
+def records(a: np.ndarray) -> np.ndarray:
+    """``a`` as the kernels index it: as is when compiled; a ``np.recarray`` view when
+    Numba's JIT is disabled, so that plain Python reads ``rec.field`` as Numba does."""
+    return a.view(np.recarray) if config.DISABLE_JIT else a
+
+
+def new_states(n):
+    """n zeroed ``RUN_STATE`` records (inside kernels; see :func:`records`)."""
+    return np.zeros(n, dtype=RUN_STATE).view(np.recarray)
+
+
+@overload(new_states)
+def _new_states_compiled(n):
+    def impl(n):
+        return np.zeros(n, dtype=RUN_STATE)
+
+    return impl

@@ -27,7 +27,7 @@ from .objective import (
     sq_norm,
     ws_size,
 )
-from .polish import occupancy, polish, polish_work_size
+from .polish import balance, occupancy, polish, polish_work_size
 from .rng import next_normal, next_uniform
 from .spectrum import lanczos_extremes
 from .state import (
@@ -39,8 +39,8 @@ from .state import (
     MOMENTUM,
     NESTEROV,
     RING,
-    RUN_STATE,
     SGD,
+    new_states,
 )
 
 # what the driver must do after ``track``
@@ -156,8 +156,17 @@ def middle_rank(theta, dims, poff, tol):
 @njit(**JIT)
 def examine_stall(row, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work, cfg, seed):
     """The local Hessian at the probe point, then (unless polishing is off) the
-    critical point it shadows: Newton-MR from the probe point, the Hessian there, the
-    mode occupancies and Kawaguchi's rank."""
+    critical point the stall shadows (docs/maths.md, "The shadowed critical point"):
+
+    1. Newton-MR from the probe point to ||grad|| / g_ref <= ``rough_tol``: close to the
+       critical family of the stall's learned set S (same product P);
+    2. ``balance``: the balanced rank-|S| factorisation of that P, |S| the rounded
+       sum of the mode occupancies, with every unused hidden unit exactly zero (the
+       family's canonical member; Newton-MR alone may land on a strict member next to
+       a bad saddle, with unused units at the init scale);
+    3. Newton-MR again to ``polish_tol``; then the Hessian extremes (Lanczos), the
+       occupancies and Kawaguchi's rank(W_{K-1}..W_2) there.
+    """
     lz = np.empty(5)
     loss_grad_stats_at(probe_theta, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
     lanczos_extremes(probe_theta, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
@@ -178,17 +187,29 @@ def examine_stall(row, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work,
         return
     n = probe_theta.size
     x = work[:n]
+    scratch = work[n:]
     x[:] = probe_theta
-    pout = np.empty(6)
-    polish(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, work[n:], cfg.g_ref,
-           cfg.polish_tol, cfg.polish_newton, cfg.polish_inner, pout)  # fmt: skip
+    rough = np.empty(6)
+    fine = np.empty(6)
+    polish(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, scratch, cfg.g_ref,
+           cfg.rough_tol, cfg.rough_newton, cfg.polish_inner, rough)  # fmt: skip
+    occupancy(x, dims, poff, noff, ws, prob.U, prob.G, occ)
+    learned = 0.0
+    for v in occ:
+        learned += v
+    balance(x, dims, poff, noff, ws, max(int(np.rint(learned)), 0))
+    polish(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, scratch, cfg.g_ref,
+           cfg.polish_tol, cfg.polish_newton, cfg.polish_inner, fine)  # fmt: skip
     row.polished = True
-    row.polish_grad_rel = pout[0]
-    row.polish_iters = int(pout[1])
-    row.polish_hvps = int(pout[2])
-    row.polish_converged = pout[3] != 0.0
-    row.polish_distance = pout[4]
-    row.polish_loss = pout[5]
+    row.polish_grad_rel = fine[0]
+    row.polish_iters = int(rough[1] + fine[1])
+    row.polish_hvps = int(rough[2] + fine[2])
+    row.polish_converged = fine[3] != 0.0
+    d2 = 0.0
+    for i in range(n):
+        d2 += (x[i] - probe_theta[i]) ** 2
+    row.polish_distance = np.sqrt(d2)
+    row.polish_loss = fine[5]
     loss_grad_stats_at(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
     occupancy(x, dims, poff, noff, ws, prob.U, prob.G, occ)
     lanczos_extremes(x, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
@@ -326,7 +347,7 @@ def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, o
     Rb = np.empty((dims[dims.size - 1], bsz))
     # a record does not own its memory: ``state`` must stay referenced until the end
     # (its last use below), or Numba frees the array while ``st`` still points into it
-    state = np.zeros(1, dtype=RUN_STATE)
+    state = new_states(1)
     st = state[0]
     reset_state(st)
     losses[:] = np.nan
