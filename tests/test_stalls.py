@@ -125,7 +125,6 @@ def test_leaving_a_minimum_at_too_large_a_learning_rate_is_no_saddle_stall():
     """Start at the global minimizer with lr above 2 / lambda_max: the loss oscillates
     and grows; that is instability, never a saddle stall."""
     X, Y = _problem()
-    dims = [4, 4, 4]
     Wstar = theory.global_minimizer(X, Y, [4])
     lam_max = se.hessian_extremes(Wstar, X, Y)[1]
     rng = np.random.default_rng(0)
@@ -143,7 +142,6 @@ def test_started_at_constructed_critical_points_the_class_is_the_theorys(H):
     towards the stronger mode descends at second order); when S is the top |S| modes,
     the unused units are at zero and the Hessian is PSD: a bad saddle."""
     X, Y = _problem([3.0, 2.0, 1.0], d=3)
-    dims = [3] + [3] * H + [3]
     lstar = se.global_minimum(X, Y, [3] * H)
     rng = np.random.default_rng(H)
     for S in [(), (0,), (1,), (0, 2), (1, 2), (0, 1)]:
