@@ -53,6 +53,7 @@ class Reference:
 
 
 MIN_WINDOW = 4  # detection window in steps at least (StallConfig.window is a time)
+MIN_WINDOWS = 3  # a stall lasts this many detection windows at least
 
 
 def reference(stats: Stats, dims: Sequence[int]) -> Reference:
@@ -309,7 +310,9 @@ def run_inputs(opts: Sequence[Optimizer], seeds: np.ndarray, stall: StallConfig,
     runs_in["dt"] = dt
     runs_in["window"] = window
     runs_in["stride"] = (window + state.RING - 2) // (state.RING - 1)  # window/stride < RING
-    runs_in["min_length"] = np.maximum(1, np.rint(stall.min_length / dt)).astype(np.int64)
+    # ... and a stall at least MIN_WINDOWS windows long (inactive unless dt is coarse)
+    min_length = np.maximum(MIN_WINDOWS * window, np.rint(stall.min_length / dt))
+    runs_in["min_length"] = min_length.astype(np.int64)
     return runs_in
 
 
