@@ -529,6 +529,11 @@ class Store:
         failed = {r for rec in self.failures() for r in rec["run_ids"]}
         return failed - self.done_run_ids() if failed else set()
 
+    def prune_failures(self) -> None:
+        """Drop failure records whose runs are all done (also done by :meth:`recover`)."""
+        with self._locked():
+            self._prune_failures(self._scan())
+
     def _prune_failures(self, s: Scan) -> None:
         d = self.out_dir / FAILED
         if not d.is_dir():
