@@ -127,14 +127,14 @@ def test_workers_join_with_tls_credentials(kind, tmp_path):
     config[f"jobqueue.{kind}.shared-temp-directory"] = str(tmp_path)
     with dask.config.set(config):
         cluster = batch_cluster(kind, jobs=0, scheduler_options=LOOPBACK)
-    try:
-        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
-        script = cluster.job_script()
-        for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):
-            m = re.search(rf"{flag} (\S+)", script)
-            assert m, (flag, script)
-            assert m[1].startswith(str(tmp_path)), m[1]
-            assert stat.S_IMODE(os.stat(m[1]).st_mode) == 0o600
-        assert "tcp://" not in script
-    finally:
-        cluster.close()
+        try:
+            assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+            script = cluster.job_script()
+            for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):
+                m = re.search(rf"{flag} (\S+)", script)
+                assert m, (flag, script)
+                assert m[1].startswith(str(tmp_path)), m[1]
+                assert stat.S_IMODE(os.stat(m[1]).st_mode) == 0o600
+            assert "tcp://" not in script
+        finally:
+            cluster.close()
