@@ -271,8 +271,9 @@ def _evaluate(
     delete: list[Path] = []
     for stem, path in files["runs"].items():
         info = inspect(path, "runs", stem, cache)
-        if info.error:
+        if info.error:  # the unit's other files go with it (kept for inspection)
             quarantine.append(path)
+            quarantine.extend(files[n][stem] for n in ("stalls", "curves") if stem in files[n])
             continue
         m = info.meta
         unit = Unit(
@@ -598,6 +599,8 @@ def verify_file(path: Path, expect_sha: str | None = None) -> tuple[str | None, 
     sha = hashlib.sha256(data).hexdigest()
     if expect_sha is not None and sha != expect_sha:
         return f"sha256 {sha[:12]} differs from the {expect_sha[:12]} recorded at write", sha
+    if data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+        return "not a Parquet file (magic bytes)", sha
     try:
         with pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True) as pf:
             for i in range(pf.metadata.num_row_groups):
