@@ -11,7 +11,8 @@ done in OUT (never a count), so rows of another spec or another package
 version never count as this spec's.
 
 Faults: a worker that dies mid-chunk has its task re-run elsewhere by Dask
-(up to ``retries`` more times); a finished chunk is on disk before it counts,
+(and a chunk whose workers keep dying, ``KilledWorker``, is submitted again up
+to ``retries`` more times); a finished chunk is on disk before it counts,
 so killing this process loses nothing finished and a rerun trains only what is
 missing. Chunk ids hash their run ids and a part is replaced, never appended,
 so nothing is ever written twice. A chunk whose training raised is tried again
@@ -265,7 +266,7 @@ def run_sweep(
 ) -> SweepReport:
     """Run every run of ``spec`` whose id is not done in ``out_dir``; see the module
     docstring. ``retries``: further attempts of a chunk after an error that may not
-    recur (and Dask's retries of a task). ``retry_failed``: train runs recorded as
+    recur (in training, or of the task: ``KilledWorker``). ``retry_failed``: train runs recorded as
     failed too. ``allow_version_change``: accept a directory made by another
     package version, moving its results aside (see ``store.open_store``)."""
     from distributed import as_completed
@@ -328,9 +329,7 @@ def run_sweep(
                 key = f"chunk-{cid}" if attempt == 1 else f"chunk-{cid}-try{attempt}"
                 inflight[key] = (cid, runs, attempt)
                 sizes[cid] = len(runs)
-                fut = c.submit(
-                    _train_chunk, cid, runs, spec.name, key=key, retries=retries, pure=False,
-                )  # fmt: skip
+                fut = c.submit(_train_chunk, cid, runs, spec.name, key=key, pure=False)
                 pending.add(fut)
 
             def submit_next() -> bool:
@@ -358,12 +357,20 @@ def run_sweep(
                     if not lost and c.status in ("closing", "closed"):
                         lost = True
                         log.error("lost the Dask scheduler: stopping; rerun to finish the sweep")
+                    err = "".join(traceback.format_exception_only(e)).strip()
                     if lost:  # not the chunk's fault: left pending for a rerun
-                        log.error("chunk %s is left for a rerun: %r", cid, e)
+                        log.error("chunk %s is left for a rerun: %s", cid, err)
                         report.failed_chunks.append(cid)
+                    elif attempt <= retries and worth_retrying(err):  # e.g. KilledWorker
+                        log.warning("chunk %s failed (%s): trying again (attempt %d of %d)",
+                                    cid, err, attempt + 1, retries + 1)  # fmt: skip
+                        report.retried += 1
+                        fut.release()
+                        sizes.pop(cid, None)
+                        submit(cid, runs, attempt + 1)
+                        continue
                     else:
-                        err = "".join(traceback.format_exception_only(e)).strip()
-                        give_up(cid, runs, err, attempt + retries)
+                        give_up(cid, runs, err, attempt)
                 else:
                     error = _failure(res)
                     if error is None:
