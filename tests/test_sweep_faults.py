@@ -12,6 +12,7 @@ import json
 import subprocess
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sweepengine import _version
@@ -131,8 +132,9 @@ def test_resume_matches_ids_not_counts(tiny, tmp_path):
     lost = part_files(out)[:2]
     n_lost = sum(pd.read_parquet(p).shape[0] for p in lost)
     foreign = read_runs(out).slice(0, n_lost + 3)
-    foreign = foreign.set_column(0, "run_id", [f"0ld{r}" for r in foreign["run_id"].to_pylist()])
-    foreign = foreign.set_column(2, "chunk_id", ["old-spec"] * foreign.num_rows)
+    old_ids = pa.array([f"0ld{r}" for r in foreign["run_id"].to_pylist()])
+    foreign = foreign.set_column(0, "run_id", old_ids)
+    foreign = foreign.set_column(2, "chunk_id", pa.array(["old-spec"] * foreign.num_rows))
     store = open_store(out)
     with store.lock():
         store.write_chunk("old-spec", foreign)
@@ -193,7 +195,13 @@ def test_embedded_cluster_refuses_clients_without_credentials():
         assert address.startswith("tls://127.0.0.1:")
         assert c.submit(sum, [1, 2]).result(timeout=60) == 3  # its own client works
         plain = address.replace("tls://", "tcp://")
-        for addr, sec in ((plain, None), (address, None), (address, Security.temporary())):
-            with pytest.raises((OSError, TimeoutError)):
+        attempts = [
+            (plain, None, (OSError, TimeoutError)),  # no TLS: the handshake never completes
+            (address, None, TypeError),  # TLS without any credentials: no context at all
+            (address, Security.temporary(), (OSError, TimeoutError)),  # someone else's
+        ]
+        for addr, sec, refused in attempts:
+            with pytest.raises(refused):
                 with Client(addr, security=sec, timeout="3s") as intruder:
                     intruder.submit(sum, [1, 2]).result(timeout=5)
+        assert c.submit(sum, [3, 4]).result(timeout=60) == 7  # and it still works
