@@ -205,3 +205,66 @@ def test_embedded_cluster_refuses_clients_without_credentials():
                 with Client(addr, security=sec, timeout="3s") as intruder:
                     intruder.submit(sum, [1, 2]).result(timeout=5)
         assert c.submit(sum, [3, 4]).result(timeout=60) == 7  # and it still works
+
+
+def test_tls_scheduler_with_site_credentials(tiny, tmp_path):
+    """``--scheduler tls://...``: joined with the credentials in dask's configuration;
+    without them, refused with a message saying what to set."""
+    import dask
+    from distributed.security import Security
+
+    from tests.test_sweep import DaskProcs, _stop
+
+    _, spec, clean = tiny
+    sec = Security.temporary()
+    files = {}
+    for name, pem in (("ca", sec.tls_ca_file), ("cert", sec.tls_scheduler_cert),
+                      ("key", sec.tls_scheduler_key)):  # fmt: skip
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text(pem)
+        files[name].chmod(0o600)
+    tls = ["--tls-ca-file", str(files["ca"]), "--tls-cert", str(files["cert"]),
+           "--tls-key", str(files["key"])]  # fmt: skip
+    sfile = tmp_path / "scheduler.json"
+    sched = subprocess.Popen(
+        [*_exe("dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--protocol", "tls",
+         "--scheduler-file", str(sfile), "--no-dashboard", *tls],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    procs = DaskProcs(tmp_path, "", sched, [])
+    try:
+        import time
+
+        deadline = time.monotonic() + 60
+        while not sfile.exists() or not procs.address:
+            assert time.monotonic() < deadline and sched.poll() is None
+            try:
+                procs.address = json.loads(sfile.read_text())["address"]
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.1)
+        assert procs.address.startswith("tls://127.0.0.1:")
+        worker = subprocess.Popen(
+            [*_exe("dask"), "worker", "--scheduler-file", str(sfile), "--nthreads", "1",
+             "--host", "127.0.0.1", "--no-dashboard", "--death-timeout", "30", *tls],
+            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        procs.workers.append(worker)
+        with pytest.raises(ValueError, match="no client credentials.*tls.ca-file"):
+            run_sweep(spec, tmp_path / "refused", scheduler=procs.address, progress=False)
+        site = {
+            "distributed.comm.tls.ca-file": str(files["ca"]),
+            "distributed.comm.tls.client.cert": str(files["cert"]),
+            "distributed.comm.tls.client.key": str(files["key"]),
+        }
+        with dask.config.set(site):
+            report = run_sweep(spec, tmp_path / "out", scheduler=procs.address, max_chunk=4,
+                               progress=False)  # fmt: skip
+        assert report.complete and report.trained == spec.n_runs
+        pd.testing.assert_frame_equal(runs_frame(tmp_path / "out"), runs_frame(clean),
+                                      check_exact=True)  # fmt: skip
+    finally:
+        for p in procs.workers:
+            _stop(p)
+        _stop(sched)
