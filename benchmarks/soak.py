@@ -6,7 +6,8 @@
    1-2, width 2, two init scales, GD, 200 steps, curves every 50 steps) on the
    embedded cluster (2 workers, chunks of ``--chunk`` runs) into OUT/clean.
 2. The same sweep into OUT/soak, while a killer SIGKILLs a random worker
-   process of the sweep every KILL_EVERY seconds (its nanny starts a new one;
+   process of the sweep every KILL_EVERY seconds once it is training (its
+   nanny starts a new one;
    Dask reruns its chunks elsewhere), and SIGKILLs the whole client (``run``
    process, its nannies and workers) CLIENT_KILLS times, each time after
    another share of the runs is on disk; the sweep is then started again, as
@@ -127,6 +128,11 @@ def soak(root: Path, seeds: int = 5000, kill_every: float = 3.0, client_kills: i
         stop = threading.Event()
 
         def killer(proc=proc, stop=stop) -> None:
+            # kill workers only once this start is training (a part written since it
+            # began): a worker killed while the cluster starts fails the start itself
+            start_parts = _parts_on_disk(out)
+            while not stop.wait(0.2) and _parts_on_disk(out) == start_parts:
+                pass
             next_kill = time.monotonic() + kill_every
             while not stop.wait(0.2):
                 if thresholds and _parts_on_disk(out) * chunk >= thresholds[0]:

@@ -137,7 +137,8 @@ def test_crash_at_every_step_of_writing_and_compacting(child, tmp_path):
     n_steps = int(clean.stdout.split()[-1])
     assert n_steps > 40  # 5 chunk writes of 3 files and a compaction: many steps
     assert_equal_to_clean(tmp_path / "clean")
-    for k in range(1, n_steps + 1):
+
+    def crash_and_resume(k: int) -> None:
         out = tmp_path / f"crash-{k}"
         proc = run_child(child, out, k)
         assert proc.returncode == 77, (k, proc.stderr)
@@ -145,6 +146,12 @@ def test_crash_at_every_step_of_writing_and_compacting(child, tmp_path):
         assert_equal_to_clean(out)
         assert not [p for t in TABLES if (out / t).is_dir() for p in (out / t).glob(".*")], k
         shutil.rmtree(out)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # one child per core
+        for f in [pool.submit(crash_and_resume, k) for k in range(1, n_steps + 1)]:
+            f.result()
 
 
 # -- flipped bytes -----------------------------------------------------------------
