@@ -6,9 +6,11 @@
    1-2, width 2, two init scales, GD, 200 steps, curves every 50 steps) on the
    embedded cluster (2 workers, chunks of ``--chunk`` runs) into OUT/clean.
 2. The same sweep into OUT/soak, while a killer SIGKILLs a random worker
-   process of the sweep every KILL_EVERY seconds once it is training (its
-   nanny starts a new one;
-   Dask reruns its chunks elsewhere), and SIGKILLs the whole client (``run``
+   process of the sweep every KILL_EVERY seconds once it is training and all
+   its workers are up (its nanny starts a new one and Dask reruns its chunks
+   elsewhere; a first version that also killed workers still starting up left
+   the embedded cluster with no worker at all and the sweep waiting, see
+   results/soak.md), and SIGKILLs the whole client (``run``
    process, its nannies and workers) CLIENT_KILLS times, each time after
    another share of the runs is on disk; the sweep is then started again, as
    a user would, until it exits 0.
@@ -141,8 +143,14 @@ def soak(root: Path, seeds: int = 5000, kill_every: float = 3.0, client_kills: i
                     kills["client"] += 1
                     return
                 if time.monotonic() >= next_kill:
-                    next_kill = time.monotonic() + kill_every
+                    # a worker killed while it still starts makes its nanny give up:
+                    # kill only when every worker is up and has been for a second
                     victims = _workers(proc.pid)
+                    if len(victims) < workers or any(
+                        time.time() - v.create_time() < 1.0 for v in victims
+                    ):
+                        continue
+                    next_kill = time.monotonic() + kill_every
                     if victims:
                         try:
                             rng.choice(victims).kill()
