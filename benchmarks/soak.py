@@ -7,10 +7,11 @@
    embedded cluster (2 workers, chunks of ``--chunk`` runs) into OUT/clean.
 2. The same sweep into OUT/soak, while a killer SIGKILLs a random worker
    process of the sweep every KILL_EVERY seconds once it is training and all
-   its workers are up (its nanny starts a new one and Dask reruns its chunks
-   elsewhere; a first version that also killed workers still starting up left
-   the embedded cluster with no worker at all and the sweep waiting, see
-   results/soak.md), and SIGKILLs the whole client (``run``
+   its worker processes have been up for MIN_AGE_S (its nanny starts a new
+   one and Dask reruns its chunks elsewhere; a worker killed while its nanny
+   is still starting it is not restarted, and a first version of this script
+   that killed such workers left the embedded cluster with no worker and the
+   sweep waiting: see results/soak.md), and SIGKILLs the whole client (``run``
    process, its nannies and workers) CLIENT_KILLS times, each time after
    another share of the runs is on disk; the sweep is then started again, as
    a user would, until it exits 0.
@@ -39,6 +40,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEMENT = ["chunk_id", "worker", "wall_time_s", "compile_time_s"]
+MIN_AGE_S = 15.0  # a worker process younger than this may still be starting: spared
 
 
 def spec_text(seeds: int) -> str:
@@ -143,11 +145,12 @@ def soak(root: Path, seeds: int = 5000, kill_every: float = 3.0, client_kills: i
                     kills["client"] += 1
                     return
                 if time.monotonic() >= next_kill:
-                    # a worker killed while it still starts makes its nanny give up:
-                    # kill only when every worker is up and has been for a second
+                    # a worker killed while its nanny still starts it is not restarted
+                    # (distributed logs "Failed to restart worker"): kill only when every
+                    # worker process has been up for MIN_AGE_S, so it has joined
                     victims = _workers(proc.pid)
                     if len(victims) < workers or any(
-                        time.time() - v.create_time() < 1.0 for v in victims
+                        time.time() - v.create_time() < MIN_AGE_S for v in victims
                     ):
                         continue
                     next_kill = time.monotonic() + kill_every
@@ -163,6 +166,7 @@ def soak(root: Path, seeds: int = 5000, kill_every: float = 3.0, client_kills: i
         _, err = proc.communicate(timeout=3600)
         stop.set()
         th.join()
+        (root / f"soak-start-{kills['starts']}.log").write_text(err)
         if proc.returncode == 0:
             break
         if proc.returncode != -signal.SIGKILL:
