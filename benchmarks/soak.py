@@ -43,11 +43,11 @@ PLACEMENT = ["chunk_id", "worker", "wall_time_s", "compile_time_s"]
 MIN_AGE_S = 15.0  # a worker process younger than this may still be starting: spared
 
 
-def spec_text(seeds: int) -> str:
+def spec_text(seeds: int, max_steps: int = 200) -> str:
     return f"""
 name = "soak"
 seeds = {{ range = [0, {seeds}] }}
-max_steps = 200
+max_steps = {max_steps}
 record_every = 50
 
 [problem]
@@ -103,7 +103,8 @@ def _parts_on_disk(out: Path) -> int:
 
 
 def soak(root: Path, seeds: int = 5000, kill_every: float = 3.0, client_kills: int = 2,
-         chunk: int = 100, workers: int = 2, seed: int = 0) -> dict:  # fmt: skip
+         chunk: int = 100, workers: int = 2, seed: int = 0,
+         max_steps: int = 200) -> dict:  # fmt: skip
     """Run the clean and the soak sweep under ``root``; returns the numbers and checks."""
     import pandas as pd
 
@@ -113,7 +114,7 @@ def soak(root: Path, seeds: int = 5000, kill_every: float = 3.0, client_kills: i
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
     spec_path = root / "soak.toml"
-    spec_path.write_text(spec_text(seeds))
+    spec_path.write_text(spec_text(seeds, max_steps))
     n_runs = load_spec(spec_path).n_runs
 
     t = time.monotonic()
@@ -206,14 +207,17 @@ def main() -> None:
     p.add_argument("--kill-every", type=float, default=3.0)
     p.add_argument("--client-kills", type=int, default=2)
     p.add_argument("--chunk", type=int, default=100)
+    p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--root", default="/tmp/sweepengine-soak")
     args = p.parse_args()
     import shutil
 
     shutil.rmtree(args.root, ignore_errors=True)
-    r = soak(Path(args.root), args.seeds, args.kill_every, args.client_kills, args.chunk)
+    r = soak(Path(args.root), args.seeds, args.kill_every, args.client_kills, args.chunk,
+             max_steps=args.max_steps)  # fmt: skip
     cmd = (f"python benchmarks/soak.py --seeds {args.seeds} --kill-every {args.kill_every} "
-           f"--client-kills {args.client_kills} --chunk {args.chunk}")  # fmt: skip
+           f"--client-kills {args.client_kills} --chunk {args.chunk} "
+           f"--max-steps {args.max_steps}")  # fmt: skip
     lines = [
         "# Soak: a sweep while workers and the client are killed",
         "",
@@ -237,6 +241,16 @@ def main() -> None:
         "compared exactly with pandas, placement columns chunk_id, worker, wall_time_s and "
         "compile_time_s excluded), with exactly one row per run: "
         f"{'yes' if r['identical'] else 'NO'}.",
+        "",
+        f"A worker is killed only when every worker process of the sweep has been up for "
+        f"{MIN_AGE_S:g} s (so it has joined; hence fewer kills than one per "
+        f"{args.kill_every:g} s). Found on the way: a worker process killed while its nanny "
+        "is still starting it is not restarted (distributed's nanny logs \"Failed to restart "
+        'worker after its process exited" and stays up without a worker). Two first '
+        "attempts of this soak that killed such workers left the embedded cluster with no "
+        "worker at all, and the sweep waited (no error, no progress) until it was stopped; "
+        "a rerun then finished it. `run` has no watchdog for an embedded cluster that has "
+        "lost every worker yet.",
         "",
     ]
     (ROOT / "results" / "soak.md").write_text("\n".join(lines))
