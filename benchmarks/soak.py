@@ -248,8 +248,8 @@ def main() -> None:
         "is still starting it is not restarted (distributed's nanny logs \"Failed to restart "
         'worker after its process exited" and stays up without a worker). Two first '
         "attempts of this soak that killed such workers left the embedded cluster with no "
-        "worker at all, and the sweep waited (no error, no progress) until it was stopped; "
-        "a rerun then finished it. `run` has no watchdog for an embedded cluster that has "
+        "worker at all, and the sweep waited (no error, no progress) until it was stopped "
+        "by hand. `run` has no watchdog for an embedded cluster that has "
         "lost every worker yet.",
         "",
     ]
