@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError as _PNF
-from importlib.metadata import version as _version
+from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING
 
 # public name -> module that defines it
@@ -82,6 +82,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .training import train_batch as train_batch
 
 try:
-    __version__ = _version("sweepengine")
+    __version__ = _dist_version("sweepengine")
 except _PNF:  # running from a source tree without installation
     __version__ = "0+unknown"

@@ -19,7 +19,7 @@ log = logging.getLogger("sweepengine")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .store import SpecMismatchError, StoreLockedError
+    from .store import SpecMismatchError, StoreLockedError, VersionMismatchError
     from .sweep import SpecError, load_spec, run_sweep
 
     try:
@@ -46,8 +46,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = run_sweep(
             spec, out, client=client, scheduler=args.scheduler, n_workers=args.workers,
             threads_per_worker=args.threads, max_chunk=args.chunk, progress=not args.quiet,
+            retries=args.retries, retry_failed=args.retry_failed,
+            allow_version_change=args.allow_version_change,
         )  # fmt: skip
-    except (SpecMismatchError, StoreLockedError) as e:
+    except (SpecMismatchError, StoreLockedError, VersionMismatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
@@ -61,6 +63,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({rate:.1f} runs/s); {report.already_done} were already done; "
         f"{len(report.failed_chunks)} chunks failed"
     )
+    if report.failed_runs:
+        how = (f"{report.skipped_failed} failed before and were skipped; "
+               if report.skipped_failed else "")  # fmt: skip
+        print(
+            f"{report.failed_runs} runs failed ({how}see `sweepengine status {out}` for the "
+            "errors; rerun with --retry-failed to train them again)",
+            file=sys.stderr,
+        )
     if report.already_done + report.trained:
         from .store.summary import format_summary
 
@@ -76,8 +86,49 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    info.update(_spec_progress(Path(args.dir), info))
     print(json.dumps(info, indent=2, sort_keys=True, default=str))
     return 0
+
+
+def _spec_progress(out: Path, info: dict) -> dict:
+    """Progress against the directory's own spec, by run id with this version's ids:
+    ``spec_runs``, ``pending`` (neither done nor failed), ``not_in_spec`` (done ids
+    that are not the spec's) and ``complete``. After a package version change none
+    of the old ids is this version's, so the directory is not complete."""
+    from ._version import package_version
+    from .store import open_store
+    from .sweep import SpecError, validate
+
+    manifest = open_store(out, create=False).manifest
+    try:
+        spec = validate(manifest["spec"], default_name=manifest["spec"].get("name", out.name))
+    except (SpecError, KeyError, TypeError, AttributeError) as e:
+        return {"complete": None, "spec_error": str(e)}
+    import pyarrow.compute as pc
+
+    from .store import read_runs
+    from .store.parts import read_failures
+
+    done = read_runs(out, ["run_id", "status"])
+    ok = set(done.filter(pc.not_equal(done["status"], "failed"))["run_id"].to_pylist())
+    failed = {r for rec in read_failures(out) for r in rec["run_ids"]} - ok
+    ids = {r.run_id for r in spec.runs()}
+    version = info.get("package_version")
+    out_info = {
+        "spec_runs": len(ids),
+        "spec_runs_done": len(ids & ok),
+        "spec_runs_failed": len(ids & failed),
+        "pending": len(ids - ok - failed),
+        "not_in_spec": len(ok - ids),
+        "complete": not (ids - ok),
+    }
+    if version != package_version():
+        out_info["version_note"] = (
+            f"made by sweepengine {version}, this is {package_version()}: its run ids are "
+            "not this version's (run with --allow-version-change or a new OUT)"
+        )
+    return out_info
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
@@ -126,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="threads per local worker")
     r.add_argument("--chunk", type=int, help="runs per Dask task (default: adaptive)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--retries", type=int, default=2,
+                   help="further attempts of a chunk after an error that may not recur "
+                   "(default 2)")  # fmt: skip
+    r.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="train runs recorded as failed again (they are skipped otherwise)",
+    )
+    r.add_argument("--allow-version-change", action="store_true",
+                   help="OUT was made by another sweepengine version: move its results "
+                   "to OUT/previous/<version>/ and run the sweep here again")  # fmt: skip
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("status", help="runs done by status, parts and bytes in a results dir")

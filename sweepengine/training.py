@@ -248,14 +248,13 @@ def train_flat(
     seeds_arr = seeds_arr.astype(np.uint64)
     X = as_matrix(X, "X", int(dims[0]))
     Y = as_matrix(Y, "Y", int(dims[-1]), X.shape[1])
-    if opts[0].name == "sgd":
-        for b, o in enumerate(opts):
-            size = int(dict(o.params)["batch_size"])
-            if size > X.shape[1]:
-                raise ValueError(
-                    f"run {b}: batch_size {size} exceeds the number of samples m={X.shape[1]} "
-                    f"(valid: 1..{X.shape[1]})"
-                )
+    for b, o in enumerate(opts):  # per run: a batch may mix batch sizes
+        size = dict(o.params).get("batch_size")
+        if size is not None and int(size) > X.shape[1]:
+            raise ValueError(
+                f"run {b} of the batch: batch_size {int(size)} exceeds the number of samples "
+                f"m={X.shape[1]}"
+            )
     stats = Stats.from_data(X, Y)
     ref = ref or reference(stats, dims)
 

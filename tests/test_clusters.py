@@ -52,7 +52,7 @@ def job_script(kind: str, site: dict | None = None, **overrides) -> str:
     with dask.config.set(config):
         cluster = batch_cluster(kind, jobs=0, scheduler_options=LOOPBACK, **overrides)
         try:
-            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+            assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
             return cluster.job_script()
         finally:
             cluster.close()
@@ -74,7 +74,7 @@ def test_job_script_from_config(kind):
     body = [line for line in lines if line and not line.startswith("#")]
     assert body[: len(want)] == want, script
     cmd = body[len(want)]
-    assert re.search(r"-m distributed\.cli\.dask_worker tcp://127\.0\.0\.1:\d+ ", cmd), cmd
+    assert re.search(r"-m distributed\.cli\.dask_worker tls://127\.0\.0\.1:\d+ ", cmd), cmd
     # cores / processes threads per worker process, memory split the same way
     for arg in ("--nthreads 2", "--nworkers 4", "--memory-limit 4.00GiB", "--nanny"):
         assert arg in cmd, cmd
@@ -114,3 +114,27 @@ def test_keyword_overrides_beat_config():
 def test_unknown_kind():
     with pytest.raises(ValueError, match=r"unknown batch system 'sge'; valid: \['slurm', 'pbs'\]"):
         batch_cluster("sge", jobs=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_workers_join_with_tls_credentials(kind, tmp_path):
+    """Jobs get temporary TLS credentials (files only their user can read) on the
+    worker command line; the scheduler listens on tls:// only."""
+    import os
+    import stat
+
+    config = {f"jobqueue.{kind}.{k}": v for k, v in SITE.items()}
+    config[f"jobqueue.{kind}.shared-temp-directory"] = str(tmp_path)
+    with dask.config.set(config):
+        cluster = batch_cluster(kind, jobs=0, scheduler_options=LOOPBACK)
+        try:
+            assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+            script = cluster.job_script()
+            for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):
+                m = re.search(rf"{flag} (\S+)", script)
+                assert m, (flag, script)
+                assert m[1].startswith(str(tmp_path)), m[1]
+                assert stat.S_IMODE(os.stat(m[1]).st_mode) == 0o600
+            assert "tcp://" not in script
+        finally:
+            cluster.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sweepengine import _version
 from sweepengine._version import package_version
 from sweepengine.options import StallConfig, make_optimizer
 from sweepengine.sweep import Run, Spec, SpecError, chunk_runs, load_spec, validate
@@ -271,7 +272,7 @@ def test_run_normalises_numeric_types():
 def test_run_id_includes_package_version(monkeypatch):
     base = _base_run()
     assert base.content()["version"] == package_version()
-    monkeypatch.setattr(spec_mod, "package_version", lambda: "999.0")
+    monkeypatch.setattr(_version, "package_version", lambda: "999.0")
     assert dataclasses.replace(base).run_id != base.run_id
 
 

@@ -468,12 +468,14 @@ def test_truncated_runs_part_is_redone(store, out):
     # a reader that does not hold the lock skips the damage without touching files
     assert sorted(st.read_runs(out).column("run_id").to_pylist()) == [f"rc0-{k}" for k in range(4)]
     assert st.read_stalls(out).num_rows == 8
-    assert st.status(out)["pending_cleanup"]["quarantine"] == 2
+    # the two corrupt runs files, and their units' stalls and curves files with them
+    assert st.status(out)["pending_cleanup"]["quarantine"] == 6
     assert runs1.exists()
 
     assert store.done_run_ids() == {f"rc0-{k}" for k in range(4)}
     assert not runs1.exists() and not bad_footer.exists()
-    assert len(list((out / "quarantine" / "runs").iterdir())) == 2
+    for name in ("runs", "stalls", "curves"):
+        assert len(list((out / "quarantine" / name).iterdir())) == 2
     for name in ("stalls", "curves"):
         left = sorted(p.name for p in (out / name).iterdir())
         assert left == ["part-c0.parquet"], (name, left)

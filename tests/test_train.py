@@ -279,3 +279,17 @@ def test_lockstep_kernel_equals_one_run_kernel_bitwise(rng, monkeypatch, name, l
     assert a.runs["n_stalls"].sum() > 0  # stalls were recorded and examined
     assert a.stall_rows["polished"].any()
     assert name != "pgd" or a.runs["kicks"].sum() > 0  # and kicks were drawn
+
+
+def test_every_runs_batch_size_is_checked_and_named(rng):
+    """A batch mixing mini-batch sizes: each run's is checked, not only the first's
+    (a batch of [8, 100] with m = 16 used to train the second on a clamped batch)."""
+    from sweepengine.options import make_optimizer
+    from sweepengine.training import train_flat
+
+    X, Y = rng.standard_normal((3, 16)), rng.standard_normal((2, 16))
+    dims = [3, 2]
+    theta = rng.standard_normal((2, 6)) * 0.1
+    opts = [make_optimizer("sgd", 0.05, batch_size=8), make_optimizer("sgd", 0.05, batch_size=100)]
+    with pytest.raises(ValueError, match=r"run 1 of the batch: batch_size 100 exceeds .* m=16"):
+        train_flat(X, Y, theta, dims, opts, max_steps=5)

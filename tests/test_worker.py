@@ -10,6 +10,7 @@ to single runs, so every number must match exactly.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -124,13 +125,17 @@ def test_init_batch_bad_input(scales, seeds, match):
 def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monkeypatch):
     import subprocess
     import sys
-    import tempfile
 
     from sweepengine.sweep import compile_lock as cl
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     lock, marker = cl.lock_paths()
-    assert lock.parent == tmp_path and not marker.exists()
+    # per user, never the shared /tmp: a private directory of this user
+    assert lock.parent == runtime / "sweepengine" and not marker.exists()
+    st = lock.parent.stat()
+    assert st.st_uid == os.getuid() and st.st_mode & 0o777 == 0o700
     probe = (  # another process: can it take the lock right now?
         "import fcntl, sys; f = open(sys.argv[1], 'a')\n"
         "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
@@ -148,3 +153,45 @@ def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monk
     assert marker.exists() and other() == "free"
     with cl.compile_lock():  # warm: no lock, processes load in parallel
         assert other() == "free"
+
+
+def test_compile_lock_times_out_with_a_clear_message(tmp_path, monkeypatch, caplog):
+    """A holder that never lets go (another process, sleeping with the lock) does not
+    block a worker forever: after the timeout it logs who holds what and goes on."""
+    import subprocess
+    import sys
+    import time
+
+    from sweepengine.sweep import compile_lock as cl
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    lock, _ = cl.lock_paths()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+         "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "os.pwrite(fd, str(os.getpid()).encode(), 0); print('ok', flush=True); "
+         "time.sleep(60)", str(lock)], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING"), cl.compile_lock(timeout=0.5):
+            waited = time.monotonic() - t0
+        assert 0.4 < waited < 10
+        assert f"compile lock {lock} still held (by pid {holder.pid})" in caplog.text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_compile_lock_refuses_a_directory_others_can_write(tmp_path, monkeypatch):
+    from sweepengine.sweep import compile_lock as cl
+
+    runtime = tmp_path / "run"
+    (runtime / "sweepengine").mkdir(parents=True)
+    (runtime / "sweepengine").chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    with pytest.raises(PermissionError, match="not be writable by others"):
+        cl.lock_dir()

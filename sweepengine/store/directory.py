@@ -8,6 +8,10 @@ Layout of a results directory ``OUT``::
     OUT/stalls/<unit>.parquet    one row per stall (no file for a unit without stalls)
     OUT/curves/<unit>.parquet    thinned loss curves (optional)
     OUT/quarantine/              corrupt files moved aside, never read
+    OUT/verified.log             data files whose every page was checked (name, size,
+                                 mtime, sha256): recovery checks only the others
+    OUT/failed/<chunk_id>.json   runs that failed (after retries), with the error
+    OUT/previous/<version>/      results of an earlier package version (kept apart)
 
 A *unit* is a set of files with the same stem across the three tables: either
 ``part-<chunk_id>`` (written by :meth:`Store.write_chunk`) or ``compact-<hash>``
@@ -20,7 +24,14 @@ is readable and its stalls/curves files match those counts. Anything else is
 debris of a crash and is cleaned up by :meth:`Store.recover` (run whenever the
 lock is taken): temporaries are deleted, stalls/curves files of uncommitted
 units are deleted, corrupt files are moved to ``quarantine/`` (their runs are
-redone on resume).
+redone on resume). Recovery also reads every page (with its checksum) of each
+data file not in ``verified.log`` and compares files written by this store
+with the sha256 recorded when they were written; a unit with a corrupt file is
+quarantined whole (all its tables), and its runs are redone.
+
+Run ids hash the package version: the manifest records the version and the
+run-id scheme, and :func:`open_store` refuses a directory made by another
+version unless asked to move its results aside (``OUT/previous/<version>/``).
 
 Compaction never shows a row twice to a reader that globs ``OUT/runs``: the
 merged files are staged under temporary names, the source files are then
@@ -54,9 +65,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import _version
 from .parts import (
+    FAILED,
     LOCK,
     MANIFEST,
+    PREVIOUS,
     QUARANTINE,
     TABLES,
     FileInfo,
@@ -64,16 +78,26 @@ from .parts import (
     SpecMismatchError,
     StoreError,
     StoreLockedError,
+    VersionMismatchError,
+    append_verified,
     dedupe_plan,
+    file_digest,
     file_meta,
     fsync_dir,
+    fsync_file,
+    manifest_version,
     read_curves,
+    read_failures,
     read_runs,
     read_stalls,
     read_unit_table,
+    read_verified,
+    rewrite_verified,
     scan,
     stage_parquet,
+    stat_key,
     status,
+    verify_file,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -91,6 +115,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLockedError",
+    "VersionMismatchError",
     "open_store",
     "read_curves",
     "read_runs",
@@ -104,6 +129,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET_ROWS = 200_000
 _CHUNK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}$")
 _MANIFEST_EVERY_S = 5.0
+_THREADS = min(4, os.cpu_count() or 1)
 _PACKAGES = ("sweepengine", "numba", "numpy", "scipy", "dask", "distributed", "pyarrow")
 
 
@@ -204,6 +230,7 @@ class Store:
         self._compacted: dict[str, str] = {}  # chunk_id -> compact unit holding it
         self._manifest_written = 0.0
         self._dirty = False
+        self._verified: dict[str, tuple[int, int, str]] | None = None  # loaded under the lock
 
     def __repr__(self) -> str:
         return f"Store({str(self.out_dir)!r}, spec_hash={self.spec_hash[:12]!r})"
@@ -254,6 +281,9 @@ class Store:
             # the previous holder may have updated it since we opened the store
             self.manifest = json.loads((self.out_dir / MANIFEST).read_text())
             self._dirty = False
+            self._verified = None
+            if isinstance(self.manifest.get("version_change"), dict):
+                self._finish_version_change()  # a crash interrupted it
             self.recover()
             yield self
         finally:
@@ -288,6 +318,63 @@ class Store:
         self._manifest_written = time.monotonic()
         self._dirty = False
 
+    # -- package version changes -------------------------------------------------
+
+    def change_version(self) -> None:
+        """Move results of another package version to ``OUT/previous/<version>/``.
+
+        Takes the lock. The manifest first records the change (``version_change``:
+        from, to, archive), then each table folder and ``failed/`` is renamed into
+        the archive, which gets a copy of the old manifest, so it is a results
+        directory of its own (``status``, ``read_runs`` work on it). A crash at any
+        point is finished by the next :meth:`lock`. Old rows are never mixed with
+        or counted as this version's.
+        """
+        with self._locked():
+            have, now_v = manifest_version(self.manifest), _version.package_version()
+            if have == now_v and self.manifest.get("run_id_scheme") == _version.RUN_ID_SCHEME:
+                return
+            base = f"{PREVIOUS}/{have}"
+            archive, i = base, 1
+            while (self.out_dir / archive).exists():
+                i += 1
+                archive = f"{base}-{i}"
+            self.manifest["version_change"] = {"from": have, "to": now_v, "archive": archive}
+            self._write_manifest()
+            self._finish_version_change()
+
+    def _finish_version_change(self) -> None:
+        vc = self.manifest["version_change"]
+        archive = self.out_dir / vc["archive"]
+        archive.mkdir(parents=True, exist_ok=True)
+        old = {k: v for k, v in self.manifest.items() if k != "version_change"}
+        old["package_version"] = vc["from"]
+        old.setdefault("run_id_scheme", _version.RUN_ID_SCHEME)
+        old.pop("previous_versions", None)
+        if not (archive / MANIFEST).exists():
+            write_json_atomic(archive / MANIFEST, old)
+        for name in (*TABLES, FAILED):
+            src, dst = self.out_dir / name, archive / name
+            if src.exists() and not dst.exists():
+                os.replace(src, dst)
+        fsync_dir(archive)
+        fsync_dir(self.out_dir)
+        for name in ("runs", "stalls"):
+            (self.out_dir / name).mkdir(exist_ok=True)
+        fsync_dir(self.out_dir)
+        log.warning(
+            "results of sweepengine %s in %s moved to %s", vc["from"], self.out_dir, archive
+        )
+        self.manifest.pop("version_change")
+        self.manifest["package_version"] = vc["to"]
+        self.manifest["run_id_scheme"] = _version.RUN_ID_SCHEME
+        self.manifest.setdefault("previous_versions", []).append(
+            {"version": vc["from"], "dir": vc["archive"], "moved": _now()}
+        )
+        self._write_manifest()
+        self._verified = None
+        self._cache.clear()
+
     # -- recovery and reading -----------------------------------------------------
 
     def _scan(self) -> Scan:
@@ -306,11 +393,7 @@ class Store:
                 path.unlink(missing_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             for path in s.quarantine:
-                qdir = self.out_dir / QUARANTINE / path.parent.name
-                qdir.mkdir(parents=True, exist_ok=True)
-                dest = qdir / f"{path.name}.{stamp}-{uuid.uuid4().hex[:6]}.corrupt"
-                log.warning("moving corrupt or inconsistent file %s to %s", path, dest)
-                shutil.move(path, dest)
+                self._quarantine(path, stamp)
             for hidden, original in s.hidden_restore:
                 os.replace(hidden, original)
             for name in TABLES:
@@ -327,10 +410,144 @@ class Store:
                 self._changed()
                 log.info("recovered %s: %s", self.out_dir, counts)
                 s = self._scan()
+            bad = self._verify(s)
+            if bad:
+                for stem, error in bad.items():
+                    log.warning("unit %s of %s is corrupt (%s): quarantined, its runs "
+                                "will be redone", stem, self.out_dir, error)  # fmt: skip
+                    for info in s.units[stem].files.values():
+                        self._quarantine(info.path, stamp)
+                for name in TABLES:
+                    if (self.out_dir / name).exists():
+                        fsync_dir(self.out_dir / name)
+                counts["quarantined"] += sum(len(s.units[u].files) for u in bad)
+                counts["units_corrupt"] = len(bad)
+                self._changed()
+                s = self._scan()
+            self._prune_failures(s)
             self._compacted = {
                 c: stem for stem, u in s.units.items() if u.sources for c in u.chunks
             }
             return counts
+
+    def _quarantine(self, path: Path, stamp: str) -> None:
+        qdir = self.out_dir / QUARANTINE / path.parent.name
+        qdir.mkdir(parents=True, exist_ok=True)
+        dest = qdir / f"{path.name}.{stamp}-{uuid.uuid4().hex[:6]}.corrupt"
+        log.warning("moving corrupt or inconsistent file %s to %s", path, dest)
+        shutil.move(path, dest)
+
+    # -- whole-file verification -------------------------------------------------
+
+    def _verified_log(self) -> dict[str, tuple[int, int, str]]:
+        if self._verified is None:
+            self._verified = read_verified(self.out_dir)
+        return self._verified
+
+    def _record(self, paths: list[Path]) -> None:
+        """Remember files this store just wrote as verified, with their sha256."""
+        entries = {}
+        for p in paths:
+            size, mtime = stat_key(p)
+            entries[f"{p.parent.name}/{p.name}"] = (size, mtime, file_digest(p))
+        append_verified(self.out_dir, entries)
+        self._verified_log().update(entries)
+
+    def _verify(self, s: Scan) -> dict[str, str]:
+        """Check every committed file not verified before; returns corrupt units -> error.
+
+        A file is known good when the verified log holds its name with its size
+        and mtime. Any other file has every page read with checksum verification
+        and, when the log holds a digest for its name and size (it was written
+        here and has changed since), its sha256 compared with that digest.
+        """
+        known = self._verified_log()
+        todo: list[tuple[str, Path, str | None]] = []
+        live: set[str] = set()
+        for stem, u in s.units.items():
+            for info in u.files.values():
+                rel = f"{info.path.parent.name}/{info.path.name}"
+                live.add(rel)
+                try:
+                    size, mtime = stat_key(info.path)
+                except FileNotFoundError:
+                    continue
+                rec = known.get(rel)
+                if rec is not None and rec[:2] == (size, mtime):
+                    continue
+                expect = rec[2] if rec is not None and rec[0] == size else None
+                todo.append((stem, info.path, expect))
+        bad: dict[str, str] = {}
+        good: dict[str, tuple[int, int, str]] = {}
+        if todo:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(_THREADS) as pool:
+                results = list(pool.map(lambda t: verify_file(t[1], t[2]), todo))
+            for (stem, path, _), (error, sha) in zip(todo, results, strict=True):
+                if error is not None:
+                    bad.setdefault(stem, f"{path.parent.name}/{path.name}: {error}")
+                else:
+                    size, mtime = stat_key(path)
+                    good[f"{path.parent.name}/{path.name}"] = (size, mtime, sha)
+            append_verified(self.out_dir, good)
+            known.update(good)
+        stale = known.keys() - live
+        if len(stale) > len(live) + 64:  # keep the log about as long as the directory
+            self._verified = {k: v for k, v in known.items() if k in live}
+            rewrite_verified(self.out_dir, self._verified)
+        return bad
+
+    # -- failed runs ----------------------------------------------------------------
+
+    def write_failure(self, chunk_id: str, run_ids: list[str], error: str, attempts: int) -> None:
+        """Record that ``run_ids`` failed (after ``attempts`` tries) with ``error``.
+
+        Failed runs are never written to the data tables, so they never count as
+        done: a later ``run --retry-failed`` trains them again, and a record whose
+        runs are all done is dropped by :meth:`recover`.
+        """
+        if not isinstance(chunk_id, str) or not _CHUNK_ID.match(chunk_id):
+            raise ValueError(f"chunk_id must match {_CHUNK_ID.pattern}, got {chunk_id!r}")
+        with self._locked():
+            d = self.out_dir / FAILED
+            d.mkdir(exist_ok=True)
+            rec = {
+                "chunk_id": chunk_id, "run_ids": sorted(run_ids), "error": error,
+                "attempts": attempts, "at": _now(), "package_version": _version.package_version(),
+            }  # fmt: skip
+            write_json_atomic(d / f"{chunk_id}.json", rec)
+            self._changed()
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Failure records (see :meth:`write_failure`), including ones whose runs are
+        done since (:meth:`recover` drops those)."""
+        return read_failures(self.out_dir)
+
+    def failed_run_ids(self) -> set[str]:
+        """run_ids recorded as failed and not done since."""
+        failed = {r for rec in self.failures() for r in rec["run_ids"]}
+        return failed - self.done_run_ids() if failed else set()
+
+    def prune_failures(self) -> None:
+        """Drop failure records whose runs are all done (also done by :meth:`recover`)."""
+        with self._locked():
+            self._prune_failures(self._scan())
+
+    def _prune_failures(self, s: Scan) -> None:
+        d = self.out_dir / FAILED
+        if not d.is_dir():
+            return
+        done = None
+        for p in d.glob("*.json"):
+            try:
+                ids = json.loads(p.read_text())["run_ids"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if done is None:
+                done = _done(s)
+            if done.issuperset(ids):
+                p.unlink(missing_ok=True)
 
     def _scan_for_read(self) -> Scan:
         """A scan, after recovery if the lock is ours or free (never waits for it)."""
@@ -347,13 +564,10 @@ class Store:
 
         Cleans up first when no other process holds the lock (see
         :meth:`recover`), so corrupt parts are quarantined and their runs are
-        not counted; otherwise it skips them without touching any file.
+        not counted; otherwise it skips them without touching any file. Rows
+        with status ``failed`` (written by older versions) do not count.
         """
-        s = self._scan_for_read()
-        done: set[str] = set()
-        for u in s.units.values():
-            done.update(u.files["runs"].run_ids.to_pylist())
-        return done
+        return _done(self._scan_for_read())
 
     def read_runs(self, columns: list[str] | None = None) -> pa.Table:
         return read_runs(self.out_dir, columns, _cache=self._cache)
@@ -421,12 +635,14 @@ class Store:
                 runs_path.unlink()
                 fsync_dir(runs_path.parent)
             counts = {}
+            written = []
             for name, t in tables.items():
                 path = self.out_dir / name / f"{stem}.parquet"
                 counts[name] = 0 if t is None else t.num_rows
                 if counts[name]:
                     path.parent.mkdir(exist_ok=True)
                     write_parquet_atomic(t, path, name, stem)
+                    written.append(path)
                 elif path.exists():
                     path.unlink()
             write_parquet_atomic(
@@ -440,6 +656,7 @@ class Store:
                 sources=[],
                 spec_hash=self.spec_hash,
             )
+            self._record([*written, runs_path])
             self._changed()
 
     def compact(self, target_rows: int = DEFAULT_TARGET_ROWS) -> dict[str, int]:
@@ -515,22 +732,42 @@ class Store:
         hidden = _hide_sources(self.out_dir, stems, unit)
         _publish(self.out_dir, staged, unit)
         _drop_sources(hidden)
+        self._record([self.out_dir / name / f"{unit}.parquet" for name in staged])
         for c in chunks:
             self._compacted[c] = unit
         self._changed()
 
 
+def _done(s: Scan) -> set[str]:
+    done: set[str] = set()
+    for u in s.units.values():
+        info = u.files["runs"]
+        ids = info.run_ids.to_pylist()
+        done.update(ids if not info.failed_ids else set(ids) - info.failed_ids)
+    return done
+
+
 def open_store(
-    out_dir: str | os.PathLike, spec: Mapping[str, Any] | None = None, *, create: bool = True
+    out_dir: str | os.PathLike,
+    spec: Mapping[str, Any] | None = None,
+    *,
+    create: bool = True,
+    allow_version_change: bool = False,
 ) -> Store:
     """Open (and with ``create``, create) the results directory ``out_dir``.
 
     A new directory gets ``runs/``, ``stalls/`` and ``manifest.json`` holding
-    ``spec`` (as JSON), its :func:`spec_hash`, the schema versions and the
-    package versions. An existing one may only be resumed with the same spec:
-    a different spec raises SpecMismatchError naming the differing keys.
-    ``spec=None`` opens an existing directory whatever its spec (for status,
-    compaction, analysis). Opening takes no lock and changes no data file.
+    ``spec`` (as JSON), its :func:`spec_hash`, the schema versions, the package
+    versions, and the ``package_version`` and ``run_id_scheme`` its run ids are
+    made with. An existing one may only be resumed with the same spec: a
+    different spec raises SpecMismatchError naming the differing keys. With a
+    spec, a directory made by another package version raises
+    VersionMismatchError (its run ids are not this version's), unless
+    ``allow_version_change``: then its results are moved, under the lock, to
+    ``OUT/previous/<old version>/`` (a results directory of its own) and the
+    manifest records the change. ``spec=None`` opens an existing directory
+    whatever its spec and version (for status, compaction, analysis).
+    Otherwise opening takes no lock and changes no data file.
     """
     out = Path(out_dir)
     path = out / MANIFEST
@@ -549,11 +786,14 @@ def open_store(
             "spec_hash": spec_hash(spec),
             "schema_versions": dict(SCHEMA_VERSIONS),
             "versions": dict(_versions()),
+            "package_version": _version.package_version(),
+            "run_id_scheme": _version.RUN_ID_SCHEME,
             "created": now,
             "updated": now,
         }
         tmp = out / f".tmp-{uuid.uuid4().hex}.json.partial"
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        fsync_file(tmp)
         try:
             os.link(tmp, path)  # atomic create-if-absent: two creators cannot both win
         except FileExistsError:
@@ -576,4 +816,18 @@ def open_store(
             f"results directory {out} uses schema versions {manifest.get('schema_versions')}, "
             f"this sweepengine writes {SCHEMA_VERSIONS}; write to a new directory"
         )
-    return Store(out, manifest)
+    store = Store(out, manifest)
+    have, now_v = manifest_version(manifest), _version.package_version()
+    scheme = manifest.get("run_id_scheme", _version.RUN_ID_SCHEME)
+    if spec is not None and (have != now_v or scheme != _version.RUN_ID_SCHEME):
+        if not allow_version_change:
+            raise VersionMismatchError(
+                f"results directory {out} was made by sweepengine {have} (run ids "
+                f"{scheme}); this is sweepengine {now_v} (run ids {_version.RUN_ID_SCHEME}), "
+                "whose run ids differ, so none of its runs would count. Write to a new "
+                "output directory, or pass --allow-version-change (run_sweep(..., "
+                "allow_version_change=True)) to move its results to "
+                f"{out / PREVIOUS}/{have}/ and run the sweep again here."
+            )
+        store.change_version()
+    return store

@@ -10,6 +10,8 @@ do with it. Nothing here takes the lock: store calls the writers while holding i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -38,6 +40,9 @@ HIDDEN = re.compile(r"^\.src-(compact-[0-9a-f]+)--(.+)\.parquet\.hidden$")
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 QUARANTINE = "quarantine"
+VERIFIED = "verified.log"  # one line per data file checked: name, size, mtime, sha256
+FAILED = "failed"  # OUT/failed/<chunk_id>.json: runs that failed, with the error
+PREVIOUS = "previous"  # OUT/previous/<version>/: results of an earlier package version
 
 
 class StoreError(RuntimeError):
@@ -50,6 +55,10 @@ class SpecMismatchError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another process holds the results directory's lock."""
+
+
+class VersionMismatchError(StoreError):
+    """The results directory was written by another sweepengine version."""
 
 
 def fsync_dir(directory: Path) -> None:
@@ -75,6 +84,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_meta(table: str, unit: str, n_rows: int, **extra: Any) -> dict[bytes, bytes]:
@@ -150,6 +167,7 @@ class FileInfo:
     num_rows: int = 0
     meta: dict[str, str] = field(default_factory=dict)
     run_ids: pa.Array | None = None
+    failed_ids: frozenset[str] = frozenset()  # rows with status "failed" (older versions)
     error: str | None = None
 
 
@@ -196,10 +214,14 @@ def inspect(path: Path, table: str, stem: str, cache: dict) -> FileInfo:
             if int(meta["n_rows"]) != md.num_rows:
                 raise ValueError(f"footer says {meta['n_rows']} rows, file has {md.num_rows}")
             if table == "runs":
-                ids = pf.read(columns=["run_id"]).column(0).combine_chunks()
+                t = pf.read(columns=["run_id", "status"])
+                ids = t.column(0).combine_chunks()
                 if len(ids) != md.num_rows or ids.null_count:
                     raise ValueError("run_id column does not match the row count")
                 info.run_ids = ids
+                failed = pc.equal(t.column(1), "failed")
+                if pc.any(failed).as_py():  # written by an older version: not done
+                    info.failed_ids = frozenset(t.column(0).filter(failed).to_pylist())
                 for k in ("n_stalls", "n_curves"):
                     int(meta[k])
                 for k in ("chunks", "sources"):
@@ -249,8 +271,9 @@ def _evaluate(
     delete: list[Path] = []
     for stem, path in files["runs"].items():
         info = inspect(path, "runs", stem, cache)
-        if info.error:
+        if info.error:  # the unit's other files go with it (kept for inspection)
             quarantine.append(path)
+            quarantine.extend(files[n][stem] for n in ("stalls", "curves") if stem in files[n])
             continue
         m = info.meta
         unit = Unit(
@@ -459,11 +482,25 @@ def _lock_holder(out: Path) -> dict[str, Any] | None:
     return holder
 
 
+def manifest_version(manifest: Mapping[str, Any]) -> str | None:
+    """The package version whose run ids a directory holds (older manifests: the
+    sweepengine version recorded at creation)."""
+    change = manifest.get("version_change")
+    if isinstance(change, dict):
+        return change.get("to")
+    return manifest.get("package_version") or (manifest.get("versions") or {}).get("sweepengine")
+
+
 def status(out_dir: str | os.PathLike, *, _cache=None) -> dict[str, Any]:
     """A summary of a results directory, read-only.
 
     Keys: ``out_dir``, ``spec_hash``, ``sweep`` (spec name if any), ``created``,
-    ``updated``, ``runs_done``, ``by_status`` (count per run status),
+    ``updated``, ``package_version`` and ``run_id_scheme`` (whose run ids the
+    directory holds), ``previous_versions`` (results of earlier versions kept
+    under ``OUT/previous/``), ``runs_done`` (distinct run ids done: ``failed``
+    rows of older versions excluded), ``rows``, ``failed_runs`` and ``failed``
+    (failure records of runs not done: chunk, runs, error, attempts),
+    ``by_status`` (count per run status),
     ``tables`` (per table: ``parts``, ``rows``, ``bytes`` of committed files),
     ``pending_cleanup`` (files the next :meth:`Store.recover` will touch),
     ``quarantined`` (files in quarantine) and ``lock`` (holder pid/host/since
@@ -492,6 +529,18 @@ def status(out_dir: str | os.PathLike, *, _cache=None) -> dict[str, Any]:
             "bytes": sum(i.size for i in infos),
         }
     q = out / QUARANTINE
+    done: set[str] = set()
+    for u in s.units.values():
+        info = u.files["runs"]
+        done.update(set(info.run_ids.to_pylist()) - info.failed_ids)
+    failures = []
+    for rec in read_failures(out):
+        left = [r for r in rec["run_ids"] if r not in done]
+        if left:
+            failures.append({
+                "chunk_id": rec.get("chunk_id"), "runs": len(left), "error": rec.get("error"),
+                "attempts": rec.get("attempts"), "at": rec.get("at"),
+            })  # fmt: skip
     spec = manifest.get("spec") or {}
     sweep = spec.get("name", spec.get("sweep")) if isinstance(spec, dict) else None
     if isinstance(sweep, dict):
@@ -502,7 +551,13 @@ def status(out_dir: str | os.PathLike, *, _cache=None) -> dict[str, Any]:
         "sweep": sweep,
         "created": manifest.get("created"),
         "updated": manifest.get("updated"),
-        "runs_done": statuses.num_rows,
+        "package_version": manifest_version(manifest),
+        "run_id_scheme": manifest.get("run_id_scheme"),
+        "previous_versions": manifest.get("previous_versions", []),
+        "runs_done": len(done),
+        "rows": statuses.num_rows,
+        "failed_runs": sum(f["runs"] for f in failures),
+        "failed": failures,
         "by_status": by_status,
         "tables": tables,
         "pending_cleanup": {
@@ -514,3 +569,101 @@ def status(out_dir: str | os.PathLike, *, _cache=None) -> dict[str, Any]:
         "quarantined": sum(1 for p in q.rglob("*") if p.is_file()) if q.exists() else 0,
         "lock": _lock_holder(out),
     }
+
+
+# -- verification of whole files (page checksums, and the digest recorded at write) --
+
+
+def stat_key(path: Path) -> tuple[int, int]:
+    """(size, mtime_ns): what the verified log remembers a checked file by."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, expect_sha: str | None = None) -> tuple[str | None, str]:
+    """Read every page of a Parquet file with page checksum verification.
+
+    Returns (error or None, sha256 of the bytes). With ``expect_sha`` (the digest
+    recorded when the file was written), any differing byte is an error too, so
+    a flip in the footer's statistics, which no page checksum covers, is caught.
+    """
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if expect_sha is not None and sha != expect_sha:
+        return f"sha256 {sha[:12]} differs from the {expect_sha[:12]} recorded at write", sha
+    if data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+        return "not a Parquet file (magic bytes)", sha
+    try:
+        with pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True) as pf:
+            for i in range(pf.metadata.num_row_groups):
+                pf.read_row_group(i)
+    except (OSError, pa.ArrowException, ValueError, KeyError, IndexError) as e:
+        return f"{type(e).__name__}: {e}", sha
+    return None, sha
+
+
+def read_verified(out: Path) -> dict[str, tuple[int, int, str]]:
+    """The verified log: table/name -> (size, mtime_ns, sha256); later lines win.
+
+    A torn last line (a crash while appending) is ignored: its file is simply
+    verified again.
+    """
+    got: dict[str, tuple[int, int, str]] = {}
+    try:
+        text = (out / VERIFIED).read_text()
+    except FileNotFoundError:
+        return got
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4 and len(parts[3]) == 64:
+            with contextlib.suppress(ValueError):
+                got[parts[0]] = (int(parts[1]), int(parts[2]), parts[3])
+    return got
+
+
+def append_verified(out: Path, entries: Mapping[str, tuple[int, int, str]]) -> None:
+    """Append entries to the verified log (one write; not fsynced: losing it only
+    means verifying those files again)."""
+    if not entries:
+        return
+    text = "".join(f"{k}\t{s}\t{m}\t{h}\n" for k, (s, m, h) in entries.items())
+    fd = os.open(out / VERIFIED, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def rewrite_verified(out: Path, entries: Mapping[str, tuple[int, int, str]]) -> None:
+    tmp = out / f"{TMP_PREFIX}{uuid.uuid4().hex}.log.partial"
+    with open(tmp, "w") as f:
+        f.write("".join(f"{k}\t{s}\t{m}\t{h}\n" for k, (s, m, h) in sorted(entries.items())))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out / VERIFIED)
+    fsync_dir(out)
+
+
+# -- failure records ---------------------------------------------------------------
+
+
+def read_failures(out: Path) -> list[dict[str, Any]]:
+    """Every failure record (``OUT/failed/<chunk_id>.json``), by chunk id."""
+    d = out / FAILED
+    if not d.is_dir():
+        return []
+    records = []
+    for p in sorted(d.glob("*.json")):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            rec = json.loads(p.read_text())
+            if isinstance(rec, dict) and isinstance(rec.get("run_ids"), list):
+                records.append(rec)
+    return records

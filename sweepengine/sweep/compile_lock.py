@@ -3,36 +3,80 @@
 With a cold Numba cache, every worker process that starts at once would compile
 the same kernels (about 90 s each on 2 cores). ``compile_lock`` lets one compile
 while the others wait and then load its result from the cache.
+
+The lock lives in a per-user directory (``$XDG_RUNTIME_DIR/sweepengine``, else
+``~/.cache/sweepengine``; created with mode 0700, and refused if another user
+owns it or others may write to it), never in the shared /tmp, where another
+user could hold or replace it. Waiting is bounded: after ``timeout`` seconds
+(default ``LOCK_TIMEOUT_S``, or ``SWEEPENGINE_COMPILE_LOCK_TIMEOUT``) the
+process logs a warning naming the lock and its holder and compiles without
+the lock (correct, only slower), rather than waiting forever.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
+import logging
+import os
+import stat
+import time
 from pathlib import Path
 
 from .._version import package_version
 
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_S = 600.0
+_POLL_S = 0.2
+
+
+def lock_dir() -> Path:
+    """The per-user directory of the lock (created 0700; see the module docstring)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path.home() / ".cache"
+    d = base / "sweepengine"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(
+            f"compile lock directory {d} must belong to this user and not be writable by "
+            f"others (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)})"
+        )
+    return d
+
 
 def lock_paths() -> tuple[Path, Path]:
-    """(lock file, warm marker) in the temporary directory, keyed by this install's
-    version and the paths, sizes and modification times of its source files (what
-    Numba's cache checks), so an edited or reinstalled package starts cold again."""
+    """(lock file, warm marker) in :func:`lock_dir`, keyed by this install's version
+    and the paths, sizes and modification times of its source files (what Numba's
+    cache checks), so an edited or reinstalled package starts cold again."""
     key = hashlib.sha256(package_version().encode())
-    for f in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+    for f in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
         st = f.stat()
         key.update(f"{f}:{st.st_mtime_ns}:{st.st_size};".encode())
-    base = Path(tempfile.gettempdir()) / f"sweepengine-compile-{key.hexdigest()[:16]}"
+    base = lock_dir() / f"compile-{key.hexdigest()[:16]}"
     return base.with_suffix(".lock"), base.with_suffix(".warm")
 
 
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("SWEEPENGINE_COMPILE_LOCK_TIMEOUT", LOCK_TIMEOUT_S))
+    except ValueError:
+        return LOCK_TIMEOUT_S
+
+
 @contextlib.contextmanager
-def compile_lock():
+def compile_lock(timeout: float | None = None):
     """Take turns compiling: hold the exclusive lock file while the block runs, unless
     a process has already warmed up (the marker exists), in which case the cache is
-    warm and processes load in parallel, unlocked. Yields a function to call once warm."""
-    lock, marker = lock_paths()
+    warm and processes load in parallel, unlocked. Yields a function to call once warm.
+    Waits at most ``timeout`` seconds for the lock (see the module docstring)."""
+    try:
+        lock, marker = lock_paths()
+    except OSError as e:  # no usable per-user directory: compile without the lock
+        log.warning("no compile lock (%s): compiling without it", e)
+        yield lambda: None
+        return
 
     def warm() -> None:
         with contextlib.suppress(OSError):
@@ -46,13 +90,36 @@ def compile_lock():
         yield warm
         return
     try:
-        f = open(lock, "a")  # noqa: SIM115
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         yield warm
         return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield warm
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    limit = _timeout() if timeout is None else timeout
+    deadline = time.monotonic() + limit
+    held = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if marker.exists():  # warmed up while we waited: load in parallel
+                    break
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    log.warning(
+                        "compile lock %s still held (by pid %s) after %.0f s: compiling "
+                        "without it (set SWEEPENGINE_COMPILE_LOCK_TIMEOUT to wait longer; "
+                        "a stuck holder can be stopped)", lock, holder, limit,
+                    )  # fmt: skip
+                    break
+                time.sleep(_POLL_S)
+        if held:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield warm
+    finally:
+        if held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -6,11 +6,26 @@ this process, which holds the results directory's lock. At most
 ``max_in_flight`` chunks are submitted at a time, so neither this process nor the
 scheduler ever holds a task per run, whatever the size of the sweep.
 
+Resume is by id: the runs to train are the spec's run ids minus the run ids
+done in OUT (never a count), so rows of another spec or another package
+version never count as this spec's.
+
 Faults: a worker that dies mid-chunk has its task re-run elsewhere by Dask
-(up to ``retries`` more times); a finished chunk is on disk before it counts,
+(and a chunk whose workers keep dying, ``KilledWorker``, is submitted again up
+to ``retries`` more times); a finished chunk is on disk before it counts,
 so killing this process loses nothing finished and a rerun trains only what is
 missing. Chunk ids hash their run ids and a part is replaced, never appended,
-so nothing is ever written twice.
+so nothing is ever written twice. A chunk whose training raised is tried again
+up to ``retries`` times when the error may not recur (not for errors that
+follow from the inputs, ``PERMANENT_ERRORS``); what still fails is recorded
+in ``OUT/failed/`` (never written as results, never counted as done), skipped
+by later runs unless ``retry_failed``, and leaves the sweep incomplete.
+
+Security: the embedded cluster talks TLS with temporary credentials made for
+it (``distributed.security.Security.temporary``), held in memory by this
+process and its workers only, so no other local user can connect to it and
+run code as the sweep's owner; a ``tls://`` scheduler is joined with the
+site's credentials from dask's configuration.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ import logging
 import math
 import os
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +61,19 @@ COMM_LOG = {"distributed.admin.low-level-log-length": 20}
 # round trip between chunks (measured: a 10,008-run sweep of 54 chunks, 12.0 s
 # queued against 10.8 s).
 NO_QUEUING = {"distributed.scheduler.worker-saturation": float("inf")}
+# Errors that follow from a chunk's inputs: trying again gives the same error.
+PERMANENT_ERRORS = frozenset({
+    "ValueError", "TypeError", "KeyError", "IndexError", "ZeroDivisionError",
+    "AssertionError", "NotImplementedError", "SpecError", "LinAlgError",
+})  # fmt: skip
+
+
+def worth_retrying(error: str) -> bool:
+    """Whether a chunk that failed with ``error`` (``"Type: message"``, as the worker
+    records it) is worth trying again: anything but ``PERMANENT_ERRORS``
+    (MemoryError, OSError, a Numba cache error, a worker killed under it...)."""
+    name = error.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+    return name not in PERMANENT_ERRORS
 
 
 @dataclass
@@ -53,16 +82,25 @@ class SweepReport:
 
     out_dir: str
     n_runs: int
-    already_done: int
+    already_done: int  # runs of this spec done before (by id)
     trained: int = 0
     chunks: int = 0
-    failed_chunks: list[str] = field(default_factory=list)
+    failed_chunks: list[str] = field(default_factory=list)  # this call's, still failing
+    failed_runs: int = 0  # runs of this spec recorded as failed (this call's or skipped)
+    skipped_failed: int = 0  # runs failed before and not retried (see ``retry_failed``)
+    retried: int = 0  # chunk attempts repeated after an error that may not recur
+    not_in_spec: int = 0  # run ids done in OUT that are not this spec's
     wall_s: float = 0.0
     dashboard: str | None = None
 
     @property
     def complete(self) -> bool:
-        return self.already_done + self.trained >= self.n_runs and not self.failed_chunks
+        """Every run id of the spec is done (none failed, none left)."""
+        return (
+            self.already_done + self.trained == self.n_runs
+            and not self.failed_chunks
+            and not self.failed_runs
+        )
 
 
 def step_cost_s(dims: tuple[int, ...]) -> float:
@@ -109,17 +147,39 @@ def worker_env() -> dict[str, str]:
     }
 
 
+def site_security(address: str | None = None) -> Any:
+    """The site's Dask security settings (``distributed.comm.tls.*`` in dask's
+    configuration). For a ``tls://`` address, refuses clearly when they hold no
+    client credentials."""
+    from distributed.security import Security
+
+    sec = Security()
+    if address is not None and address.startswith("tls://"):
+        if not (sec.tls_ca_file and sec.tls_client_cert):
+            raise ValueError(
+                f"scheduler {address} uses TLS, but dask's configuration has no client "
+                "credentials: set distributed.comm.tls.ca-file, distributed.comm.tls."
+                "client.cert and .key (e.g. in ~/.config/dask/distributed.yaml or "
+                "DASK_DISTRIBUTED__COMM__TLS__CA_FILE=...); see docs/clusters.md"
+            )
+    return sec
+
+
 @contextlib.contextmanager
 def connect(
     scheduler: str | None = None,
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     client: Any = None,
+    tls: bool = True,
 ) -> Iterator[Any]:
     """A Dask client: the given one, one joined to ``scheduler``, or an embedded LocalCluster.
 
     The local cluster has ``n_workers`` processes (default: cores // threads) of
-    ``threads_per_worker`` threads, so workers x threads <= cores. While the
+    ``threads_per_worker`` threads, so workers x threads <= cores, and (``tls``,
+    the default) talks TLS with temporary credentials of its own, so only this
+    process and its workers can connect. ``scheduler`` may be ``tcp://`` or
+    ``tls://`` (with the site's credentials, see :func:`site_security`). While the
     block runs, comms created in this process keep short message logs (``COMM_LOG``).
     """
     import dask
@@ -130,9 +190,15 @@ def connect(
             yield client
         return
     if scheduler is not None:
-        with dask.config.set(COMM_LOG), Client(scheduler) as c:
+        sec = site_security(scheduler)
+        with dask.config.set(COMM_LOG), Client(scheduler, security=sec) as c:
             yield c
         return
+    security = None
+    if tls:
+        from distributed.security import Security
+
+        security = Security.temporary()  # in memory; needs the `cryptography` package
     # Workers import the trainer while they start (``preload``); each compiles or
     # loads it in its first task, one process at a time (``worker.warm_up``).
     cores = os.cpu_count() or 1
@@ -148,8 +214,9 @@ def connect(
             preload=["sweepengine.sweep.worker"],
             host="127.0.0.1",  # a private cluster: listen on loopback only
             dashboard_address="127.0.0.1:0",  # ":0" would bind every interface
+            security=security,
         ) as cluster,
-        Client(cluster) as c,
+        Client(cluster, security=security) as c,
     ):
         yield c
 
@@ -167,8 +234,20 @@ def _count_workers(c: Any) -> int:
     return max(1, len(c.scheduler_info(n_workers=-1).get("workers", {})))
 
 
-def _pending(spec: Spec, done: set[str]) -> Iterator[Run]:
-    return (r for r in spec.runs() if r.run_id not in done)
+def _pending(spec: Spec, skip: set[str]) -> Iterator[Run]:
+    """The spec's runs whose ids are not in ``skip`` (done, or failed and not retried)."""
+    return (r for r in spec.runs() if r.run_id not in skip)
+
+
+def _failure(res: Any) -> str | None:
+    """The error of a chunk whose training raised (the worker returns its runs with
+    status ``failed`` and the error), else None."""
+    import pyarrow.compute as pc
+
+    t = res.runs
+    if t.num_rows and pc.all(pc.equal(t.column("status"), "failed")).as_py():
+        return str(t.column("error")[0].as_py() or "unknown error")
+    return None
 
 
 def run_sweep(
@@ -181,19 +260,44 @@ def run_sweep(
     threads_per_worker: int = 1,
     max_chunk: int | None = None,
     retries: int = 2,
+    retry_failed: bool = False,
+    allow_version_change: bool = False,
     progress: bool = True,
 ) -> SweepReport:
-    """Run every run of ``spec`` not already in ``out_dir``; see the module docstring."""
+    """Run every run of ``spec`` whose id is not done in ``out_dir``; see the module
+    docstring. ``retries``: further attempts of a chunk after an error that may not
+    recur (in training, or of the task: ``KilledWorker``). ``retry_failed``: train runs recorded as
+    failed too. ``allow_version_change``: accept a directory made by another
+    package version, moving its results aside (see ``store.open_store``)."""
     from distributed import as_completed
     from tqdm.auto import tqdm
 
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
     t0 = time.perf_counter()
-    store = open_store(out_dir, spec.source)
+    store = open_store(out_dir, spec.source, allow_version_change=allow_version_change)
     with store.lock():
         done = store.done_run_ids()
-        report = SweepReport(str(out_dir), spec.n_runs, len(done))
-        if len(done) >= spec.n_runs:
-            log.info("%s: all %d runs already done", out_dir, spec.n_runs)
+        failed_before = store.failed_run_ids()
+        ours = failed = 0
+        for r in spec.runs():
+            if r.run_id in done:
+                ours += 1
+            elif r.run_id in failed_before:
+                failed += 1
+        report = SweepReport(str(out_dir), spec.n_runs, ours, not_in_spec=len(done) - ours)
+        if report.not_in_spec:
+            log.warning("%s holds %d runs that are not this spec's: ignored",
+                        out_dir, report.not_in_spec)  # fmt: skip
+        skip = done
+        if failed and not retry_failed:
+            report.failed_runs = report.skipped_failed = failed
+            skip = done | failed_before
+            log.warning("%d runs failed before and are skipped: rerun with --retry-failed "
+                        "(retry_failed=True) to train them again", failed)  # fmt: skip
+        if ours + report.skipped_failed >= spec.n_runs:
+            log.info("%s: nothing to train (%d of %d runs done, %d failed)",
+                     out_dir, ours, spec.n_runs, report.skipped_failed)  # fmt: skip
             report.wall_s = time.perf_counter() - t0
             return report
         with connect(scheduler, n_workers, threads_per_worker, client) as c:
@@ -216,45 +320,79 @@ def run_sweep(
                 total=spec.n_runs, initial=len(done), unit="run", disable=not progress,
                 desc=spec.name, smoothing=0.1, dynamic_ncols=True,
             )  # fmt: skip
-            chunks = chunk_runs(_pending(spec, done), size)
+            chunks = chunk_runs(_pending(spec, skip), size)
             pending = as_completed()
             sizes: dict[str, int] = {}
+            inflight: dict[str, tuple[str, list[Run], int]] = {}  # key -> cid, runs, attempt
+
+            def submit(cid: str, runs: list[Run], attempt: int) -> None:
+                key = f"chunk-{cid}" if attempt == 1 else f"chunk-{cid}-try{attempt}"
+                inflight[key] = (cid, runs, attempt)
+                sizes[cid] = len(runs)
+                fut = c.submit(_train_chunk, cid, runs, spec.name, key=key, pure=False)
+                pending.add(fut)
 
             def submit_next() -> bool:
                 nxt = next(chunks, None)
                 if nxt is None:
                     return False
-                cid, runs = nxt
-                sizes[cid] = len(runs)
-                fut = c.submit(
-                    _train_chunk, cid, runs, spec.name, key=f"chunk-{cid}",
-                    retries=retries, pure=False,
-                )  # fmt: skip
-                pending.add(fut)
+                submit(*nxt, 1)
                 return True
+
+            def give_up(cid: str, runs: list[Run], error: str, attempt: int) -> None:
+                log.error("chunk %s (%d runs) failed after %d attempt(s): %s",
+                          cid, len(runs), attempt, error)  # fmt: skip
+                store.write_failure(cid, [r.run_id for r in runs], error, attempt)
+                report.failed_chunks.append(cid)
+                report.failed_runs += len(runs)
 
             while len(sizes) < max_in_flight() and submit_next():
                 pass
             lost = False  # the client closed (scheduler gone): new tasks would never finish
             for fut in pending:
-                cid = fut.key.removeprefix("chunk-")
+                cid, runs, attempt = inflight.pop(fut.key)
                 try:
                     res = fut.result()
                 except Exception as e:  # worker died too often, or the task raised
-                    log.error("chunk %s failed and is left for a rerun: %r", cid, e)
-                    report.failed_chunks.append(cid)
                     if not lost and c.status in ("closing", "closed"):
                         lost = True
                         log.error("lost the Dask scheduler: stopping; rerun to finish the sweep")
+                    err = "".join(traceback.format_exception_only(e)).strip()
+                    if lost:  # not the chunk's fault: left pending for a rerun
+                        log.error("chunk %s is left for a rerun: %s", cid, err)
+                        report.failed_chunks.append(cid)
+                    elif attempt <= retries and worth_retrying(err):  # e.g. KilledWorker
+                        log.warning("chunk %s failed (%s): trying again (attempt %d of %d)",
+                                    cid, err, attempt + 1, retries + 1)  # fmt: skip
+                        report.retried += 1
+                        fut.release()
+                        sizes.pop(cid, None)
+                        submit(cid, runs, attempt + 1)
+                        continue
+                    else:
+                        give_up(cid, runs, err, attempt)
                 else:
-                    store.write_chunk(res.chunk_id, res.runs, res.stalls, res.curves)
-                    report.trained += res.runs.num_rows
-                    report.chunks += 1
-                    bar.update(res.runs.num_rows)
+                    error = _failure(res)
+                    if error is None:
+                        store.write_chunk(res.chunk_id, res.runs, res.stalls, res.curves)
+                        report.trained += res.runs.num_rows
+                        report.chunks += 1
+                        bar.update(res.runs.num_rows)
+                    elif attempt <= retries and worth_retrying(error) and not lost:
+                        log.warning("chunk %s failed (%s): trying again (attempt %d of %d)",
+                                    cid, error, attempt + 1, retries + 1)  # fmt: skip
+                        report.retried += 1
+                        fut.release()
+                        sizes.pop(cid, None)
+                        submit(cid, runs, attempt + 1)
+                        continue
+                    else:
+                        give_up(cid, runs, error, attempt)
                 fut.release()
                 sizes.pop(cid, None)
                 while not lost and len(sizes) < max_in_flight() and submit_next():
                     pass
             bar.close()
+        store.prune_failures()
     report.wall_s = time.perf_counter() - t0
     return report

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._version import package_version
+from .. import _version
 from ..options import OPTIMIZERS, Optimizer, StallConfig, make_optimizer
 
 __all__ = [
@@ -183,7 +183,7 @@ class Run:
     def content(self) -> dict[str, Any]:
         """Everything that determines the result, as JSON-ready plain data (hashed into run_id)."""
         return {
-            "version": package_version(),
+            "version": _version.package_version(),
             "problem": {"name": self.problem, **self.problem_params},
             "dims": list(self.dims),
             "init": {"scheme": self.init_scheme, "scale": self.init_scale},

@@ -4,7 +4,9 @@ Runs in a worker process (or in-process for the local path); the same code
 trains every chunk whichever way it is scheduled. Problem data and the
 per-architecture reference quantities are cached per process, so a worker
 builds each data set once. A chunk that raises is reported as rows with status
-``failed`` and the error text, never as a crashed sweep.
+``failed`` and the error text, never as a crashed sweep; the scheduler
+(``schedule.run_sweep``) retries it or records the failure, and never stores
+those rows as results.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import socket
 import time
 import traceback
@@ -115,6 +118,7 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     params_json = json.dumps(run0.problem_params, sort_keys=True)
     ids = np.array([r.run_id for r in runs], dtype=object)
     try:
+        _injected_fault()
         X, Y, _ = _data(run0.problem, params_json)
         ref = _reference(run0.problem, params_json, run0.dims)
         out = train_flat(
@@ -135,6 +139,35 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     runs_t = _runs_columns(runs, ids, out, sweep, chunk_id, params_json,
                            wall / len(runs), compile_s / len(runs), worker)  # fmt: skip
     return ChunkResult(chunk_id, runs_t, stalls_t, curves, wall)
+
+
+def _injected_fault() -> None:
+    """Test-only hook, off unless the variable is set (one ``os.environ`` look-up).
+
+    ``SWEEPENGINE_INJECT_FAULT=<file>``: while the file holds an integer N > 0,
+    each chunk trained (on any worker of the machine) decrements it under an
+    flock and raises ``OSError`` (an error that may not recur, so the sweep
+    retries it). N = 1 fails one attempt; a large N fails every attempt until
+    the file is removed. Used by tests/test_sweep.py to make real chunks fail.
+    """
+    path = os.environ.get("SWEEPENGINE_INJECT_FAULT")
+    if not path:
+        return
+    import fcntl
+
+    try:
+        f = open(path, "r+")  # noqa: SIM115
+    except FileNotFoundError:
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        n = int(f.read().strip() or 0)
+        if n <= 0:
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(str(n - 1))
+    raise OSError(f"injected fault (SWEEPENGINE_INJECT_FAULT, {n - 1} left)")
 
 
 def _initial_weights(runs: Sequence[Run]) -> np.ndarray:
