@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import open_store
+from .notices import CompileNotice
 from .spec import Run, Spec, chunk_runs
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ def run_sweep(
                 total=spec.n_runs, initial=len(done), unit="run", disable=not progress,
                 desc=spec.name, smoothing=0.1, dynamic_ncols=True,
             )  # fmt: skip
+            notice = CompileNotice(c, bar)  # "compiling kernels, one-time, ..." while they do
             chunks = chunk_runs(_pending(spec, done), size)
             pending = as_completed()
             sizes: dict[str, int] = {}
@@ -255,6 +257,7 @@ def run_sweep(
                 sizes.pop(cid, None)
                 while not lost and len(sizes) < max_in_flight() and submit_next():
                     pass
+            notice.close()
             bar.close()
     report.wall_s = time.perf_counter() - t0
     return report
