@@ -103,8 +103,8 @@ def _check_scheduler(address: str) -> None:
             comm = await connect(f"tcp://{host}:{port}", timeout=CONNECT_TIMEOUT_S)
             await comm.close()
 
-        try:
-            asyncio.run(handshake())
+        try:  # the handshake itself has no timeout in distributed: bound it here
+            asyncio.run(asyncio.wait_for(handshake(), 2 * CONNECT_TIMEOUT_S))
         except Exception as e:  # refused, timed out, or not speaking Dask's protocol
             raise UsageError(
                 f"cannot reach the Dask scheduler at {address}: no Dask handshake "
@@ -158,6 +158,17 @@ class _Interrupt:
         return False
 
 
+def _close_progress_bars() -> None:
+    """Close the interrupted sweep's progress bar now, not at exit after our last line."""
+    try:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except Exception:  # cosmetic only
+        pass
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .sweep import SpecError, load_spec
 
@@ -200,12 +211,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except (SpecMismatchError, StoreLockedError) as e:
             return _fail(str(e))
         except KeyboardInterrupt:
+            _close_progress_bars()
             try:
                 done = len(open_store(out, create=False).done_run_ids())
             except Exception:  # nothing written yet
                 done = 0
             print(
-                f"\ninterrupted: {done} runs saved, {spec.n_runs - done} left; "
+                f"interrupted: {done} runs saved, {spec.n_runs - done} left; "
                 f"resume with: {_resume_command(args, out)}",
                 file=sys.stderr,
             )

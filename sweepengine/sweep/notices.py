@@ -16,7 +16,9 @@ from typing import Any
 
 log = logging.getLogger("sweepengine.sweep")
 
-COMPILE_TOPIC = "sweepengine-compile"  # = worker.COMPILE_TOPIC (the worker imports Numba)
+COMPILE_TOPIC = "sweepengine-compile"  # Dask event topic (sent by ``worker.warm_up``)
+# set in the embedded cluster's workers: they ignore Ctrl-C, which their client handles
+IGNORE_SIGINT = "SWEEPENGINE_IGNORE_SIGINT"
 
 
 class CompileNotice:

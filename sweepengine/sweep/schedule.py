@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import open_store
-from .notices import CompileNotice
+from .notices import IGNORE_SIGINT, CompileNotice
 from .spec import Run, Spec, chunk_runs
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def connect(
             n_workers=n,
             threads_per_worker=threads,
             processes=True,
-            env=worker_env(),
+            env={**worker_env(), IGNORE_SIGINT: "1"},  # Ctrl-C is the client's (cli)
             preload=["sweepengine.sweep.worker"],
             host="127.0.0.1",  # a private cluster: listen on loopback only
             dashboard_address="127.0.0.1:0",  # ":0" would bind every interface

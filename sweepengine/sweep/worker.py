@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -57,8 +60,15 @@ from ..store.schema import (
 )
 from ..training import reference, train_batch, train_flat
 from .compile_lock import compile_lock
-from .notices import COMPILE_TOPIC
+from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
+
+# A worker of the embedded cluster (``schedule.connect``) shares the terminal's process
+# group: Ctrl-C is for its client, which stops the cluster cleanly (``cli``).
+# (Closing it mid-task cancels the running task: a warning per worker, not worth showing.)
+if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 _COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
 # What a cold warm_up costs on 2 cores (results/compile.md, "sweep warm-up"), for the
