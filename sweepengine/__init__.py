@@ -23,6 +23,8 @@ _EXPORTS = {
     "hvp": "landscape",
     "loss": "landscape",
     "loss_and_gradient": "landscape",
+    "Objective": "prepared",
+    "objective": "prepared",
     "INIT_SCHEMES": "options",
     "OPTIMIZERS": "options",
     "StallConfig": "options",
@@ -68,6 +70,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .options import INIT_SCHEMES as INIT_SCHEMES
     from .options import OPTIMIZERS as OPTIMIZERS
     from .options import StallConfig as StallConfig
+    from .prepared import Objective as Objective
+    from .prepared import objective as objective
     from .stalls import Stall as Stall
     from .stalls import classify as classify
     from .stats import Stats as Stats

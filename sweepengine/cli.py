@@ -1,9 +1,17 @@
-"""``sweepengine`` command line: run, status, compact, selfcheck.
+"""``sweepengine`` command line: run, status, summary, compact, warmup, selfcheck.
 
-sweepengine run SPEC [--out DIR] [--scheduler ADDR] [--workers N] [--threads T]
-sweepengine status DIR
+sweepengine run SPEC [--out DIR] [--scheduler ADDR | --cluster slurm|pbs [--jobs N]]
+                     [--workers N] [--threads T] [--chunk N] [-q]
+sweepengine status DIR [--json]
+sweepengine summary DIR
 sweepengine compact DIR
+sweepengine warmup [--cache-dir DIR]
 sweepengine selfcheck
+
+Exit codes: 0 success, 1 a sweep left incomplete or a failed self-check, 2 a
+usage error (one line on stderr, before anything starts), 130 interrupted (Ctrl-C).
+This module imports only the standard library at start; each command imports
+what it needs, and only ``warmup`` and ``selfcheck`` load Numba in this process.
 """
 
 from __future__ import annotations
@@ -12,51 +20,215 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("sweepengine")
 
+MANIFEST = "manifest.json"  # = sweepengine.store.parts.MANIFEST
+CONNECT_TIMEOUT_S = 5.0  # --scheduler: how long to try before calling it unreachable
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2)."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- run ---------------------------------------------------------------------------
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {out}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK) and not out.exists():
+                raise UsageError(f"--out {out}: cannot create it, {parent} is not writable")
+            break
+
+
+def _check_scheduler(address: str) -> None:
+    """One TCP connection to the scheduler, with a short timeout: an address that
+    cannot be reached is a usage error, before anything starts."""
+    import socket
+    from urllib.parse import urlsplit
+
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme not in ("tcp", "tls"):
+        return  # inproc://, ucx://, ...: leave it to Dask
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise UsageError(f"--scheduler {address}: not an address ({e})") from None
+    if not host or port is None:
+        raise UsageError(f"--scheduler {address}: expected tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
+    if scheme == "tcp":  # something listens: is it a Dask scheduler? (tls: needs credentials)
+        import asyncio
+
+        async def handshake() -> None:
+            from distributed.comm import connect
+
+            comm = await connect(f"tcp://{host}:{port}", timeout=CONNECT_TIMEOUT_S)
+            await comm.close()
+
+        try:  # the handshake itself has no timeout in distributed: bound it here
+            asyncio.run(asyncio.wait_for(handshake(), 2 * CONNECT_TIMEOUT_S))
+        except Exception as e:  # refused, timed out, or not speaking Dask's protocol
+            raise UsageError(
+                f"cannot reach the Dask scheduler at {address}: no Dask handshake "
+                f"({type(e).__name__})"
+            ) from None
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    if args.jobs is not None and not args.cluster:
+        raise UsageError("--jobs needs --cluster slurm|pbs")
+    if args.scheduler and args.cluster:
+        raise UsageError("--scheduler and --cluster exclude each other")
+    if args.scheduler or args.cluster:
+        local = [o for o, v in (("--workers", args.workers), ("--threads", args.threads)) if v]
+        if local:
+            where = "--scheduler" if args.scheduler else "--cluster"
+            raise UsageError(f"{' and '.join(local)} set the embedded cluster: not with {where}")
+
+
+def _resume_command(args: argparse.Namespace, out: Path) -> str:
+    import shlex
+
+    cmd = ["sweepengine", "run", args.spec, "--out", str(out)]
+    for opt in ("scheduler", "cluster", "jobs", "workers", "threads", "chunk"):
+        value = getattr(args, opt)
+        if value is not None:
+            cmd += [f"--{opt}", str(value)]
+    return shlex.join(cmd)
+
+
+class _Interrupt:
+    """Ctrl-C during a sweep: the first one raises KeyboardInterrupt in the main thread
+    (the sweep then unwinds: the embedded cluster closes, the lock is released) and
+    silences Dask's shutdown chatter; a second one exits at once."""
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.hit = False
+        return self
+
+    def _handle(self, signum, frame):
+        if self.hit:
+            os._exit(130)
+        self.hit = True
+        for name in ("distributed", "tornado", "asyncio", "dask_jobqueue"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _close_progress_bars() -> None:
+    """Close the interrupted sweep's progress bar now, not at exit after our last line."""
+    try:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except Exception:  # cosmetic only
+        pass
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .store import SpecMismatchError, StoreLockedError, VersionMismatchError
-    from .sweep import SpecError, load_spec, run_sweep
+    from .sweep import SpecError, load_spec
 
+    _check_run_args(args)
     try:
         spec = load_spec(args.spec)
-    except (SpecError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except SpecError as e:
+        return _fail(str(e))
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot read {args.spec}: {e.strerror or e}")
     out = Path(args.out or Path("sweep-out") / spec.name)
+    _check_out(out)
+    if args.scheduler:
+        _check_scheduler(args.scheduler)
+    from .store import SpecMismatchError, StoreLockedError, VersionMismatchError
+    from .sweep import run_sweep
+
     print(spec.summary())
     print(f"results -> {out}")
     client = cluster = None
-    if args.cluster:
-        from .sweep.clusters import batch_cluster
-
+    with _Interrupt():
         try:
-            cluster = batch_cluster(args.cluster, jobs=args.jobs)
-        except ImportError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        from distributed import Client
+            if args.cluster:
+                from .sweep.clusters import batch_cluster
 
-        client = Client(cluster)
-    try:
-        report = run_sweep(
-            spec, out, client=client, scheduler=args.scheduler, n_workers=args.workers,
-            threads_per_worker=args.threads, max_chunk=args.chunk, progress=not args.quiet,
-            retries=args.retries, retry_failed=args.retry_failed,
-            allow_version_change=args.allow_version_change,
-        )  # fmt: skip
-    except (SpecMismatchError, StoreLockedError, VersionMismatchError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:  # cancels the batch jobs; closing the client does not
-            cluster.close()
+                try:
+                    cluster = batch_cluster(args.cluster, jobs=args.jobs or 1)
+                except ImportError as e:
+                    return _fail(str(e))
+                from distributed import Client
+
+                client = Client(cluster)
+            report = run_sweep(
+                spec, out, client=client, scheduler=args.scheduler, n_workers=args.workers,
+                threads_per_worker=args.threads or 1, max_chunk=args.chunk,
+                progress=not args.quiet, retries=args.retries, retry_failed=args.retry_failed,
+                allow_version_change=args.allow_version_change,
+            )  # fmt: skip
+        except (SpecMismatchError, StoreLockedError, VersionMismatchError) as e:
+            return _fail(str(e))
+        except KeyboardInterrupt:
+            _close_progress_bars()
+            try:
+                saved = _spec_progress(out, {})
+                done, left = saved["spec_runs_done"], saved["pending"]
+            except Exception:  # nothing written yet
+                done, left = 0, spec.n_runs
+            print(
+                f"interrupted: {done} runs saved, {left} left; "
+                f"resume with: {_resume_command(args, out)}",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            if client is not None:
+                client.close()
+            if cluster is not None:  # cancels the batch jobs; closing the client does not
+                cluster.close()
     rate = report.trained / report.wall_s if report.wall_s else 0.0
     print(
         f"{report.trained} runs trained in {report.chunks} chunks, {report.wall_s:.1f} s "
@@ -78,16 +250,84 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if report.complete else 1
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+# -- results directories -----------------------------------------------------------
+
+
+def _results_dir(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such directory: {p}")
+    if not p.is_dir():
+        raise UsageError(f"{p} is a file, not a results directory")
+    if not (p / MANIFEST).is_file():
+        raise UsageError(f"{p} is not a sweepengine results directory (no {MANIFEST})")
+    return p
+
+
+def progress_info(out_dir: str | os.PathLike) -> dict:
+    """``store.status`` plus the sweep's progress against its spec (from the manifest),
+    by run id with this version's ids: ``expected`` runs, ``done``, ``failed`` (recorded
+    failures, never counted as done), ``remaining`` and ``complete``. ``expected`` and
+    ``remaining`` are None when the stored spec no longer validates."""
     from .store import status
 
+    info = status(out_dir)
+    manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
     try:
-        info = status(args.dir)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    info.update(_spec_progress(Path(args.dir), info))
-    print(json.dumps(info, indent=2, sort_keys=True, default=str))
+        version = manifest.get("package_version")
+    except AttributeError:
+        version = None
+    info.setdefault("package_version", version)
+    prog = _spec_progress(Path(out_dir), info)
+    info.update(prog)
+    if "spec_runs" in prog:  # by run id, with this version's ids
+        info.update(expected=prog["spec_runs"], done=prog["spec_runs_done"],
+                    failed=prog["spec_runs_failed"], remaining=prog["pending"])  # fmt: skip
+    else:  # a spec this version cannot read
+        info.update(expected=None, done=info["runs_done"], remaining=None,
+                    failed=info["by_status"].get("failed", 0))  # fmt: skip
+    info["complete"] = bool(prog.get("complete"))
+    return info
+
+
+def _format_status(info: dict) -> str:
+    expected = "?" if info["expected"] is None else info["expected"]
+    remaining = "?" if info["remaining"] is None else info["remaining"]
+    state = "complete" if info["complete"] else "incomplete"
+    by = ", ".join(f"{k} {v}" for k, v in sorted(info["by_status"].items()))
+    tables = "; ".join(
+        f"{name} {t['parts']} parts, {t['rows']} rows, {t['bytes']} bytes"
+        for name, t in sorted(info["tables"].items())
+    )
+    lock = info["lock"]
+    lock_text = "none" if lock is None else ", ".join(f"{k} {v}" for k, v in lock.items())
+    cleanup = sum(info["pending_cleanup"].values())
+    return "\n".join([
+        f"sweep {info['sweep']} in {info['out_dir']}: {state}",
+        f"runs: {expected} expected, {info['done']} done ({info['failed']} failed), "
+        f"{remaining} remaining",
+        f"by status: {by}",
+        f"tables: {tables}",
+        f"lock: {lock_text}; pending cleanup: {cleanup} files; quarantined: "
+        f"{info['quarantined']} files",
+    ])  # fmt: skip
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    out = _results_dir(args.dir)
+    info = progress_info(out)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        print(_format_status(info))
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    out = _results_dir(args.dir)
+    from .store.summary import format_summary
+
+    print(format_summary(out))
     return 0
 
 
@@ -134,14 +374,35 @@ def _spec_progress(out: Path, info: dict) -> dict:
 def _cmd_compact(args: argparse.Namespace) -> int:
     from .store import StoreLockedError, open_store
 
+    out = _results_dir(args.dir)
     try:
-        store = open_store(args.dir, create=False)
+        store = open_store(out, create=False)
         with store.lock():
             info = store.compact()
-    except (FileNotFoundError, StoreLockedError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except StoreLockedError as e:
+        return _fail(str(e))
     print(json.dumps(info, indent=2, sort_keys=True))
+    return 0
+
+
+# -- kernels -----------------------------------------------------------------------
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    if args.cache_dir:  # before Numba is imported: it reads the variable once
+        os.environ["NUMBA_CACHE_DIR"] = str(Path(args.cache_dir).resolve())
+    t0 = time.perf_counter()
+    from .sweep import worker
+
+    est = worker.COLD_COMPILE_S
+    print(f"compiling kernels, one-time, about {est} s (instant if already cached) ...",
+          flush=True)  # fmt: skip
+    seconds = worker.warm_up()
+    import numba
+
+    where = numba.config.CACHE_DIR or "__pycache__ beside the sources"
+    print(f"kernels ready in {time.perf_counter() - t0:.1f} s ({seconds:.1f} s compile or "
+          f"cache load); cache: {where}")  # fmt: skip
     return 0
 
 
@@ -153,29 +414,39 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="sweepengine",
         description="Sweeps of deep linear network training runs: how bad saddles slow "
-        "gradient training. Results go to Parquet (OUT/runs, OUT/stalls, OUT/curves).",
+        "gradient training. Results go to Parquet (OUT/runs, OUT/stalls, OUT/curves). "
+        "Exit codes: 0 done, 1 incomplete sweep or failed self-check, 2 usage error, "
+        "130 interrupted.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser(
         "run",
         help="run a sweep spec (TOML); resumes if OUT already holds part of it",
         description="Run every run of SPEC that OUT does not hold yet, on an embedded "
         "Dask LocalCluster (default), an existing cluster (--scheduler) or a batch "
-        "system (--cluster slurm|pbs, configured through dask.config 'jobqueue.*').",
+        "system (--cluster slurm|pbs, configured through dask.config 'jobqueue.*'). "
+        "Ctrl-C stops cleanly (exit 130) and prints the command that resumes.",
     )
     r.add_argument("spec", help="sweep spec, a TOML file (see docs/spec.md and sweeps/)")
-    r.add_argument("--out", help="results directory (default: sweep-out/<sweep name>)")
-    r.add_argument("--scheduler", help="address of a running Dask scheduler to join")
+    r.add_argument("--out", help="results directory (default: sweep-out/<sweep name>); "
+                   "must not be a file")  # fmt: skip
+    r.add_argument("--scheduler", metavar="ADDR",
+                   help="address of a running Dask scheduler to join, tcp://HOST:PORT "
+                   f"(checked first, {CONNECT_TIMEOUT_S:.0f} s timeout)")  # fmt: skip
     r.add_argument("--cluster", choices=["slurm", "pbs"], help="start workers as batch jobs")
-    r.add_argument("--jobs", type=int, default=1, help="batch jobs to request (with --cluster)")
-    r.add_argument("--workers", type=int, help="local worker processes (default: cores)")
-    r.add_argument("--threads", type=int, default=1, help="threads per local worker")
-    r.add_argument("--chunk", type=int, help="runs per Dask task (default: adaptive)")
+    r.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="batch jobs to request, >= 1 (only with --cluster; default 1)")  # fmt: skip
+    r.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="local worker processes, >= 1 (default: cores // threads)")  # fmt: skip
+    r.add_argument("--threads", type=_positive_int, metavar="T",
+                   help="threads per local worker, >= 1 (default 1)")  # fmt: skip
+    r.add_argument("--chunk", type=_positive_int, metavar="N",
+                   help="at most N runs per Dask task, >= 1 (default: adaptive)")  # fmt: skip
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--retries", type=int, default=2,
                    help="further attempts of a chunk after an error that may not recur "
@@ -190,13 +461,33 @@ def build_parser() -> argparse.ArgumentParser:
                    "to OUT/previous/<version>/ and run the sweep here again")  # fmt: skip
     r.set_defaults(func=_cmd_run)
 
-    s = sub.add_parser("status", help="runs done by status, parts and bytes in a results dir")
+    s = sub.add_parser(
+        "status", help="expected, done, failed, remaining runs; parts and bytes of a results dir"
+    )
     s.add_argument("dir")
+    s.add_argument("--json", action="store_true", help="print JSON (every field)")
     s.set_defaults(func=_cmd_status)
+
+    m = sub.add_parser(
+        "summary", help="per depth and optimizer: runs, converged %%, median steps, stalls"
+    )
+    m.add_argument("dir")
+    m.set_defaults(func=_cmd_summary)
 
     c = sub.add_parser("compact", help="merge small Parquet parts of a results dir")
     c.add_argument("dir")
     c.set_defaults(func=_cmd_compact)
+
+    w = sub.add_parser(
+        "warmup",
+        help="compile the trainer ahead of time (e.g. on a cluster before a job array)",
+        description="Compile (or load from the Numba cache) the kernels a sweep worker "
+        "uses, once, so that later sweeps start at once. The cache is NUMBA_CACHE_DIR "
+        "if set (or --cache-dir), else __pycache__ beside the sources.",
+    )
+    w.add_argument("--cache-dir", metavar="DIR", help="set NUMBA_CACHE_DIR for this command "
+                   "(workers must then use the same NUMBA_CACHE_DIR)")  # fmt: skip
+    w.set_defaults(func=_cmd_warmup)
 
     k = sub.add_parser(
         "selfcheck", help="check the compiled kernels against analytic results (quick)"
@@ -213,7 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        return _fail(str(e))
 
 
 if __name__ == "__main__":

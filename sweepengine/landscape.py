@@ -3,17 +3,22 @@
 Public wrappers: validate and coerce (float64, C-contiguous), allocate the
 workspace, then call the compiled kernels in ``sweepengine.kernels``. Each
 takes the weights [W_1, ..., W_K] (W_k of shape (d_k, d_{k-1})) and either the
-data ``X`` (d_0, m), ``Y`` (d_K, m) or ``stats=Stats(Cxx, Cyx, yy)``.
+data ``X`` (d_0, m), ``Y`` (d_K, m) or ``stats=Stats(Cxx, Cyx, yy)``. Given
+data, each call picks the cheaper form by an operation count (``_use_stats``):
+the statistics form costs computing Cyx (and Cxx) first, the data form two
+products with m columns per call. For many calls at one data set, use
+:func:`sweepengine.objective`, which validates and prepares once.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
-from ._layout import dims_of, flatten, unflatten
-from ._validate import as_data, as_direction, as_stats, as_weights
+from ._layout import dims_of, flatten
+from ._validate import _finite, as_data, as_direction, as_stats, as_weights
 from .kernels.hvp import hessian_prepared, hvp_prepared
 from .kernels.objective import loss_data, loss_grad_data, loss_grad_stats, loss_stats, ws_size
 from .kernels.spectrum import lanczos_extremes
@@ -22,9 +27,37 @@ from .kernels.spectrum import lanczos_extremes
 DENSE_MAX = 400
 
 
+class _Plan(NamedTuple):
+    """What depends on the architecture only, computed once per architecture."""
+
+    dims: np.ndarray  # int64 (d_0..d_K); the kernels only read it
+    ws_size: int
+    n: int
+    slices: tuple  # (start, stop, shape) of each W_k in theta
+    ends: list  # [(0, d_0) and (d_K, 0) arrays]: first and last shapes, for as_data/as_stats
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(dims_t: tuple[int, ...]) -> _Plan:
+    dims = np.array(dims_t, dtype=np.int64)
+    slices, o = [], 0
+    for k in range(len(dims_t) - 1):
+        r, c = dims_t[k + 1], dims_t[k]
+        slices.append((o, o + r * c, (r, c)))
+        o += r * c
+    ends = [np.empty((0, dims_t[0])), np.empty((dims_t[-1], 0))]
+    return _Plan(dims, int(ws_size(dims)), o, tuple(slices), ends)
+
+
+def _split(vec: np.ndarray, plan: _Plan) -> list[np.ndarray]:
+    """[W_1, ..., W_K] as views of the flat ``vec``."""
+    return [vec[a:b].reshape(shape) for a, b, shape in plan.slices]
+
+
 class _Problem(NamedTuple):
     theta: np.ndarray
     dims: np.ndarray
+    plan: _Plan
     X: np.ndarray | None
     Y: np.ndarray | None
     Cxx: np.ndarray
@@ -32,23 +65,65 @@ class _Problem(NamedTuple):
     yy: float
 
 
-def _problem(weights, X, Y, stats, *, need_cxx: bool) -> _Problem:
+_EMPTY = np.empty((0, 0))
+# per-call cost of the extra NumPy calls of the statistics form, in multiply-adds
+_STATS_CALL_COST = 15_000
+
+
+def _use_stats(dims: np.ndarray, m: int, need_cxx: bool) -> bool:
+    """Statistics form for this one call? It computes Cyx (d_K x d_0 x m), tr YY^T and
+    Cxx (d_0 x d_0 x m, unless needed anyway) and then products with d_0 columns;
+    the data form does P X and R X^T (2 x d_K x d_0 x m) instead."""
+    d0, dK = int(dims[0]), int(dims[-1])
+    data = 2 * dK * d0 * m
+    stats = dK * d0 * m + dK * m + dK * d0 * d0 + (0 if need_cxx else d0 * d0 * m)
+    return stats + _STATS_CALL_COST < data
+
+
+def _chain(weights) -> tuple[np.ndarray, _Plan, list[np.ndarray] | None]:
+    """(theta, plan, checked weights or None): a fast path for a list of C-contiguous
+    float64 matrices that chain (one finiteness check on theta); else ``as_weights``."""
+    if type(weights) is list and weights:
+        ok, dims_t = True, None
+        for w in weights:
+            if not (
+                type(w) is np.ndarray and w.dtype == np.float64 and w.ndim == 2
+                and w.flags.c_contiguous and w.size
+                and (dims_t is None or w.shape[1] == dims_t[-1])
+            ):  # fmt: skip
+                ok = False
+                break
+            dims_t = (*(dims_t or (w.shape[1],)), w.shape[0])
+        if ok:
+            theta = np.concatenate([w.reshape(-1) for w in weights])
+            if _finite(theta):
+                return theta, _plan(dims_t), None
     ws = as_weights(weights)
+    return flatten(ws), _plan(tuple(int(d) for d in dims_of(ws))), ws
+
+
+def _problem(weights, X, Y, stats, *, need_cxx: bool) -> _Problem:
+    theta, plan, ws = _chain(weights)
+    dims = plan.dims
+    if ws is None:  # as_data and as_stats check shapes against the chain's ends
+        ws = plan.ends
     if stats is not None:
         if X is not None or Y is not None:
             raise ValueError("give either X and Y, or stats, not both")
         Cxx, Cyx, yy = as_stats(stats, ws)
-        return _Problem(flatten(ws), dims_of(ws), None, None, Cxx, Cyx, yy)
+        return _Problem(theta, dims, plan, None, None, Cxx, Cyx, yy)
     if X is None or Y is None:
         raise ValueError("X and Y are required (or pass stats=Stats(Cxx, Cyx, yy))")
     X, Y = as_data(X, Y, ws)
-    Cxx = X @ X.T if need_cxx else np.empty((0, 0))
-    return _Problem(flatten(ws), dims_of(ws), X, Y, Cxx, None, 0.0)
+    if _use_stats(dims, X.shape[1], need_cxx):
+        return _Problem(theta, dims, plan, None, None, X @ X.T, Y @ X.T, float(np.vdot(Y, Y)))
+    Cxx = X @ X.T if need_cxx else _EMPTY
+    return _Problem(theta, dims, plan, X, Y, Cxx, None, 0.0)
 
 
 def _prepare(p: _Problem) -> tuple[float, np.ndarray, np.ndarray]:
     """Evaluate loss and gradient; return (loss, flat gradient, workspace with B and E)."""
-    ws = np.zeros(ws_size(p.dims))
+    ws = np.zeros(p.plan.ws_size)
     g = np.empty_like(p.theta)
     if p.X is None:
         l = loss_grad_stats(p.theta, p.dims, p.Cxx, p.Cyx, p.yy, ws, g)
@@ -61,7 +136,7 @@ def _prepare(p: _Problem) -> tuple[float, np.ndarray, np.ndarray]:
 def loss(weights, X=None, Y=None, *, stats=None) -> float:
     """L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2."""
     p = _problem(weights, X, Y, stats, need_cxx=False)
-    ws = np.zeros(ws_size(p.dims))
+    ws = np.zeros(p.plan.ws_size)
     if p.X is None:
         return float(loss_stats(p.theta, p.dims, p.Cxx, p.Cyx, p.yy, ws))
     R = np.empty((p.dims[-1], p.X.shape[1]))
@@ -72,7 +147,7 @@ def loss_and_gradient(weights, X=None, Y=None, *, stats=None) -> tuple[float, li
     """(L, [dL/dW_1, ..., dL/dW_K]) with dL/dW_k = A_k^T (P Cxx - Cyx) B_k^T."""
     p = _problem(weights, X, Y, stats, need_cxx=False)
     l, g, _ = _prepare(p)
-    return float(l), unflatten(g, p.dims, copy=False)
+    return float(l), _split(g, p.plan)
 
 
 def gradient(weights, X=None, Y=None, *, stats=None) -> list[np.ndarray]:
@@ -89,11 +164,13 @@ def hvp(weights, X=None, Y=None, direction=None, *, stats=None) -> list[np.ndarr
     p = _problem(weights, X, Y, stats, need_cxx=True)
     if direction is None:
         raise ValueError("direction is required: a list shaped like weights or a flat vector")
-    v = as_direction(direction, unflatten(p.theta, p.dims, copy=False))
+    v = as_direction(direction, _split(p.theta, p.plan))
+    if not v.flags.writeable:  # a read-only array is another Numba type
+        v = v.copy()
     _, _, ws = _prepare(p)
     out = np.empty_like(p.theta)
     hvp_prepared(p.theta, p.dims, p.Cxx, ws, v, out)
-    return unflatten(out, p.dims, copy=False)
+    return _split(out, p.plan)
 
 
 def hessian(weights, X=None, Y=None, *, stats=None) -> np.ndarray:

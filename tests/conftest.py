@@ -2,6 +2,26 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session")
+def compiled():
+    """Compile (or load from the cache) every kernel once per test run, in this process,
+    before the first test that starts other processes (the CLI, Dask workers, doc
+    snippets): they then load the on-disk cache instead of each compiling for minutes
+    inside a subprocess timeout. Requested by test modules (``usefixtures``) and by
+    every test marked ``cluster`` (``pytest_collection_modifyitems``)."""
+    from sweepengine.selfcheck import selfcheck
+    from sweepengine.sweep.worker import warm_up
+
+    warm_up()  # both trainer drivers, under the machine-wide compile lock
+    selfcheck(lambda *_: None)  # the landscape kernels
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("cluster") and "compiled" not in item.fixturenames:
+            item.fixturenames.insert(0, "compiled")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -4,7 +4,9 @@ One module fixture runs ``sweepengine run`` for real (embedded LocalCluster,
 one worker, small chunks so there are many parts); the other tests read,
 summarise and compact copies of that directory. Exit codes: 0 success, 1 a
 sweep left incomplete or a failed self-check, 2 a usage error (bad spec,
-locked or mismatched results directory, missing directory).
+locked or mismatched results directory, missing directory, bad option), 130
+interrupted. The kernels are compiled once before the first subprocess
+(``conftest.compiled``); subprocess timeouts still allow a cold compile.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +29,8 @@ from sweepengine.cli import main
 from sweepengine.store import open_store, read_curves, read_runs, read_stalls
 from sweepengine.sweep import worker_env
 from tests.conftest import whitened_spec
+
+pytestmark = pytest.mark.usefixtures("compiled")
 
 SPEC = whitened_spec(
     "cli-small", seeds=3, max_steps=200, record_every=20,
@@ -35,9 +42,16 @@ N_RUNS = 12  # 2 depths x 2 scales x 3 seeds
 CHUNK = 2  # -> 6 parts
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+TIMEOUT = 900  # a cold Numba compile on a loaded 2-core machine fits in it
+
+
+def _exe() -> list[str]:
     script = Path(sys.executable).with_name("sweepengine")
-    exe = [str(script)] if script.exists() else [sys.executable, "-m", "sweepengine.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sweepengine.cli"]
+
+
+def cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    exe = _exe()
     return subprocess.run(
         [*exe, *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **worker_env()},
@@ -78,18 +92,82 @@ def sorted_tables(out: Path) -> list[pd.DataFrame]:
 def test_help():
     top = cli("--help")
     assert top.returncode == 0
-    for cmd in ("run", "status", "compact", "selfcheck"):
+    for cmd in ("run", "status", "summary", "compact", "warmup", "selfcheck"):
         assert cmd in top.stdout
     run = cli("run", "--help")
     assert run.returncode == 0
     for opt in ("--out", "--scheduler", "--cluster", "--jobs", "--workers", "--threads", "--chunk"):
         assert opt in run.stdout
     assert "{slurm,pbs}" in run.stdout
+    assert run.stdout.count(">= 1") == 4  # --jobs, --workers, --threads, --chunk
 
 
 def test_no_command_is_a_usage_error():
     proc = cli()
-    assert proc.returncode == 2 and "usage:" in proc.stderr
+    assert proc.returncode == 2 and "sweepengine --help" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--workers", "-1"], "--workers"),
+        (["--workers", "0"], "--workers"),
+        (["--threads", "0"], "--threads"),
+        (["--chunk", "0"], "--chunk"),
+        (["--chunk", "-3"], "--chunk"),
+        (["--chunk", "two"], "--chunk"),
+        (["--jobs", "2"], "--jobs needs --cluster"),
+        (["--cluster", "slurm", "--workers", "2"], "--workers"),
+        (["--scheduler", "tcp://127.0.0.1:9", "--cluster", "pbs"], "exclude each other"),
+    ],
+)
+def test_bad_option_is_one_line_exit_2_before_anything_starts(spec_file, tmp_path, args, named):
+    out = tmp_path / "out"
+    proc = cli("run", str(spec_file), "--out", str(out), *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and named in lines[0], proc.stderr
+    assert proc.stdout == "" and not out.exists()
+
+
+def test_out_naming_a_file_is_a_usage_error(spec_file, tmp_path):
+    f = tmp_path / "results.txt"
+    f.write_text("not a directory")
+    for out in (f, f / "sub"):
+        proc = cli("run", str(spec_file), "--out", str(out))
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+        assert "is a file" in proc.stderr and "Traceback" not in proc.stderr
+    assert f.read_text() == "not a directory"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_scheduler_is_one_line_naming_it(spec_file, tmp_path):
+    addr = f"tcp://127.0.0.1:{_free_port()}"
+    proc = cli("run", str(spec_file), "--out", str(tmp_path / "out"), "--scheduler", addr)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"error: cannot reach the Dask scheduler at {addr}: "
+        + (proc.stderr.strip().rsplit(": ", 1)[1])
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_listener_that_is_not_a_scheduler_is_refused(spec_file, tmp_path):
+    with socket.socket() as srv:  # accepts connections, never speaks Dask
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        addr = f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+        proc = cli("run", str(spec_file), "--out", str(tmp_path / "out"), "--scheduler", addr)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and addr in proc.stderr
 
 
 @pytest.mark.cluster
@@ -109,20 +187,30 @@ def test_run_writes_every_run(results):
 def test_rerun_of_complete_sweep_trains_nothing(results, spec_file, run_main, capsys):
     out, _ = results
     assert run_main(["run", str(spec_file), "--out", str(out), "-q"]) == 0
-    # (the time is a few hundredths of a second, more on a loaded machine)
+    out_text = capsys.readouterr().out
     assert re.search(
-        rf"0 runs trained in 0 chunks, \d+\.\d s \(0\.0 runs/s\); {N_RUNS} were already done",
-        capsys.readouterr().out,
+        rf"0 runs trained in 0 chunks, [\d.]+ s \(0.0 runs/s\); {N_RUNS} were already", out_text
     )
 
 
 @pytest.mark.cluster
 def test_status(results):
     out, _ = results
-    proc = cli("status", str(out))
+    text = cli("status", str(out))
+    assert text.returncode == 0, text.stderr
+    assert f"sweep cli-small in {out}: complete" in text.stdout
+    assert f"runs: {N_RUNS} expected, {N_RUNS} done (0 failed), 0 remaining" in text.stdout
+    proc = cli("status", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["runs_done"] == N_RUNS and sum(info["by_status"].values()) == N_RUNS
+    assert (info["expected"], info["done"], info["failed"], info["remaining"]) == (
+        N_RUNS,
+        N_RUNS,
+        0,
+        0,
+    )
+    assert info["complete"] is True
     assert info["by_status"]["failed"] == 0
     assert info["sweep"] == "cli-small" and info["lock"] is None
     assert info["tables"]["runs"] == {
@@ -134,9 +222,97 @@ def test_status(results):
     assert info["pending_cleanup"] == {"tmp": 0, "hidden": 0, "remove": 0, "quarantine": 0}
 
 
-def test_status_of_missing_dir(tmp_path, run_main, capsys):
-    assert run_main(["status", str(tmp_path / "nowhere")]) == 2
-    assert "error:" in capsys.readouterr().err
+@pytest.mark.cluster
+def test_status_of_a_partial_sweep(results, tmp_path):
+    src, _ = results
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    parts = sorted((out / "runs").glob("*.parquet"))
+    parts[0].unlink()  # one chunk (CHUNK runs) missing
+    info = json.loads(cli("status", str(out), "--json").stdout)
+    assert (info["expected"], info["done"], info["remaining"], info["complete"]) == (
+        N_RUNS,
+        N_RUNS - CHUNK,
+        CHUNK,
+        False,
+    )
+    assert ": incomplete" in cli("status", str(out)).stdout
+
+
+@pytest.mark.parametrize("command", ["status", "compact", "summary"])
+@pytest.mark.parametrize("kind", ["missing", "file", "plain-dir"])
+def test_results_command_on_a_non_results_path(tmp_path, command, kind):
+    path = tmp_path / "x"
+    if kind == "file":
+        path.write_text("{}")
+    elif kind == "plain-dir":
+        path.mkdir()
+    proc = cli(command, str(path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
+    assert proc.stdout == ""
+
+
+@pytest.mark.cluster
+def test_summary_has_exact_medians_and_ignores_the_layout(results, tmp_path):
+    src, _ = results
+    proc = cli("summary", str(src))
+    assert proc.returncode == 0, proc.stderr
+    runs = pd.read_parquet(src / "runs")
+    lines = proc.stdout.strip().splitlines()[2:]
+    assert len(lines) == runs.groupby(["depth", "optimizer"]).ngroups
+    for line in lines:
+        depth, opt, n, _, med = line.split()[:5]
+        steps = runs[(runs.depth == int(depth)) & (runs.optimizer == opt)].steps
+        assert int(n) == len(steps) and float(med) == float(steps.median())
+    # the same runs in another layout (one compacted part): the same summary
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    assert cli("compact", str(copy)).returncode == 0
+    assert cli("summary", str(copy)).stdout == proc.stdout
+
+
+@pytest.mark.cluster
+def test_ctrl_c_stops_cleanly_with_a_resume_line(spec_file, tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C does) mid-sweep:
+    workers stop, one line says what was saved and how to resume, exit 130."""
+    spec = tmp_path / "long.toml"
+    spec.write_text(SPEC.replace("max_steps = 200", "max_steps = 400000"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*_exe(), "run", str(spec), "--out", str(out), "--workers", "1", "--chunk", "1", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, **worker_env()},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not list(out.glob("runs/*.parquet")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no part written"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    [line] = stderr.strip().splitlines()
+    saved = len(read_runs(out))
+    assert line == (
+        f"interrupted: {saved} runs saved, {N_RUNS - saved} left; resume with: sweepengine "
+        f"run {spec} --out {out} --workers 1 --chunk 1"
+    )
+    assert 1 <= saved < N_RUNS
+    assert json.loads(cli("status", str(out), "--json").stdout)["lock"] is None  # released
+
+
+def test_warmup_command(tmp_path):
+    proc = cli("warmup")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("compiling kernels, one-time, about ")
+    assert "kernels ready in" in proc.stdout
 
 
 @pytest.mark.cluster
@@ -157,7 +333,7 @@ def test_compact_preserves_rows(results, tmp_path):
     assert len(pd.read_parquet(out / "runs")) == N_RUNS
     again = cli("compact", str(out))
     assert json.loads(again.stdout) == {"units_merged": 0, "units_created": 0}
-    info = json.loads(cli("status", str(out)).stdout)
+    info = json.loads(cli("status", str(out), "--json").stdout)
     assert info["tables"]["runs"]["parts"] == 1 and info["runs_done"] == N_RUNS
 
 
@@ -215,6 +391,17 @@ def test_bad_spec_exit_code_from_the_shell(tmp_path):
 def test_missing_spec_file(tmp_path, run_main, capsys):
     assert run_main(["run", str(tmp_path / "nope.toml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_spec_errors_are_listed_once_with_every_section(tmp_path, run_main, capsys):
+    """A problem-level error (checked over whole problem combinations) is reported once,
+    and along with errors in other sections."""
+    path = tmp_path / "bad.toml"
+    text = SPEC.replace("singular_values = [2.0, 1.0, 0.5]", "singular_values = [2, 1, 0.5, 0.1]")
+    path.write_text(text.replace("lr = 0.1", "lr = -0.1"))
+    assert run_main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("problem.singular_values") == 1 and "optimizer.lr" in err
 
 
 def test_selfcheck():

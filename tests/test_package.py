@@ -12,7 +12,7 @@ import sweepengine as se
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True, text=True, check=True, timeout=900,
     )  # fmt: skip
     return set(out.stdout.split())
 

@@ -8,7 +8,6 @@ import itertools
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -568,13 +567,12 @@ lr = [0.001, 0.003, 0.01, 0.03, 0.1]
 
 
 @pytest.mark.parametrize("extra", ["", 'combine = "random"\nsamples = 1000\n'])
-def test_million_run_spec_is_instant(extra):
-    t0 = time.perf_counter()
+def test_million_run_spec_is_lazy(extra):
+    """A million-run spec loads without listing its runs (how fast: benchmarks/bench_spec.py)."""
     s = load_spec(extra + MILLION)
     assert s.n_runs == 1_000_000
-    assert time.perf_counter() - t0 < 0.5
     first = list(itertools.islice(s.runs(), 1000))
-    assert len(first) == 1000 and time.perf_counter() - t0 < 2.0
+    assert len(first) == 1000
     last = s.run(s.n_runs - 1)
     assert last.seed == 999
     assert list(s.runs(s.n_runs - 3)) == [s.run(s.n_runs - 3), s.run(s.n_runs - 2), last]

@@ -144,7 +144,7 @@ def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monk
 
     def other() -> str:
         out = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True,
-                             text=True, check=True, timeout=60)  # fmt: skip
+                             text=True, check=True, timeout=300)  # fmt: skip
         return out.stdout.strip()
 
     with cl.compile_lock() as warm:  # cold: the lock is held while compiling

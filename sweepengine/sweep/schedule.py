@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import open_store
+from .notices import IGNORE_SIGINT, CompileNotice
 from .spec import Run, Spec, chunk_runs
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ def connect(
             n_workers=n,
             threads_per_worker=threads,
             processes=True,
-            env=worker_env(),
+            env={**worker_env(), IGNORE_SIGINT: "1"},  # Ctrl-C is the client's (cli)
             preload=["sweepengine.sweep.worker"],
             host="127.0.0.1",  # a private cluster: listen on loopback only
             dashboard_address="127.0.0.1:0",  # ":0" would bind every interface
@@ -320,6 +321,7 @@ def run_sweep(
                 total=spec.n_runs, initial=len(done), unit="run", disable=not progress,
                 desc=spec.name, smoothing=0.1, dynamic_ncols=True,
             )  # fmt: skip
+            notice = CompileNotice(c, bar)  # "compiling kernels, one-time, ..." while they do
             chunks = chunk_runs(_pending(spec, skip), size)
             pending = as_completed()
             sizes: dict[str, int] = {}
@@ -392,6 +394,7 @@ def run_sweep(
                 sizes.pop(cid, None)
                 while not lost and len(sizes) < max_in_flight() and submit_next():
                     pass
+            notice.close()
             bar.close()
         store.prune_failures()
     report.wall_s = time.perf_counter() - t0

@@ -98,7 +98,9 @@ class _Validator:
         self.repeats_ok = repeats_ok
 
     def add(self, path: str, msg: str) -> None:
-        self.errors.append(f"{path} {msg}" if msg.startswith("=") else f"{path}: {msg}")
+        err = f"{path} {msg}" if msg.startswith("=") else f"{path}: {msg}"
+        if err not in self.errors:  # a check reached twice reports once
+            self.errors.append(err)
 
     def unknown(self, prefix: str, table: Mapping, valid: Iterable[str]) -> None:
         valid = list(valid)
@@ -492,7 +494,13 @@ def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spe
             if key in data:
                 v.add(key, f"= {data[key]!r} applies only to combine = 'random'")
     stall = v.stall(data.get("stall", {}))
+    n_errors = len(v.errors)
     problem, p_axes = v.problem(data.get("problem"))
+    problems: list[tuple] = []
+    if problem is not None and len(v.errors) == n_errors and combine != "zip":
+        # whole-problem checks (e.g. singular values against d_x, d_y) now, so they
+        # are reported along with the other sections' errors
+        problems = v.problem_grid(problem, p_axes)
     arch = v.architecture(data.get("architecture"))
     schemes, scales = v.init(data.get("init"))
     opt = v.optimizer(data.get("optimizer"))
@@ -505,7 +513,7 @@ def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spe
     else:
         grid = _GridSpace(
             [
-                v.problem_grid(problem, p_axes),
+                problems,
                 _arch_grid(arch),
                 _OptimizerAxis(
                     opt["optimizer.name"],
@@ -517,7 +525,7 @@ def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spe
             ]
         )
         space = grid
-        _check_batch_size(v, opt, v.problem_grid(problem, p_axes))
+        _check_batch_size(v, opt, problems)
         if combine == "random":
             if len(grid) > _MAX_SEED:
                 v.add("combine", f"random sampling needs a grid below 2^63 points, not {len(grid)}")

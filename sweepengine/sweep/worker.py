@@ -14,8 +14,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -40,9 +43,21 @@ from ..store.schema import (
 )
 from ..training import reference, train_batch, train_flat
 from .compile_lock import compile_lock
+from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
 
+# A worker of the embedded cluster (``schedule.connect``) shares the terminal's process
+# group: Ctrl-C is for its client, which stops the cluster cleanly (``cli``).
+# (Closing it mid-task cancels the running task: a warning per worker, not worth showing.)
+if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+
 _COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
+# What a cold warm_up costs on 2 cores (results/compile.md, "sweep warm-up"), for the
+# "compiling kernels, one-time, about N s" notice; a warm cache loads in under a second.
+COLD_COMPILE_S = 90
+NOTICE_AFTER_S = 1.0  # a warm-up still running after this long is compiling, not loading
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +94,61 @@ def warm_up() -> float:
         t = time.perf_counter()
         X = np.array([[1.0, 0.0], [0.0, 1.0]])
         W = [np.eye(2) * 0.1, np.eye(2) * 0.1]
-        with compile_lock() as warm:
-            for B in (1, lockstep.MIN_BATCH):
-                train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1)
-            warm()
-        _COMPILE_S = time.perf_counter() - t
+        # in a Dask worker, say so (sweep.notices) if this takes long: it is compiling
+        notice = threading.Timer(NOTICE_AFTER_S, _notify, ("start", NOTICE_AFTER_S))
+        notice.daemon = True
+        notice.start()
+        try:
+            with compile_lock() as warm:
+                for B in (1, lockstep.MIN_BATCH):
+                    train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1)
+                warm()
+        finally:
+            notice.cancel()
+            _COMPILE_S = time.perf_counter() - t
+            if _COMPILE_S >= NOTICE_AFTER_S:
+                _notify("done", _COMPILE_S)
         return _COMPILE_S
     return 0.0
+
+
+def _notify(event: str, seconds: float) -> None:
+    """Tell the client (a Dask event) that this worker started or finished compiling."""
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+    except (ImportError, ValueError):  # not in a Dask worker
+        return
+    msg = {"event": event, "seconds": seconds, "estimate_s": COLD_COMPILE_S, "worker": w.address}
+    w.log_event(COMPILE_TOPIC, msg)
+
+
+class _JitClock(numba.core.event.Listener):
+    """Seconds each thread has spent in Numba's compiler: compiling or loading from the
+    cache (both hold the compiler lock), outermost acquisitions only."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def seconds(self) -> float:
+        return getattr(self.local, "seconds", 0.0)
+
+    def on_start(self, event) -> None:
+        loc = self.local
+        if getattr(loc, "depth", 0) == 0:
+            loc.depth, loc.t0 = 0, time.perf_counter()
+        loc.depth += 1
+
+    def on_end(self, event) -> None:
+        loc = self.local
+        loc.depth -= 1
+        if loc.depth == 0:
+            loc.seconds = self.seconds() + time.perf_counter() - loc.t0
+
+
+_JIT = _JitClock()
+numba.core.event.register("numba:compiler_lock", _JIT)
 
 
 def _worker_name() -> str:
@@ -112,7 +175,12 @@ def _threads() -> int:
 def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     """Train ``runs`` (one shape_key) in one batched compiled call."""
     t0 = time.perf_counter()
-    compile_s = warm_up()
+    compile_s = warm_up()  # this process's first chunk: includes waiting for another's
+    jit0 = _JIT.seconds()  # ... plus kernels this chunk is the first to use
+
+    def compiled() -> float:
+        return compile_s + _JIT.seconds() - jit0
+
     worker = _worker_name()
     run0 = runs[0]
     params_json = json.dumps(run0.problem_params, sort_keys=True)
@@ -131,13 +199,13 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
         err = "".join(traceback.format_exception_only(e)).strip()
         wall = time.perf_counter() - t0
         runs_t = _failed_columns(runs, ids, err, sweep, chunk_id, params_json,
-                                 wall / len(runs), compile_s / len(runs), worker)  # fmt: skip
+                                 wall / len(runs), compiled() / len(runs), worker)  # fmt: skip
         return ChunkResult(chunk_id, runs_t, stalls_table([]), None, wall)
     wall = time.perf_counter() - t0
     stalls_t = _stalls_columns(ids, out)
     curves = _curves_columns(ids, out) if run0.record_every else None
     runs_t = _runs_columns(runs, ids, out, sweep, chunk_id, params_json,
-                           wall / len(runs), compile_s / len(runs), worker)  # fmt: skip
+                           wall / len(runs), compiled() / len(runs), worker)  # fmt: skip
     return ChunkResult(chunk_id, runs_t, stalls_t, curves, wall)
 
 

@@ -1,0 +1,173 @@
+"""Call overhead: one-shot and prepared ``gradient`` / ``hvp`` against the kernel and NumPy.
+
+    python benchmarks/bench_overhead.py
+
+Writes results/overhead.md and results/overhead.json. One process, every thread
+pool at 1 thread. Per size (d = d_x = d_y = widths, H hidden layers, m samples):
+
+- NumPy: ``benchmarks/_impl_numpy.py`` from X and Y (loss + gradient; loss,
+  gradient and H V), as a user who knows the formulas writes it;
+- kernel: the compiled kernel with a preallocated workspace, in the form the
+  prepared objective picks (statistics when m > d_0);
+- one-shot: ``se.gradient(W, X, Y)``, ``se.hvp(W, X, Y, V)`` (validation, the form
+  chosen per call, allocation, list in and out);
+- prepared: ``obj = se.objective(X, Y, dims)``, then ``obj.gradient(theta)`` and
+  ``obj.hvp(theta, v)`` on flat vectors (and on lists, for comparison).
+
+Timing: n calls per batch (about 20 ms), 15 batches; the table shows the best
+batch (the least disturbed by other processes on a shared machine) and the
+median. Targets (issue 11): one-shot >= 3x NumPy, prepared >= 5x, prepared at
+most ~1 us above the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+import _impl_numpy as N  # noqa: E402
+import numpy as np  # noqa: E402
+
+import sweepengine as se  # noqa: E402
+from sweepengine._layout import flatten  # noqa: E402
+from sweepengine.kernels.hvp import hvp_prepared  # noqa: E402
+from sweepengine.kernels.objective import loss_grad_data, loss_grad_stats, ws_size  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+SIZES = [(8, 64, 4), (32, 256, 4)]
+
+
+def timing(fn, min_time: float = 0.02, batches: int = 15) -> dict[str, float]:
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= 0.2 * min_time:
+            break
+        n *= 4
+    n = max(1, round(n * min_time / max(dt, 1e-9)))
+    per = []
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        per.append((time.perf_counter() - t0) / n)
+    return {"best": min(per), "median": statistics.median(per)}
+
+
+def cases(d: int, m: int, H: int) -> dict:
+    p = C.make_problem(d, m, H)
+    W, V, X, Y = p.weights, p.direction, p.X, p.Y
+    theta, v = flatten(W), flatten(V)
+    obj = se.objective(X, Y, p.dims)
+    dims = obj.dims
+    ws, g, out = np.zeros(ws_size(dims)), np.empty(theta.size), np.empty(theta.size)
+    R = np.empty((d, m))
+    if obj.form == "stats":
+
+        def kgrad():
+            return loss_grad_stats(theta, dims, obj.Cxx, obj.Cyx, obj.yy, ws, g)
+    else:
+
+        def kgrad():
+            return loss_grad_data(theta, dims, X, Y, ws, R, g)
+
+    def khvp():
+        kgrad()
+        hvp_prepared(theta, dims, obj.Cxx, ws, v, out)
+
+    return obj.form, {
+        "gradient": {
+            "NumPy": lambda: N.loss_grad_data(W, X, Y),
+            "kernel": kgrad,
+            "one-shot": lambda: se.gradient(W, X, Y),
+            "prepared": lambda: obj.gradient(theta),
+            "prepared (lists)": lambda: obj.gradient(W),
+        },
+        "hvp": {
+            "NumPy": lambda: N.hvp_data(W, V, X, Y),
+            "kernel": khvp,
+            "one-shot": lambda: se.hvp(W, X, Y, V),
+            "prepared": lambda: obj.hvp(theta, v),
+            "prepared (lists)": lambda: obj.hvp(W, V),
+        },
+    }
+
+
+def main() -> None:
+    load0 = os.getloadavg()[0]
+    res = {}
+    for d, m, H in SIZES:
+        form, by_op = cases(d, m, H)
+        size = C.size_id(d, m, H)
+        res[size] = {"form": form}
+        for op, fns in by_op.items():
+            res[size][op] = {name: timing(fn) for name, fn in fns.items()}
+            t = res[size][op]
+            print(size, op, {k: f"{v['best'] * 1e6:.2f}" for k, v in t.items()}, flush=True)
+    load1 = os.getloadavg()[0]
+    info = C.machine_info()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "overhead.json").write_text(
+        json.dumps({"machine": info, "load": [load0, load1], "results": res}, indent=2) + "\n"
+    )
+    names = ["NumPy", "kernel", "one-shot", "prepared", "prepared (lists)"]
+    lines = [
+        "# Call overhead: one-shot and prepared gradient / HVP",
+        "",
+        C.machine_md(info, "python benchmarks/bench_overhead.py"),
+        f"- 1-minute load average {load0:.1f} at the start, {load1:.1f} at the end "
+        "(2 cores: above 1 means other processes competed for this one's core).",
+        "",
+        "Microseconds per call, best batch (median in parentheses); `kernel` = the "
+        "compiled kernel in the prepared objective's form with a preallocated workspace; "
+        "`prepared` on flat vectors. `hvp` rows include the loss and gradient pass the "
+        "HVP needs (NumPy's `hvp_data` returns all three).",
+        "",
+        "| size | form | op | " + " | ".join(names) + " | one-shot vs NumPy | "
+        "prepared vs NumPy | prepared - kernel |",
+        "| --- | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: |",
+    ]
+    checks = []
+    for size, r in res.items():
+        for op in ("gradient", "hvp"):
+            t = r[op]
+            b = {k: v["best"] for k, v in t.items()}
+            cells = [f"{b[n] * 1e6:.2f} ({t[n]['median'] * 1e6:.2f})" for n in names]
+            one, prep = b["NumPy"] / b["one-shot"], b["NumPy"] / b["prepared"]
+            extra = (b["prepared"] - b["kernel"]) * 1e6
+            lines.append(
+                f"| {size} | {r['form']} | {op} | " + " | ".join(cells)
+                + f" | {one:.1f}x | {prep:.1f}x | {extra:.2f} us |"
+            )  # fmt: skip
+            checks.append((size, op, one, prep, extra))
+    lines += ["", "## Targets", "", "| target | size | op | value | met |"]
+    lines.append("| --- | --- | --- | ---: | --- |")
+    for size, op, one, prep, extra in checks:
+        for target, value, ok in (
+            ("one-shot >= 3x NumPy", f"{one:.1f}x", one >= 3),
+            ("prepared >= 5x NumPy", f"{prep:.1f}x", prep >= 5),
+            ("prepared <= kernel + ~1 us", f"{extra:.2f} us", extra <= 1.2),
+        ):
+            lines.append(f"| {target} | {size} | {op} | {value} | {'yes' if ok else 'NO'} |")
+    lines.append("")
+    C.write_atomic(RESULTS / "overhead.md", "\n".join(lines))
+    print(f"wrote {RESULTS / 'overhead.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Fixed cost of ``sweepengine run`` with a warm Numba cache: imports, cluster, shutdown.
+
+    python benchmarks/bench_startup.py [--repeats 5]
+
+Writes results/startup.md and results/startup.json. Each measurement is a fresh
+process (the command as a user runs it), median of ``--repeats``:
+
+- ``sweepengine --help``: interpreter + the CLI module (standard library only);
+- ``python -c 'import ...'`` of what the client imports to plan and schedule;
+- ``sweepengine run`` of a sweep that is already complete: spec, results
+  directory, no cluster;
+- ``sweepengine run`` of a one-run sweep of one step (``--workers 2``): the
+  whole fixed cost, embedded LocalCluster started and closed, the worker's
+  warm-up (cache load) included;
+- the same with ``--workers 1``.
+
+The kernel cache is warmed first (``sweepengine warmup``). Target (issue 11): at
+most 2.5 s for the one-run sweep on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+SPEC = """
+name = "startup"
+seeds = { range = [0, 1] }
+max_steps = 1
+[problem]
+name = "whitened"
+d_x = 3
+d_y = 3
+m = 8
+singular_values = [2.0, 1.0, 0.5]
+seed = 0
+[architecture]
+depth = 1
+width = 3
+[init]
+scale = 0.1
+[optimizer]
+name = "gd"
+lr = 0.1
+"""
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).with_name("sweepengine")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sweepengine.cli"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[v] = "1"
+    return env
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}")
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="se-startup-"))
+    (work / "startup.toml").write_text(SPEC)
+    timed([*_cli(), "warmup"], work)
+    timed([*_cli(), "run", "startup.toml", "--out", "done", "-q"], work)
+    client_imports = (
+        "import sweepengine.cli, sweepengine.sweep, sweepengine.store, distributed, tqdm"
+    )
+    cases = {
+        "sweepengine --help": lambda i: [*_cli(), "--help"],
+        "import the client's modules (sweep, store, distributed, tqdm)": lambda i: [
+            sys.executable,
+            "-c",
+            client_imports,
+        ],  # fmt: skip
+        "run, sweep already complete (no cluster)": lambda i: [
+            *_cli(),
+            "run",
+            "startup.toml",
+            "--out",
+            "done",
+            "-q",
+        ],  # fmt: skip
+        "run, one run of one step, 2 workers": lambda i: [
+            *_cli(),
+            "run",
+            "startup.toml",
+            "--out",
+            f"w2-{i}",
+            "-q",
+            "--workers",
+            "2",
+        ],  # fmt: skip
+        "run, one run of one step, 1 worker": lambda i: [
+            *_cli(),
+            "run",
+            "startup.toml",
+            "--out",
+            f"w1-{i}",
+            "-q",
+            "--workers",
+            "1",
+        ],  # fmt: skip
+    }
+    load0 = os.getloadavg()[0]
+    res = {}
+    for name, cmd in cases.items():
+        times = [timed(cmd(i), work) for i in range(args.repeats)]
+        res[name] = {"median": statistics.median(times), "min": min(times), "all": times}
+        print(f"{name:60s} median {res[name]['median']:.2f} s  min {min(times):.2f} s", flush=True)
+    load1 = os.getloadavg()[0]
+    shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "startup.json").write_text(
+        json.dumps({"load": [load0, load1], "cores": os.cpu_count(), "results": res}, indent=2)
+        + "\n"
+    )
+    lines = [
+        "# Start-up: the fixed cost of `sweepengine run` (warm Numba cache)",
+        "",
+        f"`python benchmarks/bench_startup.py --repeats {args.repeats}`; {os.cpu_count()} "
+        f"cores; 1-minute load average {load0:.1f} at the start, {load1:.1f} at the end "
+        "(above 1 on 2 cores: other processes competed). Seconds per fresh process; "
+        "target: at most 2.5 s for the one-run sweep on 2 cores.",
+        "",
+        "| command | median (s) | min (s) |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, r in res.items():
+        lines.append(f"| {name} | {r['median']:.2f} | {r['min']:.2f} |")
+    lines.append("")
+    (RESULTS / "startup.md").write_text("\n".join(lines))
+    print(f"wrote {RESULTS / 'startup.md'}")
+
+
+if __name__ == "__main__":
+    main()
