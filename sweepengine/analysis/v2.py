@@ -1,0 +1,146 @@
+"""The version-2 columns the analysis reads (stall measurement of issue 10).
+
+Until the store writes them, tests and benchmarks build version-2 directories
+directly with pyarrow from these definitions (:func:`write_directory`), in the
+layout ``OUT/runs/*.parquet``, ``OUT/stalls/*.parquet``, ``OUT/curves/*.parquet``.
+Time is dimensionless: ``time = steps x time_unit`` with ``time_unit = lam_ref x
+effective lr`` (per run).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..store.schema import CURVES_SCHEMA, RUNS_SCHEMA
+
+__all__ = [
+    "STALL_CLASSES",
+    "RUNS_V2_SCHEMA",
+    "STALLS_V2_SCHEMA",
+    "write_directory",
+]
+
+#: Stall classes of schema version 2, in the order figures and tables list them.
+STALL_CLASSES = ("bad_saddle", "strict_saddle", "minimum", "unstable", "unresolved")
+
+_S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+
+_RUNS_ADDED = [
+    ("time_unit", _F64),
+    ("time_to_target", _F64),
+    ("time_in_strict_saddle", _F64),
+    ("time_in_bad_saddle", _F64),
+    ("time_in_minimum", _F64),
+    ("time_in_unstable", _F64),
+    ("time_in_unresolved", _F64),
+    ("steps_in_unstable", _I64),
+    ("steps_in_unresolved", _I64),
+    ("first_stall_class", _S),
+    ("longest_stall_class", _S),
+    ("activation", _S),
+    ("weight_decay", _F64),
+]
+
+RUNS_V2_SCHEMA = pa.schema(
+    [pa.field(f.name, f.type) for f in RUNS_SCHEMA] + [pa.field(n, t) for n, t in _RUNS_ADDED]
+)
+
+STALLS_V2_SCHEMA = pa.schema(
+    [
+        ("run_id", _S),
+        ("stall_index", _I32),
+        ("start_step", _I64),
+        ("end_step", _I64),
+        ("probe_step", _I64),
+        ("start_time", _F64),
+        ("end_time", _F64),
+        ("probe_time", _F64),
+        ("loss", _F64),
+        ("gap", _F64),
+        ("gap_rel", _F64),
+        ("modes", pa.list_(pa.int32())),
+        ("critical_rank", _I32),
+        ("critical_value", _F64),
+        ("occupancy", pa.list_(_F64)),
+        ("nearest_value", _F64),
+        ("nearest_rank", _I32),
+        ("min_grad_norm", _F64),
+        ("local_lam_min", _F64),
+        ("local_lam_max", _F64),
+        ("local_lam_min_err", _F64),
+        ("local_lam_max_err", _F64),
+        ("local_rel_lam_min", _F64),
+        ("local_class", _S),
+        ("lanczos_iters", _I32),
+        ("polish_converged", _B),
+        ("polish_iters", _I32),
+        ("polish_grad_rel", _F64),
+        ("polish_distance", _F64),
+        ("polish_loss", _F64),
+        ("lam_min", _F64),
+        ("lam_max", _F64),
+        ("rel_lam_min", _F64),
+        ("kawaguchi_rank", _I32),
+        ("stall_class", _S),
+    ]
+)
+
+
+def _table(columns: Mapping[str, Any], schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` from whole columns; missing columns are null."""
+    n = {len(v) for v in columns.values()}
+    if len(n) > 1:
+        raise ValueError(f"columns have different lengths: { {k: len(v) for k, v in columns.items()} }")
+    rows = n.pop() if n else 0
+    unknown = set(columns) - set(schema.names)
+    if unknown:
+        raise ValueError(f"unknown column(s) {sorted(unknown)}")
+    arrays = [
+        pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_directory(
+    out: str | os.PathLike,
+    runs: Mapping[str, Any],
+    stalls: Mapping[str, Any] | None = None,
+    curves: Mapping[str, Any] | None = None,
+    *,
+    parts: int = 1,
+    runs_schema: pa.Schema = RUNS_V2_SCHEMA,
+    stalls_schema: pa.Schema = STALLS_V2_SCHEMA,
+) -> Path:
+    """Write a results directory of real Parquet files from whole columns.
+
+    ``runs``/``stalls``/``curves`` map column names to sequences (NumPy arrays or
+    lists); columns not given are written as nulls. Rows are split into ``parts``
+    files per table (the stalls and curves rows follow their run's part).
+    Pass ``runs_schema``/``stalls_schema`` to write another version's shape.
+    """
+    out = Path(out)
+    tables = {"runs": _table(runs, runs_schema)}
+    if stalls is not None:
+        tables["stalls"] = _table(stalls, stalls_schema)
+    if curves is not None:
+        tables["curves"] = _table(curves, CURVES_SCHEMA)
+    ids = tables["runs"].column("run_id")
+    n = max(len(ids), 1)
+    for name, t in tables.items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        row = pc.index_in(t.column("run_id"), value_set=ids).to_numpy(zero_copy_only=False)
+        which = np.nan_to_num(row.astype(float), nan=0.0).astype(np.int64) * parts // n
+        for p in range(parts):
+            piece = t.filter(pa.array(which == p))
+            if piece.num_rows or name == "runs":
+                pq.write_table(piece, out / name / f"part-{p:05d}.parquet", compression="zstd")
+    return out
