@@ -1,7 +1,9 @@
-"""``sweepengine`` command line: run, status, compact, selfcheck.
+"""``sweepengine`` command line: run, status, summary, report, compact, selfcheck.
 
-sweepengine run SPEC [--out DIR] [--scheduler ADDR] [--workers N] [--threads T]
+sweepengine run SPEC [--out DIR] [--scheduler ADDR] [--workers N] [--threads T] [--no-report]
 sweepengine status DIR
+sweepengine summary DIR
+sweepengine report DIR
 sweepengine compact DIR
 sweepengine selfcheck
 """
@@ -65,7 +67,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .store.summary import format_summary
 
         print(format_summary(out))
+        if not args.no_report:
+            _write_report(out)
     return 0 if report.complete else 1
+
+
+def _write_report(out: Path) -> int:
+    from .analysis import AnalysisError
+    from .analysis.report import write_report
+
+    try:
+        index = write_report(out)
+    except (AnalysisError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((index.parent / "headline.txt").read_text().strip())
+    print(f"report -> {index}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    return _write_report(Path(args.dir))
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from .analysis import AnalysisError
+    from .analysis.report import summary_text
+
+    try:
+        print(summary_text(args.dir), end="")
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -126,11 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="threads per local worker")
     r.add_argument("--chunk", type=int, help="runs per Dask task (default: adaptive)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-report", action="store_true", help="do not write OUT/report/")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("status", help="runs done by status, parts and bytes in a results dir")
     s.add_argument("dir")
     s.set_defaults(func=_cmd_status)
+
+    sm = sub.add_parser("summary", help="text summary of a results dir (exact statistics)")
+    sm.add_argument("dir")
+    sm.set_defaults(func=_cmd_summary)
+
+    rp = sub.add_parser("report", help="(re)write DIR/report/index.html and its figures")
+    rp.add_argument("dir")
+    rp.set_defaults(func=_cmd_report)
 
     c = sub.add_parser("compact", help="merge small Parquet parts of a results dir")
     c.add_argument("dir")

@@ -83,9 +83,7 @@ class Results:
         """The same results with pandas DataFrames instead of Arrow tables."""
         if not isinstance(self.runs, pa.Table):
             return self
-        return dataclasses.replace(
-            self, runs=self.runs.to_pandas(), stalls=self.stalls.to_pandas()
-        )
+        return dataclasses.replace(self, runs=self.runs.to_pandas(), stalls=self.stalls.to_pandas())
 
 
 def _files(out: Path, table: str) -> list[Path]:
@@ -203,7 +201,9 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
         raise AnalysisError(f"{out}: the runs table is empty")
     for c in ("run_id", "depth", "status", "steps"):
         if c not in runs.column_names:
-            raise AnalysisError(f"{out}: runs table has no column {c!r}; is it a results directory?")
+            raise AnalysisError(
+                f"{out}: runs table has no column {c!r}; is it a results directory?"
+            )
     version = 2 if "time_unit" in runs.column_names else 1
     stall_files = _files(out, "stalls")
     if stall_files:

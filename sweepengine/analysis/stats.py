@@ -50,6 +50,8 @@ def wilson(k, n, conf: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         half = z / (n + z * z) * np.sqrt(k * (n - k) / n + z * z / 4)
         lo = np.where(n > 0, np.clip(centre - half, 0, 1), np.nan)
         hi = np.where(n > 0, np.clip(centre + half, 0, 1), np.nan)
+        lo = np.where(k == 0, 0.0 * n, lo)  # exact ends (rounding would leave ~1e-17)
+        hi = np.where((k == n) & (n > 0), 1.0, hi)
     return lo, hi
 
 

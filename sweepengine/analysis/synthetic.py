@@ -146,7 +146,8 @@ def synthetic_directory(
             "local_rel_lam_min": rel_local,
             "local_class": np.where(rel_local < -1e-3, "strict_saddle", "bad_saddle"),
             "lanczos_iters": np.full(idx.size, 20, np.int32),
-            "polish_converged": conv, "polish_iters": rng.integers(3, 21, idx.size).astype(np.int32),
+            "polish_converged": conv,
+            "polish_iters": rng.integers(3, 21, idx.size).astype(np.int32),
             "polish_grad_rel": np.where(conv, 1e-13, 1e-3),
             "polish_distance": rng.lognormal(-6, 1, idx.size),
             "polish_loss": np.full(idx.size, level),
@@ -194,7 +195,9 @@ def synthetic_directory(
     runs["time_to_target"] = [None if not r else t for r, t in
                               zip(reached, steps * time_unit, strict=True)]  # fmt: skip
     runs["steps_to_target"] = [int(s) if r else None for r, s in zip(reached, steps, strict=True)]
-    runs["error"] = [e if s == "failed" else None for e, s in zip(runs["error"], status, strict=True)]
+    runs["error"] = [
+        e if s == "failed" else None for e, s in zip(runs["error"], status, strict=True)
+    ]
     curve_cols = None
     if curves:
         curve_cols = _curves(runs, stalls, min(curves, n), yy)

@@ -169,8 +169,8 @@ def slowdown(res: Results, by=("depth",)) -> pd.DataFrame:
     groups = t.groupby(by, sort=True) if by else [((), t)]
     for key, sub in groups:
         key = key if isinstance(key, tuple) else (key,)
-        w = sub[sub["with_bad_saddle"]]
-        wo = sub[~sub["with_bad_saddle"]]
+        flag = sub["with_bad_saddle"].to_numpy(dtype=bool)
+        w, wo = sub.loc[flag], sub.loc[~flag]
         mw = float(w["median"].iloc[0]) if len(w) else np.nan
         mwo = float(wo["median"].iloc[0]) if len(wo) else np.nan
         rows.append({**dict(zip(by, key, strict=True)),

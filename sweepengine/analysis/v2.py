@@ -98,7 +98,9 @@ def _table(columns: Mapping[str, Any], schema: pa.Schema) -> pa.Table:
     """A table of ``schema`` from whole columns; missing columns are null."""
     n = {len(v) for v in columns.values()}
     if len(n) > 1:
-        raise ValueError(f"columns have different lengths: { {k: len(v) for k, v in columns.items()} }")
+        raise ValueError(
+            f"columns have different lengths: { {k: len(v) for k, v in columns.items()} }"
+        )
     rows = n.pop() if n else 0
     unknown = set(columns) - set(schema.names)
     if unknown:
@@ -107,7 +109,9 @@ def _table(columns: Mapping[str, Any], schema: pa.Schema) -> pa.Table:
         pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(rows, f.type)
         for f in schema
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(
+        arrays, schema=pa.schema([pa.field(f.name, f.type) for f in schema])
+    )
 
 
 def write_directory(
