@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from .load import Results, read_curves
 from .tables import (
@@ -173,7 +172,7 @@ def _subsample(v: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 def fig_lambda(res: Results):
     """lambda_min / lambda_ref at stalls: at the probe point and at the polished critical point."""
-    s = res.stalls.to_pandas() if isinstance(res.stalls, pa.Table) else res.stalls
+    s = res.stalls_frame()
     if len(s) == 0:
         return None, "no stalls: no curvature plot"
     views = [("local_rel_lam_min", "at the probe point (local)", "o")]

@@ -78,12 +78,30 @@ class Results:
     time_basis: str
     notes: list[str]
     has_curves: bool
+    _frame: object = dataclasses.field(default=None, repr=False, compare=False)
+    _stalls_frame: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    def stalls_frame(self):
+        """The stalls as a pandas DataFrame, converted once and cached (do not modify it)."""
+        if self._stalls_frame is None:
+            s = self.stalls
+            self._stalls_frame = s.to_pandas() if isinstance(s, pa.Table) else s
+        return self._stalls_frame
+
+    def frame(self):
+        """The runs as a pandas DataFrame, converted once and cached (do not modify it)."""
+        if self._frame is None:
+            runs = self.runs
+            self._frame = runs.to_pandas() if isinstance(runs, pa.Table) else runs
+        return self._frame
 
     def to_pandas(self) -> Results:
         """The same results with pandas DataFrames instead of Arrow tables."""
         if not isinstance(self.runs, pa.Table):
             return self
-        return dataclasses.replace(self, runs=self.runs.to_pandas(), stalls=self.stalls.to_pandas())
+        return dataclasses.replace(
+            self, runs=self.frame(), stalls=self.stalls_frame(), _frame=None, _stalls_frame=None
+        )
 
 
 def _files(out: Path, table: str) -> list[Path]:

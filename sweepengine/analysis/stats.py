@@ -99,9 +99,11 @@ def bootstrap_ratios(
         return est, nan, nan.copy()
     rng = np.random.default_rng(seed)
     both = np.column_stack([num, den])
+    idx_type = np.int32 if n < 2**31 else np.int64
     reps = np.empty((n_boot, m))
     for b in range(n_boot):
-        counts = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(float)
+        counts = np.bincount(rng.integers(0, n, size=n, dtype=idx_type), minlength=n)
+        counts = counts.astype(float)
         s = counts @ both
         with np.errstate(invalid="ignore", divide="ignore"):
             reps[b] = s[:m] / s[m]

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from .v2 import write_directory
 
@@ -78,7 +79,7 @@ def synthetic_directory(
     n_modes = 4
     has = (status != "failed") & ~diverged
     yy = _L.sum() + 2 * _NOISE
-    run_ids = np.array([f"r{j:09d}" for j in range(n)], dtype=object)
+    run_ids = np.char.add("r", np.char.zfill(np.arange(n).astype(str), 9)).astype(object)
     st_rows = []
     tot = steps.astype(float)
     cls_time = {c: np.zeros(n) for c in ("bad_saddle", "strict_saddle", "minimum",
@@ -136,7 +137,10 @@ def synthetic_directory(
             "loss": np.full(idx.size, level) * (1 + 1e-4 * rng.random(idx.size)),
             "gap": np.full(idx.size, level - _NOISE),
             "gap_rel": np.full(idx.size, (level - _NOISE) / (0.5 * yy - _NOISE)),
-            "modes": [list(range(j))] * idx.size,
+            "modes": pa.ListArray.from_arrays(
+                pa.array(np.arange(idx.size + 1, dtype=np.int32) * j),
+                pa.array(np.tile(np.arange(j, dtype=np.int32), idx.size)),
+            ),
             "critical_rank": np.full(idx.size, j, np.int32),
             "critical_value": np.full(idx.size, level),
             "nearest_value": np.full(idx.size, level),
@@ -159,7 +163,7 @@ def synthetic_directory(
     stalls: dict = {}
     for k in st_rows[0] if st_rows else ():
         if k == "modes":
-            stalls[k] = [m for r in st_rows for m in r[k]]
+            stalls[k] = pa.concat_arrays([r[k] for r in st_rows])
         else:
             stalls[k] = np.concatenate([np.asarray(r[k]) for r in st_rows])
     final_gap_rel = np.where(reached, 1e-7, rng.uniform(1e-5, 0.3, n))
@@ -168,14 +172,16 @@ def synthetic_directory(
         "run_id": run_ids, "sweep": np.full(n, "synthetic"), "chunk_id": np.full(n, "c0"),
         "problem": np.full(n, "whitened"), "problem_params": np.full(n, "{}"),
         "d_x": np.full(n, 6, np.int32), "d_y": np.full(n, 4, np.int32),
-        "depth": depth.astype(np.int32), "widths": [[int(x)] * int(d) for x, d in
-                                                    zip(width, depth, strict=True)],
+        "depth": depth.astype(np.int32),
+        "widths": pa.ListArray.from_arrays(
+            pa.array(np.concatenate([[0], np.cumsum(depth)]).astype(np.int32)),
+            pa.array(np.repeat(width, depth).astype(np.int32)),
+        ),
         "min_width": width.astype(np.int32), "n_params": (width * 10).astype(np.int64),
         "seed": seed_col.astype(np.int64), "init_scheme": np.full(n, "gaussian"),
         "init_scale": scale, "optimizer": opt, "lr": lr,
         "optimizer_params": np.where(opt == "momentum", '{"beta": 0.9}', "{}"),
         "max_steps": max_steps, "status": status.astype(str),
-        "error": np.where(status == "failed", "synthetic failure", None),
         "steps": steps, "final_loss": _NOISE + final_gap_rel * (0.5 * yy - _NOISE),
         "global_min": np.full(n, _NOISE), "final_gap": final_gap_rel * (0.5 * yy - _NOISE),
         "final_gap_rel": final_gap_rel, "target_gap": np.full(n, 1e-6),
@@ -192,12 +198,13 @@ def synthetic_directory(
         "first_stall_class": first_cls, "longest_stall_class": longest_cls,
         "activation": np.full(n, "linear"), "weight_decay": np.zeros(n),
     }  # fmt: skip
-    runs["time_to_target"] = [None if not r else t for r, t in
-                              zip(reached, steps * time_unit, strict=True)]  # fmt: skip
-    runs["steps_to_target"] = [int(s) if r else None for r, s in zip(reached, steps, strict=True)]
-    runs["error"] = [
-        e if s == "failed" else None for e, s in zip(runs["error"], status, strict=True)
-    ]
+    runs["time_to_target"] = pa.array(steps * time_unit, mask=~reached)
+    runs["steps_to_target"] = pa.array(steps, mask=~reached)
+    runs["error"] = pa.array(np.full(n, "synthetic failure"), mask=status != "failed")
+    for k in ("first_stall_class", "longest_stall_class"):
+        v = runs[k]
+        none = np.equal(v, None)
+        runs[k] = pa.array(np.where(none, "", v).astype(str), mask=none)
     curve_cols = None
     if curves:
         curve_cols = _curves(runs, stalls, min(curves, n), yy)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from .load import AnalysisError, Results
 from .stats import bootstrap_ratios, fit_line, kaplan_meier, quantiles, wilson
@@ -49,15 +48,14 @@ def _by(by) -> list[str]:
 
 def runs_frame(res: Results, by=(), extra=()) -> pd.DataFrame:
     """The runs as a DataFrame with the grouping columns ready (``width``, ``widths``)."""
-    runs = res.runs
     cols = set(_by(by)) | set(extra)
-    df = runs.to_pandas() if isinstance(runs, pa.Table) else runs.copy()
+    df = res.frame()
     if "width" in cols:
-        df["width"] = df["min_width"]
+        df = df.assign(width=df["min_width"])
     if "widths" in cols:
-        df["widths"] = [
+        df = df.assign(widths=[
             "x".join(str(int(w)) for w in ws) if len(ws) else "-" for ws in df["widths"]
-        ]
+        ])  # fmt: skip
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise AnalysisError(f"unknown axis or column(s) {missing}; axes: {list(AXES)}")
@@ -285,7 +283,7 @@ def stall_durations(res: Results, by=()) -> pd.DataFrame:
     by = _by(by)
     axes = [c for c in by if c != "stall_class"]
     runs = runs_frame(res, axes, extra=("steps",))
-    stalls = res.stalls.to_pandas() if isinstance(res.stalls, pa.Table) else res.stalls
+    stalls = res.stalls_frame()
     keep = ["run_id", "steps", *axes]
     s = stalls.merge(runs[list(dict.fromkeys(keep))], on="run_id", how="inner")
     s["duration"] = s["end_time"] - s["start_time"]

@@ -106,7 +106,11 @@ def _table(columns: Mapping[str, Any], schema: pa.Schema) -> pa.Table:
     if unknown:
         raise ValueError(f"unknown column(s) {sorted(unknown)}")
     arrays = [
-        pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(rows, f.type)
+        pa.nulls(rows, f.type)
+        if f.name not in columns
+        else columns[f.name].cast(f.type)
+        if isinstance(columns[f.name], pa.Array)
+        else pa.array(columns[f.name], type=f.type)
         for f in schema
     ]
     return pa.Table.from_arrays(
