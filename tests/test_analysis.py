@@ -625,3 +625,28 @@ def test_no_report_flag(real_sweep):
     assert not (out / "report").exists() and "report ->" not in proc.stdout
     proc = _cli("run", str(spec), "--out", str(out), "--workers", "1", "-q")
     assert proc.returncode == 0 and (out / "report" / "index.html").is_file()
+
+
+# -- reproductions ---------------------------------------------------------------------------
+
+
+def test_reproduction_specs_and_templates():
+    import string
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import reproduce
+    finally:
+        sys.path.pop(0)
+    from sweepengine.sweep import load_spec
+
+    known = {"headline", "schema_version", "n_runs", "notes", "per_depth", "figures", "skipped",
+             "scaling", "depth_fit", "time_by_depth", "class_table", "escape", "size", "wall_s",
+             "spec", "command"}  # fmt: skip
+    for study in reproduce.STUDIES:
+        small = load_spec(reproduce.spec_text(study, "small"))
+        full = load_spec(reproduce.spec_text(study, "full"))
+        assert small.n_runs < full.n_runs and small.name.endswith("-small")
+        text = (ROOT / "benchmarks" / "reproductions" / f"{study}.md").read_text()
+        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+        assert fields <= known, fields - known

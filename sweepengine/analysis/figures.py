@@ -72,7 +72,8 @@ def _fmt(axis: str, v) -> str:
 
 def fig_frequency(res: Results):
     """Fraction of runs with >= 1 bad-saddle stall against depth, Wilson 95 % bars."""
-    df = runs_frame(res, ["width"])
+    df = runs_frame(res, ["width"], columns=["depth", "init_scale", "optimizer", "init_scheme",
+                                             "lr"])  # fmt: skip
     if df["depth"].nunique() < 2:
         return None, "one depth only: no frequency-against-depth plot"
     axis = _series_axis(df)
@@ -127,8 +128,12 @@ def fig_time_shares(res: Results):
 
 
 def fig_time_to_target(res: Results):
-    """Median time to target against init scale per depth (log-log), IQR bars, theory slopes."""
-    df = runs_frame(res)
+    """Median time to target against init scale per depth (log-log), IQR bars, theory slopes.
+
+    Medians and quartiles over the runs that reached the target; each theory line is
+    anchored at the depth's point of largest init scale.
+    """
+    df = runs_frame(res, columns=["init_scale"])
     if df["init_scale"].nunique() < 2:
         return None, "one init scale only: no time-to-target-against-scale plot"
     t = time_to_target(res, ["depth", "init_scale"], q=(0.25, 0.5, 0.75), split=None)
@@ -137,15 +142,18 @@ def fig_time_to_target(res: Results):
         return None, "no run reached the target: no time-to-target plot"
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
-    for i, (depth, sub) in enumerate(t.groupby("depth", sort=True)):
+    all_x = df["init_scale"].to_numpy(float)
+    xx = np.geomspace(all_x.min(), all_x.max(), 50)
+    groups = list(t.groupby("depth", sort=True))
+    for i, (depth, sub) in enumerate(groups):
         sub = sub.sort_values("init_scale")
         x, y = sub["init_scale"].to_numpy(float), sub["median"].to_numpy(float)
         err = np.maximum(np.vstack([y - sub["q25"], sub["q75"] - y]), 0)
         c = _GREYS[i % 6]
-        ax.errorbar(x, y, yerr=err, marker=_LINE_MARKERS[i % 8], ls="none", color=c,
+        shift = 10 ** (0.015 * (i - (len(groups) - 1) / 2))  # side by side, not on top
+        ax.errorbar(x * shift, y, yerr=err, marker=_LINE_MARKERS[i % 8], ls="none", color=c,
                     capsize=3, label=f"H = {depth} (median, IQR)")  # fmt: skip
         slope, note = theoretical_scale_slope(depth)
-        xx = np.geomspace(x.min(), x.max(), 50)
         anchor_x, anchor_y = x[-1], y[-1]
         if depth + 1 == 2:
             yy = anchor_y * np.log(1 / xx) / np.log(1 / anchor_x) if anchor_x < 1 else None
@@ -172,7 +180,7 @@ def _subsample(v: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 def fig_lambda(res: Results):
     """lambda_min / lambda_ref at stalls: at the probe point and at the polished critical point."""
-    s = res.stalls_frame()
+    s = res.stalls_frame(["stall_class", "local_rel_lam_min", "rel_lam_min"])
     if len(s) == 0:
         return None, "no stalls: no curvature plot"
     views = [("local_rel_lam_min", "at the probe point (local)", "o")]
@@ -210,7 +218,8 @@ def fig_lambda(res: Results):
 
 
 def _pick_examples(res: Results, k: int = 4) -> list[str]:
-    runs = runs_frame(res)
+    runs = runs_frame(res, columns=["run_id", "status", "n_stalls", "depth",
+                                    "steps_in_bad_saddle"])  # fmt: skip
     runs = runs[(runs["status"] != "failed") & (runs["n_stalls"] > 0)]
     picked: list[str] = []
     for _, sub in runs.sort_values(["depth", "run_id"]).groupby("depth", sort=True):
@@ -242,7 +251,8 @@ def fig_curves(res: Results):
     ids = [r for r in ids if len(curves) and (curves["run_id"] == r).any()]
     if not ids:
         return None, "no curves for runs with stalls: no example loss curves"
-    runs = runs_frame(res).set_index("run_id")
+    cols = ["run_id", "time_unit", "global_min", "depth", "init_scale", "optimizer"]
+    runs = runs_frame(res, columns=cols).set_index("run_id")
     st = stall_durations(res)
     plt = _plt()
     n = len(ids)

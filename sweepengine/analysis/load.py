@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -78,30 +79,37 @@ class Results:
     time_basis: str
     notes: list[str]
     has_curves: bool
-    _frame: object = dataclasses.field(default=None, repr=False, compare=False)
-    _stalls_frame: object = dataclasses.field(default=None, repr=False, compare=False)
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
-    def stalls_frame(self):
-        """The stalls as a pandas DataFrame, converted once and cached (do not modify it)."""
-        if self._stalls_frame is None:
-            s = self.stalls
-            self._stalls_frame = s.to_pandas() if isinstance(s, pa.Table) else s
-        return self._stalls_frame
+    def _columns(self, table: str, columns) -> pd.DataFrame:
+        t = self.runs if table == "runs" else self.stalls
+        names = t.column_names if isinstance(t, pa.Table) else list(t.columns)
+        if columns is None:
+            columns = names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise AnalysisError(f"{table} table has no column(s) {missing}")
+        out = {}
+        for c in dict.fromkeys(columns):
+            key = (table, c)
+            if key not in self._cache:  # each column converted to pandas once
+                self._cache[key] = t.column(c).to_pandas() if isinstance(t, pa.Table) else t[c]
+            out[c] = self._cache[key]
+        return pd.DataFrame(out)
 
-    def frame(self):
-        """The runs as a pandas DataFrame, converted once and cached (do not modify it)."""
-        if self._frame is None:
-            runs = self.runs
-            self._frame = runs.to_pandas() if isinstance(runs, pa.Table) else runs
-        return self._frame
+    def frame(self, columns=None) -> pd.DataFrame:
+        """Runs columns as a pandas DataFrame (all when ``columns`` is None), cached per column."""
+        return self._columns("runs", columns)
+
+    def stalls_frame(self, columns=None) -> pd.DataFrame:
+        """Stalls columns as a pandas DataFrame, cached per column."""
+        return self._columns("stalls", columns)
 
     def to_pandas(self) -> Results:
         """The same results with pandas DataFrames instead of Arrow tables."""
         if not isinstance(self.runs, pa.Table):
             return self
-        return dataclasses.replace(
-            self, runs=self.frame(), stalls=self.stalls_frame(), _frame=None, _stalls_frame=None
-        )
+        return dataclasses.replace(self, runs=self.frame(), stalls=self.stalls_frame(), _cache={})
 
 
 def _files(out: Path, table: str) -> list[Path]:

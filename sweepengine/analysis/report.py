@@ -69,7 +69,7 @@ def _axis_value(axis: str, v) -> str:
 
 
 def varying_axes(res: Results) -> list[str]:
-    df = runs_frame(res, ["width"])
+    df = runs_frame(res, ["width"], columns=[a for a in TABLE_AXES if a != "width"])
     return [a for a in TABLE_AXES if a in df and df[a].nunique() > 1]
 
 
@@ -88,7 +88,7 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
     sh = time_shares(res, (), n_boot=n_boot, seed=seed).iloc[0]
     sl = slowdown(res, ()).iloc[0]
     nums = {
-        "n_runs": int(len(runs_frame(res))), "n_analysed": int(bad["n"]),
+        "n_runs": int(len(res.runs)), "n_analysed": int(bad["n"]),
         "bad_fraction": float(bad["fraction"]), "bad_lo": float(bad["lo"]),
         "bad_hi": float(bad["hi"]), "strict_fraction": float(strict["fraction"]),
         "strict_lo": float(strict["lo"]), "strict_hi": float(strict["hi"]),
@@ -102,8 +102,9 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
         return (f"No run could be analysed: all {nums['n_runs']} runs failed.", nums)
     s1 = (
         f"In this sweep {_pci(bad['fraction'], bad['lo'], bad['hi'])} of the {int(bad['n'])} "
-        f"runs met at least one bad saddle (strict saddles: "
-        f"{_pci(strict['fraction'], strict['lo'], strict['hi'])}); bad-saddle stalls took "
+        f"runs met at least one bad saddle, and "
+        f"{_pci(strict['fraction'], strict['lo'], strict['hi'])} a strict saddle; bad-saddle "
+        f"stalls took "
         f"{_pci(sh['bad_saddle'], sh['bad_saddle_lo'], sh['bad_saddle_hi'])} of all "
         f"training time, strict-saddle stalls {_pct(sh['strict_saddle'])}."
     )
@@ -157,6 +158,10 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
     return (s1 + (" " + s2.strip() if s2 else "")).strip(), nums
 
 
+def _plain_value(v) -> str:
+    return f"{v:g}" if isinstance(v, float | np.floating) else str(v)
+
+
 def _plain(v):
     if isinstance(v, np.generic):
         return v.item()
@@ -184,7 +189,8 @@ def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0)
             return frame[col].iloc[0] if len(frame) else default
 
         rows.append({
-            axis: _axis_value(axis, key), "runs": int(out["n"].iloc[i]),
+            axis.replace("_", " "): f"H = {key}" if axis == "depth" else _plain_value(key),
+            "runs": int(out["n"].iloc[i]),
             "converged": _pct(out["converged"].iloc[i]),
             "max_steps": _pct(out["max_steps"].iloc[i]),
             "diverged / failed": f"{_pct(out['diverged'].iloc[i])} / {_pct(out['failed'].iloc[i])}",
@@ -211,7 +217,7 @@ def summary_tables(res: Results, *, n_boot: int = 1000, seed: int = 0) -> dict[s
 
 def _extra_tables(res: Results) -> dict[str, pd.DataFrame]:
     out = {}
-    if runs_frame(res)["init_scale"].nunique() > 1:
+    if res.frame(["init_scale"])["init_scale"].nunique() > 1:
         sc = scale_scaling(res, ["depth"])
         out["Exponent of time to target in init scale (log-log fit, 95 % t interval)"] = (
             sc.assign(fit=[f"{s:.3f} [{lo:.3f}, {hi:.3f}]" for s, lo, hi in

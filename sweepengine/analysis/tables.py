@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .load import AnalysisError, Results
 from .stats import bootstrap_ratios, fit_line, kaplan_meier, quantiles, wilson
@@ -46,10 +47,22 @@ def _by(by) -> list[str]:
     return list(by)
 
 
-def runs_frame(res: Results, by=(), extra=()) -> pd.DataFrame:
-    """The runs as a DataFrame with the grouping columns ready (``width``, ``widths``)."""
+def runs_frame(res: Results, by=(), extra=(), *, columns=None) -> pd.DataFrame:
+    """Runs as a DataFrame with the grouping columns ready (``width``, ``widths``).
+
+    ``columns``: the runs columns needed besides ``by`` and ``extra`` (None: all).
+    """
     cols = set(_by(by)) | set(extra)
-    df = res.frame()
+    names = res.runs.column_names if isinstance(res.runs, pa.Table) else list(res.runs.columns)
+    unknown = [c for c in cols if c not in names and c != "width"]
+    if unknown:
+        raise AnalysisError(f"unknown axis or column(s) {unknown}; axes: {list(AXES)}")
+    if columns is None:
+        want = None
+    else:
+        want = list(dict.fromkeys([*columns, *_by(by), *extra]))
+        want = [("min_width" if c == "width" else c) for c in want]
+    df = res.frame(want)
     if "width" in cols:
         df = df.assign(width=df["min_width"])
     if "widths" in cols:
@@ -87,8 +100,8 @@ def saddle_frequency(
     if stall_class not in STALL_CLASSES:
         raise AnalysisError(f"unknown stall class {stall_class!r}; valid: {STALL_CLASSES}")
     by = _by(by)
-    df = _analysed(runs_frame(res, by))
     col = f"steps_in_{stall_class}"
+    df = _analysed(runs_frame(res, by, columns=["status", col]))
     rows = []
     for key, sub in _groups(df, by):
         n = len(sub)
@@ -115,7 +128,8 @@ def time_shares(
     ``total_time``.
     """
     by = _by(by)
-    df = _analysed(runs_frame(res, by))
+    cols = ["status", "steps", "time_unit", *(f"time_in_{c}" for c in STALL_CLASSES)]
+    df = _analysed(runs_frame(res, by, columns=cols))
     rows = []
     for g, (key, sub) in enumerate(_groups(df, by)):
         total = sub["steps"].to_numpy(float) * sub["time_unit"].to_numpy(float)
@@ -142,7 +156,8 @@ def time_to_target(
     Runs that never reach the target are counted in n, not in the quantiles.
     """
     by = _by(by)
-    df = _analysed(runs_frame(res, by))
+    cols = ["status", "time_to_target"] + ([f"steps_in_{split}"] if split else [])
+    df = _analysed(runs_frame(res, by, columns=cols))
     keys = list(by)
     if split is not None:
         flag = f"with_{split}"
@@ -220,7 +235,7 @@ def scale_scaling(res: Results, by=("depth",), conf: float = 0.95) -> pd.DataFra
     (:func:`theoretical_scale_slope`, needs ``depth`` in ``by``; else NaN).
     """
     by = _by(by)
-    df = _analysed(runs_frame(res, by))
+    df = _analysed(runs_frame(res, by, columns=["status", "time_to_target", "init_scale"]))
 
     def theory(key):
         if "depth" in key:
@@ -242,7 +257,7 @@ def depth_scaling(res: Results, by=("init_scale",), conf: float = 0.95) -> pd.Da
     layer: treat it as an order of magnitude). Uses runs with depth >= 2.
     """
     by = _by(by)
-    df = _analysed(runs_frame(res, by))
+    df = _analysed(runs_frame(res, by, columns=["status", "time_to_target", "depth"]))
     df = df[df["depth"] >= 2]
 
     def theory(key):
@@ -260,7 +275,7 @@ def outcomes(res: Results, by=("depth",), conf: float = 0.95) -> pd.DataFrame:
     ``<status>_lo``, ``<status>_hi``).
     """
     by = _by(by)
-    df = runs_frame(res, by)
+    df = runs_frame(res, by, columns=["status"])
     rows = []
     for key, sub in _groups(df, by):
         n = len(sub)
@@ -282,8 +297,10 @@ def stall_durations(res: Results, by=()) -> pd.DataFrame:
     """
     by = _by(by)
     axes = [c for c in by if c != "stall_class"]
-    runs = runs_frame(res, axes, extra=("steps",))
-    stalls = res.stalls_frame()
+    runs = runs_frame(res, axes, columns=["run_id", "steps"])
+    stalls = res.stalls_frame(["run_id", "stall_index", "start_step", "end_step", "start_time",
+                               "end_time", "stall_class", "critical_value", "critical_rank",
+                               "modes"])  # fmt: skip
     keep = ["run_id", "steps", *axes]
     s = stalls.merge(runs[list(dict.fromkeys(keep))], on="run_id", how="inner")
     s["duration"] = s["end_time"] - s["start_time"]
