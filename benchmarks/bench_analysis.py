@@ -89,7 +89,6 @@ def main() -> None:
              lambda: synthetic_directory(out, args.runs, seed=0, curves=40, parts=32))  # fmt: skip
     size = sum(p.stat().st_size for p in out.rglob("*.parquet"))
     res = step("load(DIR)", lambda: A.load(out))
-    step("first pandas conversion (cached)", lambda: (res.frame(), res.stalls_frame()))
     nb = args.n_boot
     calls = [
         ("saddle_frequency(by=depth)", lambda: A.saddle_frequency(res, "depth")),

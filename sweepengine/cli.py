@@ -68,7 +68,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(format_summary(out))
         if not args.no_report:
-            _write_report(out)
+            try:
+                _write_report(out)
+            except Exception as e:  # the sweep's results stand without their report
+                print(f"warning: report not written: {e}", file=sys.stderr)
     return 0 if report.complete else 1
 
 

@@ -447,6 +447,7 @@ def _check_report(out: Path, expect_figures: set[str] | None = None) -> dict:
     assert (rep / "headline.txt").read_text().strip() in page.replace("&#x27;", "'")
     for skipped in summary["skipped"]:
         assert skipped["why"] in page
+        assert not skipped["why"].startswith("failed to draw"), skipped
     for p in rep.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return summary
@@ -650,3 +651,10 @@ def test_reproduction_specs_and_templates():
         text = (ROOT / "benchmarks" / "reproductions" / f"{study}.md").read_text()
         fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
         assert fields <= known, fields - known
+
+
+def test_readme_headline_is_the_results_file():
+    readme = (ROOT / "README.md").read_text()
+    headline = (ROOT / "results" / "quick" / "headline.txt").read_text().strip()
+    assert f"> {headline}" in readme
+    assert (ROOT / "results" / "quick" / "time_shares.png").is_file()

@@ -42,6 +42,12 @@ _LINE_STYLES = ["-", "--", "-.", ":"]
 _GREYS = ["#000000", "#555555", "#999999", "#333333", "#777777", "#bbbbbb"]
 
 
+def _legend(ax, **kw) -> None:
+    """A legend only when something is labelled (matplotlib warns otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def _plt():
     import matplotlib
 
@@ -96,7 +102,7 @@ def fig_frequency(res: Results):
     ax.set_xticks(sorted(df["depth"].unique()))
     ax.set_ylim(-3, 103)
     ax.set_title("How often a run meets a bad saddle (95 % Wilson intervals)")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(alpha=0.3)
     return fig, None
 
@@ -123,7 +129,7 @@ def fig_time_shares(res: Results):
     ax.set_ylabel("share of training time (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Where the training time goes (pooled over runs)")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig, None
 
 
@@ -167,7 +173,7 @@ def fig_time_to_target(res: Results):
     ax.set_xlabel("init scale (log)")
     ax.set_ylabel(time_label(res).replace("training time", "time to target"), fontsize=8)
     ax.set_title("Time to target against init scale (Saxe et al.: slope -(K-2))")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig, None
 
@@ -210,10 +216,14 @@ def fig_lambda(res: Results):
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(range(len(classes)), [CLASS_STYLE[c]["label"].replace(" ", "\n")
                                         for c in classes])  # fmt: skip
-    ax.set_xlabel("stall class (of the shadowed critical point)")
+    if res.schema_version >= 2:
+        ax.set_xlabel("stall class (of the shadowed critical point)")
+        ax.set_title("Smallest Hessian eigenvalue at stalls")
+    else:
+        ax.set_xlabel("stall class (schema v1: a threshold on lambda_min at the probe point)")
+        ax.set_title("Smallest Hessian eigenvalue at stalls (probe point only: schema v1)")
     ax.set_ylabel("lambda_min / lambda_ref (dimensionless, symlog)")
-    ax.set_title("Smallest Hessian eigenvalue at stalls")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig, None
 
 
@@ -317,11 +327,16 @@ def fig_survival(res: Results):
     d = stall_durations(res)
     for i, c in enumerate([c for c in STALL_CLASSES if (c,) in kms]):
         km = kms[(c,)]
-        if km.time.size == 0:
-            continue
         sty = CLASS_STYLE[c]
-        t = np.concatenate([[km.time[0]], km.time])
-        s = np.concatenate([[1.0], km.survival])
+        dur = d.loc[d["stall_class"] == c, "duration"].to_numpy(float)
+        dur = dur[dur > 0]
+        if dur.size == 0:
+            continue
+        if km.time.size == 0:  # every stall censored: S = 1 over the observed durations
+            t, s = np.array([dur.min(), dur.max()]), np.array([1.0, 1.0])
+        else:
+            t = np.concatenate([[km.time[0]], km.time])
+            s = np.concatenate([[1.0], km.survival])
         ax.step(t, s, where="post", color=sty["color"], ls=_LINE_STYLES[i % 4], lw=1.8,
                 label=f"{sty['label']} (n = {km.n}, {km.n_censored} censored)")  # fmt: skip
         cens = d.loc[(d["stall_class"] == c) & ~d["observed"], "duration"].to_numpy(float)
@@ -332,7 +347,7 @@ def fig_survival(res: Results):
     ax.set_xlabel(time_label(res).replace("training time", "stall duration"), fontsize=8)
     ax.set_ylabel("fraction of stalls not yet escaped")
     ax.set_title("Escape time from stalls (Kaplan-Meier; + = censored at run end)")
-    ax.legend(loc="lower left", frameon=True, fontsize=8)
+    _legend(ax, loc="lower left", frameon=True, fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig, None
 

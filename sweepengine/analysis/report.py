@@ -296,7 +296,10 @@ def write_report(
         if nums["n_analysed"] == 0:
             fig, why = None, "all runs failed: nothing to draw"
         else:
-            fig, why = build(res)
+            try:
+                fig, why = build(res)
+            except Exception as e:  # a figure must not take the report down with it
+                fig, why = None, f"failed to draw: {type(e).__name__}: {e}"
         if fig is None:
             skipped.append((title, why))
             (rep / f"{stem}.png").unlink(missing_ok=True)

@@ -66,13 +66,23 @@ def runs_frame(res: Results, by=(), extra=(), *, columns=None) -> pd.DataFrame:
     if "width" in cols:
         df = df.assign(width=df["min_width"])
     if "widths" in cols:
-        df = df.assign(widths=[
-            "x".join(str(int(w)) for w in ws) if len(ws) else "-" for ws in df["widths"]
-        ])  # fmt: skip
+        df = df.assign(widths=_widths_text(res))
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise AnalysisError(f"unknown axis or column(s) {missing}; axes: {list(AXES)}")
     return df
+
+
+def _widths_text(res: Results) -> np.ndarray:
+    """Hidden widths as text, "4x4" ("-" for depth 0), computed in Arrow when possible."""
+    w = res.runs.column("widths") if isinstance(res.runs, pa.Table) else None
+    if w is None:
+        return np.array(["x".join(str(int(x)) for x in ws) or "-" for ws in res.runs["widths"]])
+    import pyarrow.compute as pc
+
+    text = pc.binary_join(pc.cast(w, pa.list_(pa.string())), "x")
+    text = pc.if_else(pc.equal(pc.list_value_length(w), 0), "-", text)
+    return text.to_numpy(zero_copy_only=False)
 
 
 def _groups(df: pd.DataFrame, by: list[str]):
