@@ -9,6 +9,7 @@ Imports the core and ``store`` only, never ``sweep``.
 from __future__ import annotations
 
 from .load import AnalysisError, Results, load
+from .report import headline, summary_text, write_report
 from .stats import bootstrap_ratios, fit_line, kaplan_meier, quantiles, wilson
 from .tables import (
     AXES,
@@ -31,6 +32,7 @@ __all__ = [
     "bootstrap_ratios",
     "depth_scaling",
     "fit_line",
+    "headline",
     "kaplan_meier",
     "load",
     "outcomes",
@@ -38,10 +40,12 @@ __all__ = [
     "saddle_frequency",
     "scale_scaling",
     "slowdown",
+    "summary_text",
     "stall_durations",
     "survival",
     "survival_summary",
     "time_shares",
     "time_to_target",
     "wilson",
+    "write_report",
 ]

@@ -82,21 +82,25 @@ def fig_frequency(res: Results):
                                              "lr"])  # fmt: skip
     if df["depth"].nunique() < 2:
         return None, "one depth only: no frequency-against-depth plot"
-    axis = _series_axis(df)
-    by = ["depth"] + ([axis] if axis else [])
-    f = saddle_frequency(res, by)
+    series = [a for a in ("init_scale", "optimizer") if df[a].nunique() > 1]
+    if not series and _series_axis(df):
+        series = [_series_axis(df)]
+    f = saddle_frequency(res, ["depth", *series])
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
-    groups = [(None, f)] if axis is None else list(f.groupby(axis, sort=True))
+    groups = [(None, f)] if not series else list(f.groupby(series, sort=True))
     width = 0.08 * (len(groups) - 1)
     for i, (val, sub) in enumerate(groups):
+        if val is not None:
+            vals = val if isinstance(val, tuple) else (val,)
+            val = ", ".join(_fmt(a, v) for a, v in zip(series, vals, strict=True))
         x = sub["depth"].to_numpy(float) + (i * 0.08 - width / 2 if len(groups) > 1 else 0)
         y = 100 * sub["fraction"].to_numpy()
         err = 100 * np.vstack([sub["fraction"] - sub["lo"], sub["hi"] - sub["fraction"]])
         err = np.maximum(err, 0)
         ax.errorbar(x, y, yerr=err, marker=_LINE_MARKERS[i % 8], ls=_LINE_STYLES[i % 4],
                     color=_GREYS[i % 6], capsize=3, mfc="white" if i % 2 else None,
-                    label="all runs" if val is None else _fmt(axis, val))  # fmt: skip
+                    label="all runs" if val is None else val)  # fmt: skip
     ax.set_xlabel("depth H (hidden layers)")
     ax.set_ylabel("runs with >= 1 bad-saddle stall (%)")
     ax.set_xticks(sorted(df["depth"].unique()))

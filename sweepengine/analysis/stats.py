@@ -75,10 +75,11 @@ def bootstrap_ratios(
     """Ratios of sums sum_i num[i, j] / sum_i den[i] with percentile bootstrap intervals.
 
     ``num`` is (n, m) (one column per ratio), ``den`` is (n,), rows are the
-    resampling units (runs). Each replicate draws n rows with replacement
-    (``numpy.random.default_rng(seed)``, counts by ``bincount``) and recomputes
-    every ratio from the same draw, so the ratios of one replicate sum like the
-    point estimates do. The interval is the (1 - conf) / 2 and (1 + conf) / 2
+    resampling units (runs). Each replicate draws n rows with replacement (the
+    compiled kernel of :mod:`._bootstrap`: a splitmix64 stream keyed by (seed,
+    replicate), reproducible whatever the thread count) and recomputes every
+    ratio from the same draw, so the ratios of one replicate sum like the point
+    estimates do. The interval is the (1 - conf) / 2 and (1 + conf) / 2
     quantiles of the replicates (linear interpolation). Returns (estimate, lo, hi),
     each (m,). With n = 0 everything is NaN.
     """
@@ -97,16 +98,13 @@ def bootstrap_ratios(
     if n_boot <= 0:
         nan = np.full(m, np.nan)
         return est, nan, nan.copy()
-    rng = np.random.default_rng(seed)
-    both = np.column_stack([num, den])
-    idx_type = np.int32 if n < 2**31 else np.int64
-    reps = np.empty((n_boot, m))
-    for b in range(n_boot):
-        counts = np.bincount(rng.integers(0, n, size=n, dtype=idx_type), minlength=n)
-        counts = counts.astype(float)
-        s = counts @ both
-        with np.errstate(invalid="ignore", divide="ignore"):
-            reps[b] = s[:m] / s[m]
+    from ._bootstrap import boot_sums
+
+    rows = np.ascontiguousarray(np.column_stack([num, den]))
+    sums = np.empty((n_boot, m + 1))
+    boot_sums(rows, np.uint64(seed % 2**64), n_boot, sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = sums[:, :m] / sums[:, m:]
     a = (1 - conf) / 2
     lo, hi = np.nanquantile(reps, [a, 1 - a], axis=0, method="linear")
     return est, lo, hi

@@ -55,7 +55,7 @@ def synthetic_directory(
     k_layers = depth + 1
     lr = np.full(n, 0.05)
     eff = np.where(opt == "momentum", lr / (1 - 0.9), lr)
-    lam_ref = 3.0 * k_layers * _S[0] ** 2 / k_layers  # any positive per-depth scale
+    lam_ref = k_layers * _S[0] ** (2 * (k_layers - 1) / k_layers)  # balanced-minimum scale
     time_unit = lam_ref * eff
     a = scale * np.sqrt(width)
     plateau = np.where(
