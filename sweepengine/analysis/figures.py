@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .load import Results, read_curves
 from .tables import (
@@ -267,7 +268,12 @@ def fig_curves(res: Results):
         return None, "no curves for runs with stalls: no example loss curves"
     cols = ["run_id", "time_unit", "global_min", "depth", "init_scale", "optimizer"]
     runs = runs_frame(res, columns=cols).set_index("run_id")
-    st = stall_durations(res)
+    stalls = res.stalls
+    if isinstance(stalls, pa.Table):  # only the example runs' stalls, modes included
+        import pyarrow.compute as pc
+
+        stalls = stalls.filter(pc.is_in(stalls.column("run_id"), pa.array(ids))).to_pandas()
+    st = stalls[stalls["run_id"].isin(ids)]
     plt = _plt()
     n = len(ids)
     fig, axes = plt.subplots(n, 1, figsize=(7.5, 2.3 * n + 0.6), layout="constrained",

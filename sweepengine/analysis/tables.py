@@ -309,8 +309,7 @@ def stall_durations(res: Results, by=()) -> pd.DataFrame:
     axes = [c for c in by if c != "stall_class"]
     runs = runs_frame(res, axes, columns=["run_id", "steps"])
     stalls = res.stalls_frame(["run_id", "stall_index", "start_step", "end_step", "start_time",
-                               "end_time", "stall_class", "critical_value", "critical_rank",
-                               "modes"])  # fmt: skip
+                               "end_time", "stall_class"])  # fmt: skip
     keep = ["run_id", "steps", *axes]
     s = stalls.merge(runs[list(dict.fromkeys(keep))], on="run_id", how="inner")
     s["duration"] = s["end_time"] - s["start_time"]
