@@ -88,7 +88,7 @@ def fig_frequency(res: Results):
         series = [_series_axis(df)]
     f = saddle_frequency(res, ["depth", *series])
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     groups = [(None, f)] if not series else list(f.groupby(series, sort=True))
     width = 0.08 * (len(groups) - 1)
     for i, (val, sub) in enumerate(groups):
@@ -106,8 +106,9 @@ def fig_frequency(res: Results):
     ax.set_ylabel("runs with >= 1 bad-saddle stall (%)")
     ax.set_xticks(sorted(df["depth"].unique()))
     ax.set_ylim(-3, 103)
-    ax.set_title("How often a run meets a bad saddle (95 % Wilson intervals)")
-    _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.suptitle("How often a run meets a bad saddle (95 % Wilson intervals)")
+    _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False,
+            fontsize=8)  # fmt: skip
     ax.grid(alpha=0.3)
     return fig, None
 
@@ -133,7 +134,7 @@ def fig_time_shares(res: Results):
     ax.set_xlabel("depth H (hidden layers)")
     ax.set_ylabel("share of training time (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("Where the training time goes (pooled over runs)")
+    fig.suptitle("Where the training time goes (pooled over runs)")
     _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig, None
 
@@ -177,7 +178,7 @@ def fig_time_to_target(res: Results):
     ax.set_yscale("log")
     ax.set_xlabel("init scale (log)")
     ax.set_ylabel(time_label(res).replace("training time", "time to target"), fontsize=8)
-    ax.set_title("Time to target against init scale (Saxe et al.: slope -(K-2))")
+    fig.suptitle("Time to target against init scale (Saxe et al.: slope -(K-2))")
     _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig, None
@@ -223,10 +224,10 @@ def fig_lambda(res: Results):
                                         for c in classes])  # fmt: skip
     if res.schema_version >= 2:
         ax.set_xlabel("stall class (of the shadowed critical point)")
-        ax.set_title("Smallest Hessian eigenvalue at stalls")
+        fig.suptitle("Smallest Hessian eigenvalue at stalls")
     else:
         ax.set_xlabel("stall class (schema v1: a threshold on lambda_min at the probe point)")
-        ax.set_title("Smallest Hessian eigenvalue at stalls (probe point only: schema v1)")
+        fig.suptitle("Smallest Hessian eigenvalue at stalls (probe point only: schema v1)")
     ax.set_ylabel("lambda_min / lambda_ref (dimensionless, symlog)")
     _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig, None
@@ -345,8 +346,8 @@ def fig_survival(res: Results):
         if km.time.size == 0:  # every stall censored: S = 1 over the observed durations
             t, s = np.array([dur.min(), dur.max()]), np.array([1.0, 1.0])
         else:
-            t = np.concatenate([[km.time[0]], km.time])
-            s = np.concatenate([[1.0], km.survival])
+            t = np.concatenate([[km.time[0]], km.time, [max(dur.max(), km.time[-1])]])
+            s = np.concatenate([[1.0], km.survival, [km.survival[-1]]])
         ax.step(t, s, where="post", color=sty["color"], ls=_LINE_STYLES[i % 4], lw=1.8,
                 label=f"{sty['label']} (n = {km.n}, {km.n_censored} censored)")  # fmt: skip
         cens = d.loc[(d["stall_class"] == c) & ~d["observed"], "duration"].to_numpy(float)
@@ -356,7 +357,7 @@ def fig_survival(res: Results):
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(time_label(res).replace("training time", "stall duration"), fontsize=8)
     ax.set_ylabel("fraction of stalls not yet escaped")
-    ax.set_title("Escape time from stalls (Kaplan-Meier; + = censored at run end)")
+    fig.suptitle("Escape time from stalls (Kaplan-Meier; + = censored at run end)")
     _legend(ax, loc="lower left", frameon=True, fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig, None
