@@ -5,7 +5,7 @@ any globbing Parquet reader (DuckDB, pandas) does: every file whose name ends in
 ``.parquet`` (temporaries and hidden compaction sources never do), so the helpers
 and the SQL of ``docs/analysis.md`` see the same rows. Stalls whose run is not in
 the runs table (a chunk whose runs file, the commit marker, is not written yet)
-are dropped.
+are dropped; ``stalls.run_row`` is the row of each stall's run in ``runs``.
 
 Version-1 directories (no time columns, three stall classes, the Hessian only at
 the probe point) are made to look like version 2, and :attr:`Results.notes` says
@@ -198,8 +198,7 @@ def _upgrade_stalls(stalls: pa.Table, runs: pa.Table, notes: list[str]) -> pa.Ta
             "the v1 threshold label"
         )
     if "start_time" not in stalls.column_names:
-        idx = pc.index_in(stalls.column("run_id"), value_set=runs.column("run_id"))
-        tu = pc.take(runs.column("time_unit"), idx)
+        tu = pc.take(runs.column("time_unit"), stalls.column("run_row"))
         for c in ("start", "end", "probe"):
             steps = pc.cast(stalls.column(f"{c}_step"), pa.float64())
             stalls = _set(stalls, f"{c}_time", pc.multiply(steps, tu))
@@ -234,12 +233,14 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
     stall_files = _files(out, "stalls")
     if stall_files:
         stalls = _read(stall_files, STALL_COLUMNS)
-        keep = pc.is_in(stalls.column("run_id"), value_set=runs.column("run_id"))
-        stalls = stalls.filter(keep)
+        row = pc.index_in(stalls.column("run_id"), value_set=runs.column("run_id"))
+        stalls = stalls.append_column("run_row", pc.cast(row, pa.int64()))
+        stalls = stalls.filter(pc.is_valid(row))
     else:
         from .v2 import STALLS_V2_SCHEMA
 
         stalls = STALLS_V2_SCHEMA.empty_table().select(STALL_COLUMNS)
+        stalls = stalls.append_column("run_row", pa.array([], pa.int64()))
     notes: list[str] = []
     runs = _upgrade_runs(runs, stalls, notes)
     stalls = _upgrade_stalls(stalls, runs, notes)

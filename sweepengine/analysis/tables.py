@@ -307,11 +307,12 @@ def stall_durations(res: Results, by=()) -> pd.DataFrame:
     """
     by = _by(by)
     axes = [c for c in by if c != "stall_class"]
-    runs = runs_frame(res, axes, columns=["run_id", "steps"])
-    stalls = res.stalls_frame(["run_id", "stall_index", "start_step", "end_step", "start_time",
-                               "end_time", "stall_class"])  # fmt: skip
-    keep = ["run_id", "steps", *axes]
-    s = stalls.merge(runs[list(dict.fromkeys(keep))], on="run_id", how="inner")
+    runs = runs_frame(res, axes, columns=["steps"])
+    s = res.stalls_frame(["run_id", "run_row", "stall_index", "start_step", "end_step",
+                          "start_time", "end_time", "stall_class"])  # fmt: skip
+    row = s["run_row"].to_numpy()
+    for c in dict.fromkeys(["steps", *axes]):  # the run's columns, by row (no join)
+        s[c] = runs[c].to_numpy()[row]
     s["duration"] = s["end_time"] - s["start_time"]
     s["observed"] = s["end_step"] != s["steps"]
     return s
