@@ -101,7 +101,7 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
     if nums["n_analysed"] == 0:
         return (f"No run could be analysed: all {nums['n_runs']} runs failed.", nums)
     s1 = (
-        f"In this sweep {_pci(bad['fraction'], bad['lo'], bad['hi'])} of the {int(bad['n'])} "
+        f"In this sweep {_pci(bad['fraction'], bad['lo'], bad['hi'])} of the {int(bad['n']):,} "
         f"runs met at least one bad saddle, and "
         f"{_pci(strict['fraction'], strict['lo'], strict['hi'])} a strict saddle; bad-saddle "
         f"stalls took "
@@ -114,7 +114,7 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
         s1 += (
             f" Runs with a bad-saddle stall reached the target in a median "
             f"{_num(sl['median_with'])} {unit}, those without in {_num(sl['median_without'])} "
-            f"({_num(sl['ratio'])}x)."
+            f"({sl['ratio']:.2g} times as long)."
         )
     parts_change, parts_same = [], []
     for axis in varying_axes(res):
