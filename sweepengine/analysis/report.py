@@ -110,6 +110,8 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
     )
     if nums["bad_fraction"] == 0:
         s1 += " No run met a bad saddle, so there is no bad-saddle slowdown to measure."
+    elif nums["bad_fraction"] == 1:
+        s1 += " Every run met a bad saddle, so there are no runs without one to compare with."
     elif np.isfinite(sl["median_with"]) and np.isfinite(sl["median_without"]):
         s1 += (
             f" Runs with a bad-saddle stall reached the target in a median "
