@@ -117,7 +117,19 @@ def study_numbers(study: str, out: Path) -> dict[str, str]:
     return nums
 
 
-def run_study(study: str, size: str, scratch: Path, workers: int | None) -> dict:
+def write_up(study: str, out: Path, dest: Path, **extra: str) -> Path:
+    """Copy ``out``'s report to ``dest/report``; fill the study's template into dest/README.md."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / "report", ignore_errors=True)
+    shutil.copytree(out / "report", dest / "report")
+    nums = study_numbers(study, out)
+    nums.update(extra)
+    text = (TEMPLATES / f"{study}.md").read_text()
+    (dest / "README.md").write_text(text.format(**nums))
+    return dest / "README.md"
+
+
+def run_study(study: str, size: str, scratch: Path, workers: int | None, dest: Path) -> dict:
     scratch.mkdir(parents=True, exist_ok=True)
     spec = scratch / f"{study}-{size}.toml"
     spec.write_text(spec_text(study, size))
@@ -132,18 +144,15 @@ def run_study(study: str, size: str, scratch: Path, workers: int | None) -> dict
     print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
     if not (out / "report" / "index.html").is_file():
         raise RuntimeError(f"{study}: no report written (exit {proc.returncode})")
-    dest = ROOT / "results" / "reproductions" / study
-    shutil.rmtree(dest / "report", ignore_errors=True)
-    shutil.copytree(out / "report", dest / "report")
-    nums = study_numbers(study, out)
-    nums.update(
+    write_up(
+        study,
+        out,
+        dest / study,
         size=size,
         wall_s=f"{wall:.0f}",
         spec=STUDIES[study][0],
         command=f"PYTHONPATH=. python benchmarks/reproduce.py {study} --size {size}",
     )
-    text = (TEMPLATES / f"{study}.md").read_text()
-    (dest / "README.md").write_text(text.format(**nums))
     return {"study": study, "size": size, "wall_s": wall, "exit": proc.returncode}
 
 
@@ -153,12 +162,15 @@ def main() -> None:
     ap.add_argument("--size", choices=["small", "full"], default="small")
     ap.add_argument("--scratch", default=str(ROOT / "sweep-out" / "reproductions"))
     ap.add_argument("--workers", type=int)
+    ap.add_argument("--dest", default=str(ROOT / "results" / "reproductions"),
+                    help="where the reports and write-ups go")  # fmt: skip
     args = ap.parse_args()
     unknown = set(args.studies) - set(STUDIES)
     if unknown:
         ap.error(f"unknown stud(ies) {sorted(unknown)}; choose from {list(STUDIES)}")
     args.studies = args.studies or list(STUDIES)
-    done = [run_study(s, args.size, Path(args.scratch), args.workers) for s in args.studies]
+    done = [run_study(s, args.size, Path(args.scratch), args.workers, Path(args.dest))
+            for s in args.studies]  # fmt: skip
     print(json.dumps(done, indent=2))
 
 

@@ -631,14 +631,32 @@ def test_no_report_flag(real_sweep):
 # -- reproductions ---------------------------------------------------------------------------
 
 
-def test_reproduction_specs_and_templates():
-    import string
-
+def _reproduce_module():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import reproduce
     finally:
         sys.path.pop(0)
+    return reproduce
+
+
+def test_reproduction_write_ups_fill_from_a_real_report(real_sweep, tmp_path):
+    out, proc = real_sweep
+    assert proc.returncode == 0
+    reproduce = _reproduce_module()
+    for study in reproduce.STUDIES:
+        readme = reproduce.write_up(study, out, tmp_path / study, size="test", wall_s="0",
+                                    spec="tiny", command="pytest")  # fmt: skip
+        text = readme.read_text()
+        assert (out / "report" / "headline.txt").read_text().strip() in text
+        assert not re.search(r"\{[a-z_]+\}", text), "unfilled placeholder"
+        assert (tmp_path / study / "report" / "index.html").is_file()
+
+
+def test_reproduction_specs_and_templates():
+    import string
+
+    reproduce = _reproduce_module()
     from sweepengine.sweep import load_spec
 
     known = {"headline", "schema_version", "n_runs", "notes", "per_depth", "figures", "skipped",

@@ -34,6 +34,10 @@ from .tables import (
 
 __all__ = ["headline", "summary_tables", "summary_text", "write_report"]
 
+#: A detectable change in the bad-saddle fraction smaller than this (5 percentage points)
+#: is called slight in the headline.
+SLIGHT = 0.05
+
 #: Axes that get their own summary table (and enter the headline) when they vary.
 TABLE_AXES = ("depth", "init_scale", "optimizer", "width", "init_scheme", "lr", "problem")
 
@@ -80,7 +84,8 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
     strict-saddle stall (Wilson 95 %), share of training time in bad-saddle stalls
     (bootstrap 95 %), median time to target with and without a bad-saddle stall,
     and per varying axis whether the bad-saddle fraction changes (some two groups'
-    Wilson intervals do not overlap) with the lowest and highest group.
+    Wilson intervals do not overlap) with the lowest and highest group; a detectable
+    change smaller than :data:`SLIGHT` is called slight.
     """
     unit = "time units" if res.time_basis == "time" else "steps"
     bad = saddle_frequency(res, (), "bad_saddle").iloc[0]
@@ -118,7 +123,7 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
             f"{_num(sl['median_with'])} {unit}, those without in {_num(sl['median_without'])} "
             f"({sl['ratio']:.2g} times as long)."
         )
-    parts_change, parts_same = [], []
+    parts_change, parts_slight, parts_same = [], [], []
     for axis in varying_axes(res):
         f = saddle_frequency(res, [axis])
         f = f[f["n"] > 0]
@@ -131,22 +136,31 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
         lo_g = {axis: _plain(f[axis].iloc[ilo]), "fraction": f["fraction"].iloc[ilo]}
         hi_g = {axis: _plain(f[axis].iloc[ihi]), "fraction": f["fraction"].iloc[ihi]}
         changes = bool(f["lo"].max() > f["hi"].min())
+        spread = float(hi_g["fraction"] - lo_g["fraction"])
         nums["changes"][axis] = {
             "changes": changes,
+            "spread": spread,
             "lowest": {"value": _plain(lo_g[axis]), "fraction": float(lo_g["fraction"])},
             "highest": {"value": _plain(hi_g[axis]), "fraction": float(hi_g["fraction"])},
         }
         name = axis.replace("_", " ")
-        if changes:
-            parts_change.append(
-                f"{name} (from {_pct(lo_g['fraction'])} at {_axis_value(axis, lo_g[axis])} to "
-                f"{_pct(hi_g['fraction'])} at {_axis_value(axis, hi_g[axis])})"
-            )
+        span = (
+            f"{name} (from {_pct(lo_g['fraction'])} at {_axis_value(axis, lo_g[axis])} to "
+            f"{_pct(hi_g['fraction'])} at {_axis_value(axis, hi_g[axis])})"
+        )
+        if changes and spread >= SLIGHT:
+            parts_change.append(span)
+        elif changes:
+            parts_slight.append(span)
         else:
             parts_same.append(name)
     s2 = ""
     if parts_change:
         s2 += "The answer changes with " + "; ".join(parts_change) + "."
+    if parts_slight:
+        s2 += (" " if s2 else "") + (
+            "It changes only slightly, though detectably, with " + "; ".join(parts_slight) + "."
+        )
     if parts_same:
         s2 += (" " if s2 else "") + (
             "It does not change detectably (overlapping 95 % intervals) with "
