@@ -489,6 +489,23 @@ def test_report_in_headless_chromium(syn_report):
     assert _pixels_vary(got["screenshot"]) > 0
 
 
+def test_browser_check_can_fail(tmp_path):
+    """The checks above are not vacuous: a broken image, a console error, a blank page."""
+    if chromium() is None:
+        pytest.skip("chromium is not installed (.ci/run installs the Debian package 'chromium')")
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><head><title>bad</title></head><body>'
+                   '<img src="missing.png" alt="x"><script>console.error("boom")</script>'
+                   "</body></html>")  # fmt: skip
+    got = inspect_page(bad)
+    assert got["images"][0]["naturalWidth"] == 0
+    assert any("boom" in e for e in got["errors"])
+    assert any("missing.png" in e for e in got["errors"])
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><head><title>blank</title></head><body></body></html>")
+    assert _pixels_vary(inspect_page(blank)["screenshot"]) == 0
+
+
 def _degenerate(tmp_path, name, status, with_stalls, n=None):
     runs, stalls = _hand_columns()
     n = n or len(DEPTH)
