@@ -1,9 +1,11 @@
-"""``sweepengine`` command line: run, status, summary, compact, warmup, selfcheck.
+"""``sweepengine`` command line: run, status, summary, report, compact, warmup,
+selfcheck.
 
 sweepengine run SPEC [--out DIR] [--scheduler ADDR | --cluster slurm|pbs [--jobs N]]
-                     [--workers N] [--threads T] [--chunk N] [-q]
+                     [--workers N] [--threads T] [--chunk N] [-q] [--no-report]
 sweepengine status DIR [--json]
 sweepengine summary DIR
+sweepengine report DIR
 sweepengine compact DIR
 sweepengine warmup [--cache-dir DIR]
 sweepengine selfcheck
@@ -247,7 +249,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .store.summary import format_summary
 
         print(format_summary(out))
+        if not args.no_report:
+            try:
+                _write_report(out)
+            except Exception as e:  # the sweep's results stand without their report
+                print(f"warning: report not written: {e}", file=sys.stderr)
     return 0 if report.complete else 1
+
+
+def _write_report(out: Path) -> int:
+    from .analysis import AnalysisError
+    from .analysis.report import write_report
+
+    try:
+        index = write_report(out)
+    except (AnalysisError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((index.parent / "headline.txt").read_text().strip())
+    print(f"report -> {index}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    return _write_report(_results_dir(args.dir))
 
 
 # -- results directories -----------------------------------------------------------
@@ -459,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-version-change", action="store_true",
                    help="OUT was made by another sweepengine version: move its results "
                    "to OUT/previous/<version>/ and run the sweep here again")  # fmt: skip
+    r.add_argument("--no-report", action="store_true", help="do not write OUT/report/")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser(
@@ -473,6 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("dir")
     m.set_defaults(func=_cmd_summary)
+
+    rp = sub.add_parser("report", help="(re)write DIR/report/index.html and its figures")
+    rp.add_argument("dir")
+    rp.set_defaults(func=_cmd_report)
 
     c = sub.add_parser("compact", help="merge small Parquet parts of a results dir")
     c.add_argument("dir")

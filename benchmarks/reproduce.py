@@ -1,0 +1,178 @@
+"""Run the shipped reproductions and write their reports and write-ups.
+
+    PYTHONPATH=. python benchmarks/reproduce.py [STUDY ...] [--size small|full]
+        [--scratch sweep-out/reproductions] [--workers N]
+
+Studies (specs under sweeps/): ``saxe_plateau`` (Saxe et al. 2014 plateau timing),
+``shamir_depth`` (Shamir 2019, exponential-in-depth stall of scalar chains),
+``kawaguchi_class`` (Kawaguchi 2016, stall class of H = 1 vs H >= 2), ``iris``
+(real data). ``--size small`` (default) shrinks seeds, scales, depths and step
+budgets so that each study runs on 2 cores in minutes; ``--size full`` runs the
+spec as written. For each study: ``sweepengine run`` into the scratch directory,
+then its report is copied to ``results/reproductions/<study>/report/`` and the
+write-up template ``benchmarks/reproductions/<study>.md`` is filled from the
+report's numbers into ``results/reproductions/<study>/README.md``. The Parquet
+data stay in the scratch directory (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "benchmarks" / "reproductions"
+
+#: study -> (spec file, overrides for --size small: key -> TOML value text)
+STUDIES = {
+    "saxe_plateau": ("sweeps/saxe_plateau.toml", {
+        "seeds": "{ range = [0, 4] }", "scale": "[0.05, 0.07, 0.1, 0.15, 0.2]",
+        "max_steps": "40_000"}),
+    "shamir_depth": ("sweeps/shamir_depth.toml", {
+        "seeds": "{ range = [0, 24] }", "depth": "[1, 2, 3, 4, 5, 6]", "max_steps": "50_000"}),
+    "kawaguchi_class": ("sweeps/kawaguchi_class.toml", {
+        "seeds": "{ range = [0, 6] }", "max_steps": "30_000"}),
+    "iris": ("sweeps/iris.toml", {"seeds": "{ range = [0, 3] }", "max_steps": "6_000"}),
+}  # fmt: skip
+
+
+def spec_text(study: str, size: str) -> str:
+    """The spec of ``study``, with the small-size overrides applied to its ``key = value`` lines."""
+    path, small = STUDIES[study]
+    text = (ROOT / path).read_text()
+    if size == "small":
+        for key, value in small.items():
+            text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+            if n != 1:
+                raise ValueError(f"{path}: no line '{key} = ...' to override")
+        text = re.sub(r'^name = "(.*)"$', r'name = "\1-small"', text, count=1, flags=re.M)
+    return text
+
+
+def _fmt(x, pct=False) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "n/a"
+    return f"{100 * x:.1f} %" if pct else f"{x:.4g}"
+
+
+def _table(df) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v)
+                                       for v in row) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def study_numbers(study: str, out: Path) -> dict[str, str]:
+    """The numbers each write-up template uses, as Markdown snippets."""
+    from sweepengine import analysis as A
+    from sweepengine.analysis.report import summary_table
+
+    res = A.load(out)
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    nums = {
+        "headline": (out / "report" / "headline.txt").read_text().strip(),
+        "schema_version": str(res.schema_version),
+        "n_runs": str(res.runs.num_rows),
+        "notes": "\n".join(f"- {n}" for n in res.notes) or "- none",
+        "per_depth": _table(summary_table(res, "depth", n_boot=1000)),
+        "figures": "\n".join(f"![{f}](report/{f}.png)" for f in summary["figures"]),
+        "skipped": "\n".join(f"- {s['figure']}: {s['why']}" for s in summary["skipped"])
+        or "- none",
+    }
+    if study in ("saxe_plateau", "kawaguchi_class"):
+        sc = A.scale_scaling(res, "depth")
+        sc["verdict"] = [
+            "n/a" if s != s else ("agrees" if lo <= th <= hi else "disagrees")
+            for s, lo, hi, th in zip(sc["slope"], sc["lo"], sc["hi"], sc["theory"], strict=True)
+        ]
+        nums["scaling"] = _table(sc[["depth", "n", "levels", "slope", "lo", "hi", "theory",
+                                     "theory_note", "verdict"]])  # fmt: skip
+    if study == "shamir_depth":
+        dsc = A.depth_scaling(res, "init_scale")
+        nums["depth_fit"] = _table(dsc[["init_scale", "n", "levels", "slope", "lo", "hi"]])
+        tt = A.time_to_target(res, "depth", split=None)
+        nums["time_by_depth"] = _table(tt)
+    if study == "kawaguchi_class":
+        rows = []
+        for cls in ("bad_saddle", "strict_saddle"):
+            f = A.saddle_frequency(res, ["depth", "init_scale"], cls)
+            f.insert(0, "class", cls)
+            rows.append(f)
+        import pandas as pd
+
+        nums["class_table"] = _table(pd.concat(rows, ignore_index=True))
+    if res.stalls.num_rows:
+        nums["escape"] = _table(A.survival_summary(res, ["stall_class", "depth"]))
+    else:
+        nums["escape"] = "no stalls"
+    return nums
+
+
+def write_up(study: str, out: Path, dest: Path, **extra: str) -> Path:
+    """Copy ``out``'s report to ``dest/report``; fill the study's template into dest/README.md."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / "report", ignore_errors=True)
+    shutil.copytree(out / "report", dest / "report")
+    nums = study_numbers(study, out)
+    nums.update(extra)
+    text = (TEMPLATES / f"{study}.md").read_text()
+    (dest / "README.md").write_text(text.format(**nums))
+    return dest / "README.md"
+
+
+def run_study(study: str, size: str, scratch: Path, workers: int | None, dest: Path) -> dict:
+    scratch.mkdir(parents=True, exist_ok=True)
+    spec = scratch / f"{study}-{size}.toml"
+    spec.write_text(spec_text(study, size))
+    out = scratch / f"{study}-{size}"
+    cmd = [sys.executable, "-m", "sweepengine.cli", "run", str(spec), "--out", str(out), "-q"]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=True)
+    wall = time.time() - t0
+    print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+    if not (out / "report" / "index.html").is_file():
+        raise RuntimeError(f"{study}: no report written (exit {proc.returncode})")
+    write_up(
+        study,
+        out,
+        dest / study,
+        size=size,
+        wall_s=f"{wall:.0f}",
+        spec=STUDIES[study][0],
+        command=f"PYTHONPATH=. python benchmarks/reproduce.py {study} --size {size}",
+    )
+    return {"study": study, "size": size, "wall_s": wall, "exit": proc.returncode}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("studies", nargs="*", help=f"any of {list(STUDIES)} (default: all)")
+    ap.add_argument("--size", choices=["small", "full"], default="small")
+    ap.add_argument("--scratch", default=str(ROOT / "sweep-out" / "reproductions"))
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--dest", default=str(ROOT / "results" / "reproductions"),
+                    help="where the reports and write-ups go")  # fmt: skip
+    args = ap.parse_args()
+    unknown = set(args.studies) - set(STUDIES)
+    if unknown:
+        ap.error(f"unknown stud(ies) {sorted(unknown)}; choose from {list(STUDIES)}")
+    args.studies = args.studies or list(STUDIES)
+    done = [run_study(s, args.size, Path(args.scratch), args.workers, Path(args.dest))
+            for s in args.studies]  # fmt: skip
+    print(json.dumps(done, indent=2))
+
+
+if __name__ == "__main__":
+    main()

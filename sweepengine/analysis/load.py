@@ -1,0 +1,265 @@
+"""Load a results directory for analysis: runs and stalls, version 2 or version 1.
+
+:func:`load` reads ``OUT/runs/*.parquet`` and ``OUT/stalls/*.parquet`` the way
+any globbing Parquet reader (DuckDB, pandas) does: every file whose name ends in
+``.parquet`` (temporaries and hidden compaction sources never do), so the helpers
+and the SQL of ``docs/analysis.md`` see the same rows. Stalls whose run is not in
+the runs table (a chunk whose runs file, the commit marker, is not written yet)
+are dropped; ``stalls.run_row`` is the row of each stall's run in ``runs``.
+
+Version-1 directories (no time columns, three stall classes, the Hessian only at
+the probe point) are made to look like version 2, and :attr:`Results.notes` says
+what was derived:
+
+- ``time_unit`` = 1: time is counted in optimizer steps;
+- ``time_*`` = ``steps_*`` x ``time_unit``; ``time_to_target`` = ``steps_to_target``;
+- ``steps_in_unstable`` = ``steps_in_unresolved`` = 0 (classes that did not exist);
+- ``first_stall_class`` / ``longest_stall_class`` from the stalls table (smallest
+  ``stall_index``; longest ``end_step - start_step``, first on ties);
+- stalls: ``start_time``/``end_time``/``probe_time`` from steps; the probe-point
+  Hessian (v1 ``lam_min``, ``rel_lam_min``, ``stall_class``) becomes ``local_lam_min``,
+  ``local_rel_lam_min``, ``local_class``; the polished-point ``lam_min`` and
+  ``rel_lam_min`` are null; ``modes`` is null; ``stall_class`` stays the v1 label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from .v2 import STALL_CLASSES
+
+__all__ = ["AnalysisError", "Results", "load", "RUN_COLUMNS", "STALL_COLUMNS"]
+
+
+class AnalysisError(ValueError):
+    """Bad input to the analysis: missing directory, no runs, unknown column or axis."""
+
+
+#: Runs columns the analysis reads (the rest is left on disk).
+RUN_COLUMNS = [
+    "run_id", "problem", "problem_params", "d_x", "d_y", "depth", "widths", "min_width",
+    "seed", "init_scheme", "init_scale", "optimizer", "lr", "optimizer_params", "status",
+    "steps", "max_steps", "final_loss", "global_min", "final_gap_rel", "target_gap",
+    "steps_to_target", "n_stalls", "lam_ref", "time_unit", "time_to_target",
+    "activation", "weight_decay", "first_stall_class", "longest_stall_class",
+    *(f"steps_in_{c}" for c in STALL_CLASSES), *(f"time_in_{c}" for c in STALL_CLASSES),
+]  # fmt: skip
+
+#: Stalls columns the analysis reads.
+STALL_COLUMNS = [
+    "run_id", "stall_index", "start_step", "end_step", "probe_step", "start_time",
+    "end_time", "probe_time", "loss", "gap", "gap_rel", "modes", "critical_rank",
+    "critical_value", "local_lam_min", "local_rel_lam_min", "local_class", "lam_min",
+    "rel_lam_min", "polish_converged", "kawaguchi_rank", "stall_class",
+]  # fmt: skip
+
+
+@dataclasses.dataclass
+class Results:
+    """Runs and stalls of one results directory, in the version-2 shape.
+
+    ``runs`` and ``stalls`` are pyarrow Tables (pandas DataFrames when loaded with
+    ``pandas=True``). ``schema_version`` is what the files hold (1 or 2);
+    ``time_basis`` is ``"time"`` (dimensionless training time, v2) or ``"steps"``
+    (v1: time columns derived from step counts). ``notes`` lists every derivation.
+    """
+
+    out_dir: Path
+    runs: pa.Table
+    stalls: pa.Table
+    schema_version: int
+    time_basis: str
+    notes: list[str]
+    has_curves: bool
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def _columns(self, table: str, columns) -> pd.DataFrame:
+        t = self.runs if table == "runs" else self.stalls
+        names = t.column_names if isinstance(t, pa.Table) else list(t.columns)
+        if columns is None:
+            columns = names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise AnalysisError(f"{table} table has no column(s) {missing}")
+        out = {}
+        for c in dict.fromkeys(columns):
+            key = (table, c)
+            if key not in self._cache:  # each column converted to pandas once
+                self._cache[key] = t.column(c).to_pandas() if isinstance(t, pa.Table) else t[c]
+            out[c] = self._cache[key]
+        return pd.DataFrame(out)
+
+    def frame(self, columns=None) -> pd.DataFrame:
+        """Runs columns as a pandas DataFrame (all when ``columns`` is None), cached per column."""
+        return self._columns("runs", columns)
+
+    def stalls_frame(self, columns=None) -> pd.DataFrame:
+        """Stalls columns as a pandas DataFrame, cached per column."""
+        return self._columns("stalls", columns)
+
+    def to_pandas(self) -> Results:
+        """The same results with pandas DataFrames instead of Arrow tables."""
+        if not isinstance(self.runs, pa.Table):
+            return self
+        return dataclasses.replace(self, runs=self.frame(), stalls=self.stalls_frame(), _cache={})
+
+
+def _files(out: Path, table: str) -> list[Path]:
+    d = out / table
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.name.endswith(".parquet") and p.is_file())
+
+
+def _read(files: list[Path], wanted: list[str]) -> pa.Table:
+    schema = pa.unify_schemas([ds.dataset(str(f), format="parquet").schema for f in files])
+    dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+    cols = [c for c in wanted if c in schema.names]
+    return dataset.to_table(columns=cols)
+
+
+def _set(t: pa.Table, name: str, values) -> pa.Table:
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    if name in t.column_names:
+        return t.set_column(t.column_names.index(name), name, arr)
+    return t.append_column(name, arr)
+
+
+def _first_and_longest(stalls: pa.Table, run_ids: pa.ChunkedArray) -> tuple[list, list]:
+    """Per run (in ``run_ids`` order): class of the first and of the longest stall."""
+    first: dict[str, str] = {}
+    longest: dict[str, tuple[float, str]] = {}
+    if stalls.num_rows:
+        s = stalls.sort_by([("run_id", "ascending"), ("stall_index", "ascending")])
+        ids = s.column("run_id").to_pylist()
+        cls = s.column("stall_class").to_pylist()
+        dur = pc.subtract(s.column("end_step"), s.column("start_step")).to_pylist()
+        for rid, c, d in zip(ids, cls, dur, strict=True):
+            first.setdefault(rid, c)
+            if rid not in longest or d > longest[rid][0]:
+                longest[rid] = (d, c)
+    ids = run_ids.to_pylist()
+    return [first.get(r) for r in ids], [longest[r][1] if r in longest else None for r in ids]
+
+
+def _upgrade_runs(runs: pa.Table, stalls: pa.Table, notes: list[str]) -> pa.Table:
+    n = runs.num_rows
+    names = runs.column_names
+    if "time_unit" not in names:
+        runs = _set(runs, "time_unit", pa.array(np.ones(n)))
+        notes.append(
+            "schema version 1: no time columns; training time is counted in optimizer "
+            "steps (time_unit = 1)"
+        )
+    tu = runs.column("time_unit")
+    for c in STALL_CLASSES:
+        if f"steps_in_{c}" not in runs.column_names:
+            runs = _set(runs, f"steps_in_{c}", pa.array(np.zeros(n, dtype=np.int64)))
+            notes.append(f"steps_in_{c} absent (class did not exist): taken as 0")
+        if f"time_in_{c}" not in runs.column_names:
+            steps = pc.cast(runs.column(f"steps_in_{c}"), pa.float64())
+            runs = _set(runs, f"time_in_{c}", pc.multiply(steps, tu))
+    if "time_to_target" not in runs.column_names:
+        stt = pc.cast(runs.column("steps_to_target"), pa.float64())
+        runs = _set(runs, "time_to_target", pc.multiply(stt, tu))
+    if "first_stall_class" not in runs.column_names:
+        first, longest = _first_and_longest(stalls, runs.column("run_id"))
+        runs = _set(runs, "first_stall_class", pa.array(first, pa.string()))
+        runs = _set(runs, "longest_stall_class", pa.array(longest, pa.string()))
+        notes.append("first_stall_class and longest_stall_class derived from the stalls table")
+    if "activation" not in runs.column_names:
+        runs = _set(runs, "activation", pa.array(["linear"] * n, pa.string()))
+    if "weight_decay" not in runs.column_names:
+        runs = _set(runs, "weight_decay", pa.array(np.zeros(n)))
+    return runs
+
+
+def _upgrade_stalls(stalls: pa.Table, runs: pa.Table, notes: list[str]) -> pa.Table:
+    n = stalls.num_rows
+    names = stalls.column_names
+    if "local_lam_min" not in names:  # v1: the Hessian was taken at the probe point only
+        for old, new in (("lam_min", "local_lam_min"), ("rel_lam_min", "local_rel_lam_min"),
+                         ("stall_class", "local_class")):  # fmt: skip
+            if old in names:
+                stalls = _set(stalls, new, stalls.column(old))
+        for c in ("lam_min", "rel_lam_min"):
+            stalls = _set(stalls, c, pa.nulls(n, pa.float64()))
+        notes.append(
+            "schema version 1 stalls: the Hessian was probed only at the flattest point "
+            "(local_lam_min); no polished critical point (lam_min null); stall_class is "
+            "the v1 threshold label"
+        )
+    if "start_time" not in stalls.column_names:
+        tu = pc.take(runs.column("time_unit"), stalls.column("run_row"))
+        for c in ("start", "end", "probe"):
+            steps = pc.cast(stalls.column(f"{c}_step"), pa.float64())
+            stalls = _set(stalls, f"{c}_time", pc.multiply(steps, tu))
+    for c, typ in (("modes", pa.list_(pa.int32())), ("polish_converged", pa.bool_()),
+                   ("kawaguchi_rank", pa.int32()), ("local_class", pa.string())):  # fmt: skip
+        if c not in stalls.column_names:
+            stalls = _set(stalls, c, pa.nulls(n, typ))
+    return stalls
+
+
+def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
+    """Runs and stalls of the results directory ``out_dir`` (see the module docstring).
+
+    Raises :class:`AnalysisError` when the directory or its runs are missing.
+    ``pandas=True`` returns DataFrames instead of Arrow tables.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise AnalysisError(f"results directory {out} does not exist")
+    run_files = _files(out, "runs")
+    if not run_files:
+        raise AnalysisError(f"{out} holds no runs (no {out / 'runs'}/*.parquet)")
+    runs = _read(run_files, RUN_COLUMNS)
+    if runs.num_rows == 0:
+        raise AnalysisError(f"{out}: the runs table is empty")
+    for c in ("run_id", "depth", "status", "steps"):
+        if c not in runs.column_names:
+            raise AnalysisError(
+                f"{out}: runs table has no column {c!r}; is it a results directory?"
+            )
+    version = 2 if "time_unit" in runs.column_names else 1
+    stall_files = _files(out, "stalls")
+    if stall_files:
+        stalls = _read(stall_files, STALL_COLUMNS)
+        row = pc.index_in(stalls.column("run_id"), value_set=runs.column("run_id"))
+        stalls = stalls.append_column("run_row", pc.cast(row, pa.int64()))
+        stalls = stalls.filter(pc.is_valid(row))
+    else:
+        from .v2 import STALLS_V2_SCHEMA
+
+        stalls = STALLS_V2_SCHEMA.empty_table().select(STALL_COLUMNS)
+        stalls = stalls.append_column("run_row", pa.array([], pa.int64()))
+    notes: list[str] = []
+    runs = _upgrade_runs(runs, stalls, notes)
+    stalls = _upgrade_stalls(stalls, runs, notes)
+    res = Results(
+        out_dir=out, runs=runs, stalls=stalls, schema_version=version,
+        time_basis="time" if version >= 2 else "steps", notes=notes,
+        has_curves=bool(_files(out, "curves")),
+    )  # fmt: skip
+    return res.to_pandas() if pandas else res
+
+
+def read_curves(out_dir: str | os.PathLike, run_ids: list[str]) -> pa.Table:
+    """Curve points (run_id, step, loss) of the given runs only, sorted by run and step."""
+    files = _files(Path(out_dir), "curves")
+    if not files or not run_ids:
+        return pa.table({"run_id": pa.array([], pa.string()), "step": pa.array([], pa.int64()),
+                         "loss": pa.array([], pa.float64())})  # fmt: skip
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    t = dataset.to_table(
+        columns=["run_id", "step", "loss"], filter=ds.field("run_id").isin(run_ids)
+    )
+    return t.sort_by([("run_id", "ascending"), ("step", "ascending")])
