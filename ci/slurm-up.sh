@@ -7,8 +7,9 @@
 #
 # Idempotent: run it again and it only checks the node is up. No systemd and no
 # cgroups needed (proctrack/linuxproc, task/none): it runs in containers too.
-# One partition, `ci`, of this host with its cores (at most SLURM_CI_CPUS, default
-# all), jobs run as the submitting user; slurmctld and slurmd listen on 127.0.0.1.
+# One partition, `compute` (as in docs/clusters.md): this host with its cores
+# (SLURM_CI_CPUS, default all); jobs run as the submitting user; slurmctld and
+# slurmd listen on 127.0.0.1. SlurmUser=root: a throw-away CI cluster only.
 set -euo pipefail
 
 [ "$(id -u)" -eq 0 ] || { echo "slurm-up: run as root" >&2; exit 1; }
@@ -89,7 +90,7 @@ MinJobAge=30
 SlurmctldTimeout=30
 SlurmdTimeout=60
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
-PartitionName=ci Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=compute Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
 
 # -- daemons ----------------------------------------------------------------------
