@@ -316,8 +316,29 @@ def part_scheduler(tmp: Path, chunks: list[dict], n_workers: int, quick: bool) -
     return out
 
 
-def per_task(r: dict, key: str) -> float:
-    return r[key] / r["tasks"]
+def per_task(r: dict, key: str, idle: float = 0.0) -> float:
+    """CPU seconds per task; with ``idle`` (cores the scheduler uses doing nothing: its
+    workers' heartbeats, monitoring), that background is taken out first."""
+    return max(0.0, r[key] - idle * r["wall_s"]) / r["tasks"]
+
+
+def heartbeats_per_s(n: int) -> float:
+    """Worker heartbeats a scheduler receives per second (distributed's
+    ``heartbeat_interval``: 0.5 s up to 10 workers, 1 s below 50, 2 s below 200,
+    then n / 200 + 1 s, so at most 200 a second)."""
+    interval = 0.5 if n <= 10 else 1 if n < 50 else 2 if n < 200 else n / 200 + 1
+    return n / interval
+
+
+def busy(compute: float, cost: float, per_heartbeat: float) -> float:
+    """Workers n at which one core is full: n chunks every ``compute`` s, each costing
+    ``cost`` CPU s, plus ``per_heartbeat`` CPU s for each heartbeat of n workers."""
+    lo, hi = 0.0, compute / cost
+    for _ in range(60):  # bisection: the load grows with n
+        n = (lo + hi) / 2
+        load = n * cost / compute + per_heartbeat * heartbeats_per_s(max(1, round(n)))
+        lo, hi = (n, hi) if load <= 1 else (lo, n)
+    return lo
 
 
 def projection(res: dict) -> list[dict]:
@@ -330,26 +351,31 @@ def projection(res: dict) -> list[dict]:
     get through, so ``compute / cost`` cores are kept busy.
     """
     rows = []
+    sched = res["scheduler"]
+    idle = sched["idle_sched_cores"]
+    per_heartbeat = idle / heartbeats_per_s(sched["workers"])
     chunks = {c["label"]: c for c in res["chunks"]}
-    for r in res["scheduler"]["rows"]:
+    for r in sched["rows"]:
         c = chunks.get(r["label"].removesuffix(", Runs as bytes"))
         if c is None:  # the tiny chunk: no real compute to set against it
             continue
         s, cl = r["loaded"], c["client"]
         costs = {
             "plan": cl["plan_cpu_s"],
-            "scheduler": per_task(s, "sched_cpu_s"),
+            "scheduler": per_task(s, "sched_cpu_s", idle),
             "client_dask": per_task(s, "client_cpu_s"),
             "write": cl["write_cpu_s"],
         }
         total = sum(costs.values())
-        separate = max(costs["scheduler"], total - costs["scheduler"])
+        compute = c["train_cpu_s"]
+        n = busy(compute, total, per_heartbeat)
         rows.append({
-            "label": r["label"], "runs": c["runs"], "compute_s": c["train_cpu_s"],
+            "label": r["label"], "runs": c["runs"], "compute_s": compute,
             "costs_s": costs, "client_process_s": total,
-            "workers_busy": c["train_cpu_s"] / total,
-            "runs_per_s": c["runs"] / total,
-            "workers_busy_external_scheduler": c["train_cpu_s"] / separate,
+            "workers_busy": n, "runs_per_s": n * c["runs"] / compute,
+            "workers_busy_external_scheduler": min(
+                busy(compute, costs["scheduler"], per_heartbeat),
+                busy(compute, total - costs["scheduler"], 0.0)),
         })  # fmt: skip
     return rows
 
@@ -391,18 +417,21 @@ def render(res: dict, command: str) -> str:
     rows = []
     for r in res["scheduler"]["rows"]:
         s, o = r["loaded"], r["one_at_a_time"]
-        rows.append([r["label"], s["tasks"], ms(per_task(s, "sched_cpu_s")),
+        idle = res["scheduler"]["idle_sched_cores"]
+        rows.append([r["label"], s["tasks"],
+                     f"{ms(per_task(s, 'sched_cpu_s', idle))} ({ms(per_task(s, 'sched_cpu_s'))})",
                      ms(per_task(s, "client_cpu_s")), ms(per_task(s, "wall_s")),
                      f"{ms(s['latency_p50_s'])} / {ms(s['latency_p90_s'])}",
                      ms(per_task(o, "sched_cpu_s")), ms(o["latency_p50_s"])])  # fmt: skip
     lines.append(C.table(
-        ["chunk", "tasks", "scheduler CPU ms / chunk", "client CPU ms / chunk",
+        ["chunk", "tasks", "scheduler CPU ms / chunk (raw)", "client CPU ms / chunk",
          "wall ms / chunk", "latency p50 / p90 ms", "one at a time: scheduler CPU ms",
          "one at a time: latency p50 ms"], rows))  # fmt: skip
     lines.append(
         f"\nThe scheduler idle, its {res['scheduler']['workers']} workers connected: "
         f"{res['scheduler']['idle_sched_cores'] * 1e3:.0f} ms of CPU per second (heartbeats, "
-        "monitoring), included in the figures above."
+        "monitoring); the scheduler's CPU per chunk is given with that background taken out "
+        "(its share of each measurement's wall time), then as measured (raw), in brackets."
         f" Loaded: {2 * res['scheduler']['workers'] + 2} chunks in flight (run_sweep's cap for "
         f"{res['scheduler']['workers']} workers); latency = submission to result in the "
         "client. One at a time: the same with one chunk in flight. The client's CPU includes "
@@ -422,11 +451,13 @@ def render(res: dict, command: str) -> str:
          "client process ms / chunk", "workers busy (--cluster)", "runs/s",
          "workers busy (--scheduler)"], rows))  # fmt: skip
     lines.append(
-        "\nWorkers busy = compute seconds of a chunk / CPU seconds the client process spends "
-        "on it, the point where that process uses one full core. `--cluster`: scheduler, "
-        "client and writer in one process (their costs add up); `--scheduler`: the "
-        "scheduler is a process of its own, the bound is the busier of the two. "
-        "See docs/clusters.md for the assumptions.\n"
+        "\nWorkers busy: the number n of one-core workers at which the client process "
+        "uses one full core: n chunks per chunk-compute-time, each costing the CPU above, "
+        "plus the scheduler's heartbeat load at n workers (the idle figure of section 3 per "
+        "heartbeat received, times distributed's heartbeat rate at n workers). "
+        "`--cluster`: scheduler, client and writer in one process (their costs add up); "
+        "`--scheduler`: the scheduler is a process of its own, the bound is the busier "
+        "of the two. See docs/clusters.md for the assumptions.\n"
     )
     return "".join(lines)
 
@@ -435,8 +466,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--quick", action="store_true", help="fewer chunk sizes and tasks")
+    p.add_argument(
+        "--render", action="store_true",
+        help="only recompute the projection and the Markdown from results/scheduler.json",
+    )  # fmt: skip
     args = p.parse_args()
     C.setup_logging()
+    if args.render:
+        res = json.loads(OUT.with_suffix(".json").read_text())
+        res["projection"] = projection(res)
+        C.write_atomic(OUT.with_suffix(".json"), json.dumps(res, indent=1))
+        C.write_atomic(OUT.with_suffix(".md"), render(res, res["command"]))
+        return 0
     t_start = time.perf_counter()
     command = (
         "python benchmarks/bench_scheduler.py"
