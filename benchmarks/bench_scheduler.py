@@ -388,7 +388,10 @@ def render(res: dict, command: str) -> str:
         f"- {res['scheduler']['workers']} Dask worker processes of one thread on "
         f"{res['scheduler']['cores']} cores (oversubscribed on purpose: they only return "
         "prepared results), a `dask scheduler` process and this client, all on 127.0.0.1.\n"
-        f"- wall time of the whole benchmark: {res['wall_seconds']:.0f} s.\n\n"
+        f"- wall time of the whole benchmark: {res['wall_seconds']:.0f} s; other processes "
+        f"were using {res.get('foreign_load_before', float('nan')):.2f} of the "
+        f"{res['scheduler']['cores']} cores when part 2 started (a shared machine: CPU "
+        "times are the figures to trust, wall times and latencies are inflated).\n\n"
     )
     lines.append("## 1. Real chunks, trained on one thread\n\n")
     rows = [[c["label"], f"{c['runs']:,}", f"{c['mean_steps']:.0f}",
