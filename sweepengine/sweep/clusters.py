@@ -9,14 +9,21 @@ dask's configuration has them (``distributed.comm.tls.*``), else temporary ones
 made for this cluster (``Security.temporary()``), which dask-jobqueue writes
 (mode 0600) under ``jobqueue.<kind>.shared-temp-directory`` for the jobs to
 read. Either way a process without the credentials cannot connect.
+We also keep the requested number of jobs: dask-jobqueue submits a job once and
+never replaces it, so without :class:`JobKeeper` a sweep whose jobs all reach
+their walltime (or are cancelled) waits forever with no workers.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from .schedule import worker_env
+
+log = logging.getLogger(__name__)
 
 KINDS = ("slurm", "pbs")
 
@@ -64,4 +71,87 @@ def batch_cluster(kind: str, jobs: int = 1, **overrides: Any):
     cluster = cls(**overrides)
     if jobs:
         cluster.scale(jobs=jobs)
+        JobKeeper(cluster, jobs).start()
     return cluster
+
+
+class JobKeeper:
+    """Keep ``jobs`` batch jobs running: replace every job that has ended.
+
+    A job counts as ended once one of its workers has joined the scheduler and
+    then all have left it and stayed away ``distributed.deploy.lost-worker-timeout``
+    (15 s by default: a nanny restarting its worker comes back sooner), as when
+    the job reaches its walltime, is cancelled (``scancel``/``qdel``) or its node
+    dies. Its spec is dropped (dask-jobqueue then cancels the job, in case
+    it is still listed) and a new job is submitted in its place. A job that never
+    started a worker is left alone: it may still be queued.
+
+    Runs every ``interval`` seconds on the cluster's event loop, until the
+    cluster closes. ``replaced`` counts the jobs replaced so far.
+    """
+
+    def __init__(self, cluster: Any, jobs: int, interval: float = 2.0):
+        import dask
+        from dask.utils import parse_timedelta
+
+        self.cluster, self.jobs, self.interval = cluster, jobs, interval
+        self.grace = parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout"))
+        self.joined: set[str] = set()  # names of the workers that have joined
+        self.away: dict[str, float] = {}  # job -> when it was first seen with no worker
+        self.job_ids: dict[str, str] = {}  # job name -> batch job id
+        self.replaced = 0
+        self._pc: Any = None
+
+    def start(self) -> JobKeeper:
+        from distributed.diagnostics.plugin import SchedulerPlugin
+        from tornado.ioloop import PeriodicCallback
+
+        joined = self.joined
+
+        class _Joined(SchedulerPlugin):
+            """Every worker name that has joined: a job whose workers come and go
+            between two checks has still started."""
+
+            name = "sweepengine-job-keeper"
+
+            def add_worker(self, scheduler: Any, worker: str) -> None:
+                joined.add(str(scheduler.workers[worker].name))
+
+        self.cluster.scheduler.add_plugin(_Joined())
+        self._pc = PeriodicCallback(self.check, self.interval * 1000)
+        self.cluster.loop.add_callback(self._pc.start)
+        self.cluster._sweepengine_keeper = self  # lives as long as the cluster
+        return self
+
+    def check(self) -> None:
+        from distributed.core import Status
+
+        c = self.cluster
+        if c.status in (Status.closing, Status.closed, Status.failed):
+            self._pc.stop()
+            return
+        if c.status != Status.running:
+            return
+        present = {str(ws.name) for ws in c.scheduler.workers.values()}
+        now = time.monotonic()
+        ended = []
+        for name, spec in list(c.worker_spec.items()):
+            job_id = getattr(c.workers.get(name), "job_id", None)
+            if job_id:  # dask-jobqueue forgets a job's Job once its workers are lost
+                self.job_ids[name] = job_id
+            members = {f"{name}{suffix}" for suffix in spec.get("group", [""])}
+            if members & present or not members & self.joined:
+                self.away.pop(name, None)
+            elif now - self.away.setdefault(name, now) >= self.grace:
+                ended.append(name)
+        if not ended:
+            return
+        for name in ended:
+            log.warning(
+                "batch job %s (%s) has ended: its workers left %.0f s ago; submitting "
+                "a replacement", self.job_ids.pop(name, "?"), name, self.grace,
+            )  # fmt: skip
+            del c.worker_spec[name]
+            self.away.pop(name, None)
+        self.replaced += len(ended)
+        c.scale(jobs=self.jobs)
