@@ -249,8 +249,9 @@ def main() -> None:
         'worker after its process exited" and stays up without a worker). Two first '
         "attempts of this soak that killed such workers left the embedded cluster with no "
         "worker at all, and the sweep waited (no error, no progress) until it was stopped "
-        "by hand. `run` has no watchdog for an embedded cluster that has "
-        "lost every worker yet.",
+        "by hand. Since then, `run` stops an embedded cluster that has had no worker for "
+        "`NO_WORKER_S` (120 s) and exits 1; a rerun finishes the sweep "
+        "(tests/test_sweep_faults.py).",
         "",
     ]
     (ROOT / "results" / "soak.md").write_text("\n".join(lines))

@@ -268,3 +268,49 @@ def test_tls_scheduler_with_site_credentials(tiny, tmp_path):
         for p in procs.workers:
             _stop(p)
         _stop(sched)
+
+
+def test_embedded_cluster_without_workers_stops_instead_of_waiting(tiny, tmp_path, monkeypatch):
+    """Kill the embedded cluster's worker, then every new worker process as soon as it
+    appears (while its nanny is still starting it): with no worker left the sweep
+    stops after ``NO_WORKER_S`` (shortened here) instead of waiting for ever; a rerun
+    finishes it, equal to a clean run."""
+    import threading
+    import time
+
+    import psutil
+
+    from sweepengine.sweep import schedule
+    from tests.test_sweep import wait_for
+
+    monkeypatch.setattr(schedule, "NO_WORKER_S", 8.0)
+    _, spec, clean = tiny
+    out = tmp_path / "out"
+    me = psutil.Process()
+    stop, killed = threading.Event(), []
+
+    def killer() -> None:
+        wait_for(lambda: part_files(out), 120, "the first part")
+        while not stop.wait(0.05):
+            for p in me.children(recursive=False):  # the embedded cluster's workers
+                try:
+                    if "spawn_main" in " ".join(p.cmdline()):
+                        p.kill()
+                        killed.append(p.pid)
+                except psutil.Error:
+                    pass
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    try:
+        report = run_sweep(spec, out, n_workers=1, max_chunk=1, progress=False)
+    finally:
+        stop.set()
+        t.join(10)
+    assert killed and not report.complete and report.trained < spec.n_runs
+    assert time.monotonic() - t0 < 120
+    again = run_sweep(spec, out, n_workers=1, max_chunk=4, progress=False)
+    assert again.complete and again.already_done + again.trained == spec.n_runs
+    assert_one_row_per_run(out, spec)
+    pd.testing.assert_frame_equal(runs_frame(out), runs_frame(clean), check_exact=True)

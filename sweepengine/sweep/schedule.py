@@ -62,6 +62,10 @@ COMM_LOG = {"distributed.admin.low-level-log-length": 20}
 # round trip between chunks (measured: a 10,008-run sweep of 54 chunks, 12.0 s
 # queued against 10.8 s).
 NO_QUEUING = {"distributed.scheduler.worker-saturation": float("inf")}
+# An embedded cluster with no worker for this long is stopped (run_sweep returns, the
+# rest is left for a rerun): a worker process killed while its nanny is still starting
+# it is not restarted, and with none left the sweep would otherwise wait for ever.
+NO_WORKER_S = 120.0
 # Errors that follow from a chunk's inputs: trying again gives the same error.
 PERMANENT_ERRORS = frozenset({
     "ValueError", "TypeError", "KeyError", "IndexError", "ZeroDivisionError",
@@ -235,6 +239,45 @@ def _count_workers(c: Any) -> int:
     return max(1, len(c.scheduler_info(n_workers=-1).get("workers", {})))
 
 
+@contextlib.contextmanager
+def _watchdog(c: Any, embedded: bool) -> Iterator[None]:
+    """For the embedded cluster: close the client when no worker has been connected for
+    ``NO_WORKER_S`` seconds, so the sweep stops (as for a lost scheduler) instead of
+    waiting for ever. Batch and external clusters may legitimately wait for workers."""
+    if not embedded:
+        yield
+        return
+    import threading
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        since = None
+        while not stop.wait(min(5.0, NO_WORKER_S / 4)):
+            try:
+                n = len(c.scheduler_info(n_workers=-1).get("workers", {}))
+            except Exception:  # noqa: BLE001 (closing: nothing to watch)
+                return
+            if n:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= NO_WORKER_S:
+                log.error("the embedded Dask cluster has had no worker for %.0f s (a worker "
+                          "killed while starting is not restarted): stopping; rerun to "
+                          "finish the sweep", NO_WORKER_S)  # fmt: skip
+                c.close()
+                return
+
+    t = threading.Thread(target=watch, name="sweepengine-no-worker-watchdog", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(10)
+
+
 def _pending(spec: Spec, skip: set[str]) -> Iterator[Run]:
     """The spec's runs whose ids are not in ``skip`` (done, or failed and not retried)."""
     return (r for r in spec.runs() if r.run_id not in skip)
@@ -301,7 +344,10 @@ def run_sweep(
                      out_dir, ours, spec.n_runs, report.skipped_failed)  # fmt: skip
             report.wall_s = time.perf_counter() - t0
             return report
-        with connect(scheduler, n_workers, threads_per_worker, client) as c:
+        with (
+            connect(scheduler, n_workers, threads_per_worker, client) as c,
+            _watchdog(c, embedded=client is None and scheduler is None),
+        ):
             report.dashboard = c.dashboard_link
             log.info("Dask dashboard: %s", c.dashboard_link)
             if progress:
