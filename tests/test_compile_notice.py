@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from sweepengine.sweep.notices import COMPILE_TOPIC, CompileNotice
 
 
@@ -81,4 +83,31 @@ def test_jit_clock_counts_this_threads_compiles_only():
     t.start()
     t.join()
     assert other == [0.0]  # per thread
-    worker._notify("start", 1.0)  # outside a Dask worker: nothing to tell, no error
+    assert worker._dask_worker() is None  # not in a Dask task
+    worker._notify(None, "start", 1.0)  # nothing to tell, no error
+
+
+def _rewarm_with_instant_notice():
+    from sweepengine.sweep import worker
+
+    worker.NOTICE_AFTER_S, worker._COMPILE_S = 0.0, None  # any warm-up counts as compiling
+    return worker.warm_up()
+
+
+@pytest.mark.cluster
+def test_a_worker_warm_up_reaches_the_client_as_events():
+    """The real path: warm_up in a Dask worker process sends start and done events, which
+    CompileNotice turns into the bar's lines."""
+    from distributed import Client, LocalCluster
+
+    bar = FakeBar()
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                     dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        notice = CompileNotice(client, bar)
+        client.submit(_rewarm_with_instant_notice, pure=False).result(timeout=900)
+        _wait(lambda: any(line.startswith("kernels ready") for line in bar.lines))
+        notice.close()
+    assert bar.lines[0].startswith("compiling kernels, one-time, about ")

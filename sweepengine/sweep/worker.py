@@ -95,7 +95,8 @@ def warm_up() -> float:
         X = np.array([[1.0, 0.0], [0.0, 1.0]])
         W = [np.eye(2) * 0.1, np.eye(2) * 0.1]
         # in a Dask worker, say so (sweep.notices) if this takes long: it is compiling
-        notice = threading.Timer(NOTICE_AFTER_S, _notify, ("start", NOTICE_AFTER_S))
+        worker = _dask_worker()  # found from this (task) thread only, not from the timer's
+        notice = threading.Timer(NOTICE_AFTER_S, _notify, (worker, "start", NOTICE_AFTER_S))
         notice.daemon = True
         notice.start()
         try:
@@ -107,21 +108,27 @@ def warm_up() -> float:
             notice.cancel()
             _COMPILE_S = time.perf_counter() - t
             if _COMPILE_S >= NOTICE_AFTER_S:
-                _notify("done", _COMPILE_S)
+                _notify(worker, "done", _COMPILE_S)
         return _COMPILE_S
     return 0.0
 
 
-def _notify(event: str, seconds: float) -> None:
-    """Tell the client (a Dask event) that this worker started or finished compiling."""
+def _dask_worker():
     try:
         from distributed import get_worker
 
-        w = get_worker()
-    except (ImportError, ValueError):  # not in a Dask worker
+        return get_worker()
+    except (ImportError, ValueError):  # not in a Dask task
+        return None
+
+
+def _notify(worker, event: str, seconds: float) -> None:
+    """Tell the client (a Dask event) that this worker started or finished compiling."""
+    if worker is None:
         return
-    msg = {"event": event, "seconds": seconds, "estimate_s": COLD_COMPILE_S, "worker": w.address}
-    w.log_event(COMPILE_TOPIC, msg)
+    msg = {"event": event, "seconds": seconds, "estimate_s": COLD_COMPILE_S,
+           "worker": worker.address}  # fmt: skip
+    worker.log_event(COMPILE_TOPIC, msg)
 
 
 class _JitClock(numba.core.event.Listener):
