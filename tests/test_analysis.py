@@ -203,6 +203,27 @@ def test_load_v2(res, hand):
     assert isinstance(p.runs, pd.DataFrame) and len(p.stalls) == len(STALLS)
 
 
+def test_lazy_columns_and_orphan_stalls(tmp_path):
+    runs, stalls = _hand_columns()
+    stalls = {k: list(v) for k, v in stalls.items()}
+    for k, v in stalls.items():  # a stall of a run that is not committed: dropped
+        v.insert(3, "ghost" if k == "run_id" else v[3])
+    stalls["loss"] = [float(i) for i in range(len(stalls["run_id"]))]
+    runs["final_loss"] = [10.0 + i for i in range(len(DEPTH))]
+    r = A.load(write_directory(tmp_path / "o", runs, stalls, parts=2))
+    assert "final_loss" not in r.runs.column_names and "loss" not in r.stalls.column_names
+    assert r.stalls.num_rows == len(STALLS)
+    assert r.frame(["final_loss"])["final_loss"].tolist() == runs["final_loss"]
+    got = r.stalls_frame(["run_id", "loss"])
+    assert "ghost" not in set(got["run_id"]) and got["loss"].tolist() == [
+        x for x, rid in zip(stalls["loss"], stalls["run_id"], strict=True) if rid != "ghost"
+    ]
+    assert r.stalls["run_row"].to_pylist() == [int(x[3:]) for x in got["run_id"]]
+    p = A.load(tmp_path / "o", pandas=True)
+    assert {"final_loss", "run_row"} <= set(p.runs.columns) | set(p.stalls.columns)
+    assert len(p.stalls) == len(STALLS)
+
+
 def test_saddle_frequency_by_depth(res):
     f = A.saddle_frequency(res, "depth")
     # analysed (not failed): depth 1: 4, depth 2: 4, depth 3: 3 (run 10 failed)

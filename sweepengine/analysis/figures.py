@@ -269,7 +269,7 @@ def fig_curves(res: Results):
         return None, "no curves for runs with stalls: no example loss curves"
     cols = ["run_id", "time_unit", "global_min", "depth", "init_scale", "optimizer"]
     runs = runs_frame(res, columns=cols).set_index("run_id")
-    stalls = res.stalls
+    stalls = res.fetch("stalls", ["critical_value", "critical_rank", "modes"])
     if isinstance(stalls, pa.Table):  # only the example runs' stalls, modes included
         import pyarrow.compute as pc
 

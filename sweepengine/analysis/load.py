@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from .v2 import STALL_CLASSES
 
@@ -43,22 +44,21 @@ class AnalysisError(ValueError):
     """Bad input to the analysis: missing directory, no runs, unknown column or axis."""
 
 
-#: Runs columns the analysis reads (the rest is left on disk).
+#: Runs columns read by :func:`load`; any other column is read from disk on first use
+#: (:meth:`Results.fetch`), so a million-run directory loads only what the helpers need.
 RUN_COLUMNS = [
-    "run_id", "problem", "problem_params", "d_x", "d_y", "depth", "widths", "min_width",
-    "seed", "init_scheme", "init_scale", "optimizer", "lr", "optimizer_params", "status",
-    "steps", "max_steps", "final_loss", "global_min", "final_gap_rel", "target_gap",
+    "run_id", "problem", "depth", "widths", "min_width", "seed", "init_scheme",
+    "init_scale", "optimizer", "lr", "status", "steps", "max_steps", "global_min",
     "steps_to_target", "n_stalls", "lam_ref", "time_unit", "time_to_target",
     "activation", "weight_decay", "first_stall_class", "longest_stall_class",
     *(f"steps_in_{c}" for c in STALL_CLASSES), *(f"time_in_{c}" for c in STALL_CLASSES),
 ]  # fmt: skip
 
-#: Stalls columns the analysis reads.
+#: Stalls columns read by :func:`load` (the others on first use, like the runs').
 STALL_COLUMNS = [
     "run_id", "stall_index", "start_step", "end_step", "probe_step", "start_time",
-    "end_time", "probe_time", "loss", "gap", "gap_rel", "modes", "critical_rank",
-    "critical_value", "local_lam_min", "local_rel_lam_min", "local_class", "lam_min",
-    "rel_lam_min", "polish_converged", "kawaguchi_rank", "stall_class",
+    "end_time", "probe_time", "local_lam_min", "local_rel_lam_min", "lam_min",
+    "rel_lam_min", "stall_class",
 ]  # fmt: skip
 
 
@@ -80,12 +80,43 @@ class Results:
     notes: list[str]
     has_curves: bool
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    _disk: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def fetch(self, table: str, columns) -> pa.Table:
+        """The runs or stalls table with ``columns`` read from disk if not loaded yet.
+
+        Columns that are in the files but were not read by :func:`load` are read now
+        (same files, same row order; stalls filtered like at load) and added to
+        ``self.runs`` / ``self.stalls``. Unknown names are left to the caller.
+        """
+        t = self.runs if table == "runs" else self.stalls
+        if not isinstance(t, pa.Table) or table not in self._disk:
+            return t
+        files, schema, keep = self._disk[table]
+        todo = [c for c in dict.fromkeys(columns) if c not in t.column_names and c in schema.names]
+        if todo:
+            extra = _dataset(files, schema).to_table(columns=todo)
+            if keep is not None:
+                extra = extra.filter(keep)
+            for c in todo:
+                t = t.append_column(c, extra.column(c))
+            if table == "runs":
+                self.runs = t
+            else:
+                self.stalls = t
+        return t
 
     def _columns(self, table: str, columns) -> pd.DataFrame:
+        if columns is None and table in self._disk:  # everything: on disk and derived
+            t = self.runs if table == "runs" else self.stalls
+            columns = list(dict.fromkeys([*self._disk[table][1].names, *t.column_names]))
+        if columns is not None:
+            self.fetch(table, [c for c in columns if c != "run_row"])
         t = self.runs if table == "runs" else self.stalls
         names = t.column_names if isinstance(t, pa.Table) else list(t.columns)
         if columns is None:
             columns = names
+        columns = [c for c in columns if c in names or table not in self._disk]
         missing = [c for c in columns if c not in names]
         if missing:
             raise AnalysisError(f"{table} table has no column(s) {missing}")
@@ -109,7 +140,9 @@ class Results:
         """The same results with pandas DataFrames instead of Arrow tables."""
         if not isinstance(self.runs, pa.Table):
             return self
-        return dataclasses.replace(self, runs=self.frame(), stalls=self.stalls_frame(), _cache={})
+        return dataclasses.replace(
+            self, runs=self.frame(), stalls=self.stalls_frame(), _cache={}, _disk={}
+        )
 
 
 def _files(out: Path, table: str) -> list[Path]:
@@ -119,11 +152,15 @@ def _files(out: Path, table: str) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.name.endswith(".parquet") and p.is_file())
 
 
-def _read(files: list[Path], wanted: list[str]) -> pa.Table:
-    schema = pa.unify_schemas([ds.dataset(str(f), format="parquet").schema for f in files])
-    dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+def _dataset(files: list[Path], schema: pa.Schema) -> ds.Dataset:
+    return ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+
+
+def _read(files: list[Path], wanted: list[str]) -> tuple[pa.Table, pa.Schema]:
+    """The ``wanted`` columns the files have, and the files' unified schema."""
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
     cols = [c for c in wanted if c in schema.names]
-    return dataset.to_table(columns=cols)
+    return _dataset(files, schema).to_table(columns=cols), schema
 
 
 def _set(t: pa.Table, name: str, values) -> pa.Table:
@@ -221,7 +258,7 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
     run_files = _files(out, "runs")
     if not run_files:
         raise AnalysisError(f"{out} holds no runs (no {out / 'runs'}/*.parquet)")
-    runs = _read(run_files, RUN_COLUMNS)
+    runs, run_schema = _read(run_files, RUN_COLUMNS)
     if runs.num_rows == 0:
         raise AnalysisError(f"{out}: the runs table is empty")
     for c in ("run_id", "depth", "status", "steps"):
@@ -231,11 +268,14 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
             )
     version = 2 if "time_unit" in runs.column_names else 1
     stall_files = _files(out, "stalls")
+    disk = {"runs": (run_files, run_schema, None)}
     if stall_files:
-        stalls = _read(stall_files, STALL_COLUMNS)
+        stalls, stall_schema = _read(stall_files, STALL_COLUMNS)
         row = pc.index_in(stalls.column("run_id"), value_set=runs.column("run_id"))
+        keep = pc.is_valid(row)
         stalls = stalls.append_column("run_row", pc.cast(row, pa.int64()))
-        stalls = stalls.filter(pc.is_valid(row))
+        stalls = stalls.filter(keep)
+        disk["stalls"] = (stall_files, stall_schema, None if pc.all(keep).as_py() else keep)
     else:
         from .v2 import STALLS_V2_SCHEMA
 
@@ -247,9 +287,13 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
     res = Results(
         out_dir=out, runs=runs, stalls=stalls, schema_version=version,
         time_basis="time" if version >= 2 else "steps", notes=notes,
-        has_curves=bool(_files(out, "curves")),
+        has_curves=bool(_files(out, "curves")), _disk=disk,
     )  # fmt: skip
-    return res.to_pandas() if pandas else res
+    if pandas:  # everything on disk, then DataFrames
+        for table, (_, schema, _) in disk.items():
+            res.fetch(table, schema.names)
+        return res.to_pandas()
+    return res
 
 
 def read_curves(out_dir: str | os.PathLike, run_ids: list[str]) -> pa.Table:
