@@ -93,7 +93,9 @@ class TrainResult:
     point (NaN if not probed or diverged). ``n_stalls`` counts every stall,
     ``stalls`` holds the first ``StallConfig.max_stalls`` of them, examined.
     ``time_unit`` is the training time of one step (docs/maths.md, "Time");
-    ``time_to_target`` = steps_to_target x time_unit.
+    ``time_to_target`` = steps_to_target x time_unit. ``n_unstable`` flat stretches
+    (``unstable_steps`` steps) were left out of the stalls because the loss rose or
+    oscillated in them.
     """
 
     weights: list[np.ndarray]
@@ -117,6 +119,8 @@ class TrainResult:
     lam_ref: float
     n_stalls: int
     stalls: tuple[Stall, ...]
+    n_unstable: int
+    unstable_steps: int
     kicks: int
     optimizer: Optimizer
     seed: int
@@ -496,6 +500,8 @@ class BatchOutput:
             lam_ref=ref.lam_ref,
             n_stalls=int(out["n_stalls"]),
             stalls=stalls,
+            n_unstable=int(out["n_unstable"]),
+            unstable_steps=int(out["unstable_steps"]),
             kicks=int(out["kicks"]),
             optimizer=self.optimizers[b],
             seed=int(self.seeds[b]),

@@ -201,3 +201,17 @@ def test_time_unit_of_each_optimizer():
     for (name, params), lr_eff in cases.items():
         r = se.train(X, Y, W, name, lr=0.01, max_steps=5, **dict(params))
         assert r.time_unit == pytest.approx(ref.lam_ref * lr_eff, rel=1e-12), name
+
+
+def test_a_stall_open_when_the_run_diverges_is_kept_or_counted():
+    """Depth 3 scalar chain near W = 0 at a huge learning rate: flat for many steps,
+    then the weights blow up within two steps. The stall open at the blow-up ends
+    at the step before it; it is recorded, or (the loss rose in its last steps)
+    counted as unstable: never dropped."""
+    X, Y = np.array([[1.0]]), np.array([[1.0]])
+    W = [np.array([[1e-5]])] * 3
+    r = se.train(X, Y, W, "gd", lr=300.0, max_steps=20000)
+    assert r.status == "diverged"
+    assert r.n_stalls + r.n_unstable >= 1
+    held = sum(st.length for st in r.stalls) + r.unstable_steps
+    assert held >= 0.5 * r.steps  # the plateau before the blow-up is accounted for
