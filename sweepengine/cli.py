@@ -297,6 +297,7 @@ def progress_info(out_dir: str | os.PathLike) -> dict:
     from .store import status
 
     info = status(out_dir)
+    info["failures"] = info.pop("failed", [])  # the records; "failed" becomes their count
     manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
     try:
         version = manifest.get("package_version")

@@ -46,7 +46,7 @@ def cli(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess
 
 
 def status(out) -> dict:
-    proc = cli("status", str(out))
+    proc = cli("status", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -91,8 +91,8 @@ def test_failed_chunks_are_retried_listed_and_retried_on_request(tiny, tmp_path)
     assert trained_count(always.stdout) == (0, 0)
     assert read_runs(out).num_rows == 0  # failed runs are never results
     info = status(out)
-    assert info["failed_runs"] == 16 and len(info["failed"]) == 4
-    assert all(f["attempts"] == 3 and "injected fault" in f["error"] for f in info["failed"])
+    assert info["failed_runs"] == 16 and len(info["failures"]) == 4
+    assert all(f["attempts"] == 3 and "injected fault" in f["error"] for f in info["failures"])
     assert info["complete"] is False and info["spec_runs_failed"] == 16 and info["pending"] == 0
 
     # a plain rerun skips them (same error again) and still exits 1
@@ -105,7 +105,7 @@ def test_failed_chunks_are_retried_listed_and_retried_on_request(tiny, tmp_path)
     assert fixed.returncode == 0, fixed.stderr
     assert trained_count(fixed.stdout) == (16, 0)
     info = status(out)
-    assert info["failed"] == [] and info["complete"] is True and info["runs_done"] == 16
+    assert info["failures"] == [] and info["complete"] is True and info["runs_done"] == 16
     assert not list((out / "failed").glob("*.json"))
     assert_one_row_per_run(out, spec)
     pd.testing.assert_frame_equal(runs_frame(out), runs_frame(clean), check_exact=True)
