@@ -8,6 +8,8 @@ first on PATH. An HTML comment on the line before a block changes that:
 
 - ``<!-- not-run: REASON -->``: not executed (the test is skipped with the reason);
 - ``<!-- slow -->``: executed only with ``-m slow``;
+- ``<!-- slurm-example: NAME -->``: a block of the worked SLURM example, run by
+  ``tests/test_slurm.py`` on a real SLURM (skipped here);
 - ``<!-- output-of: COMMAND -->`` before a ``text`` block: COMMAND runs and its
   output must match the block line by line, ``...`` standing for any text.
 """
@@ -28,7 +30,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TIMEOUT = 900  # a cold compile fits; conftest.compiled compiles first anyway
 RUNNABLE = {"python", "bash", "sh"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
-MARK = re.compile(r"<!--\s*(not-run|slow|output-of)\s*:?\s*(.*?)\s*-->\s*$")
+MARK = re.compile(r"<!--\s*(not-run|slow|output-of|slurm-example)\s*:?\s*(.*?)\s*-->\s*$")
 
 pytestmark = pytest.mark.usefixtures("compiled")
 
@@ -64,6 +66,8 @@ def _params():
         marks = []
         if b.mark and b.mark[0] == "not-run":
             marks.append(pytest.mark.skip(reason=f"not-run: {b.mark[1]}"))
+        elif b.mark and b.mark[0] == "slurm-example":  # needs a batch system
+            marks.append(pytest.mark.skip(reason="run by tests/test_slurm.py on a real SLURM"))
         if b.mark and b.mark[0] == "slow":
             marks.append(pytest.mark.slow)
         yield pytest.param(b, id=b.id, marks=marks)
