@@ -6,12 +6,13 @@
 Studies (specs under sweeps/): ``saxe_plateau`` (Saxe et al. 2014 plateau timing),
 ``shamir_depth`` (Shamir 2019, exponential-in-depth stall of scalar chains),
 ``kawaguchi_class`` (Kawaguchi 2016, stall class of H = 1 vs H >= 2), ``iris``
-(real data). ``--size small`` (default) shrinks seeds, scales, depths and step
-budgets so that each study runs on 2 cores in minutes; ``--size full`` runs the
-spec as written. For each study: ``sweepengine run`` into the scratch directory,
-then its report is copied to ``results/reproductions/<study>/report/`` and the
-write-up template ``benchmarks/reproductions/<study>.md`` is filled from the
-report's numbers into ``results/reproductions/<study>/README.md``. The Parquet
+(real data). ``--size small`` (default) shrinks the seeds (for shamir_depth also
+the depths and the step budget) so that each study runs on 2 cores in minutes;
+``--size full`` runs the spec as written. For each study: ``sweepengine run``
+into the scratch directory, then its report is copied to
+``results/reproductions/<study>/report/`` (``--dest``) and the write-up template
+``benchmarks/reproductions/<study>.md`` is filled from the report's numbers into
+``results/reproductions/<study>/README.md``. The Parquet
 data stay in the scratch directory (not committed).
 """
 
@@ -32,14 +33,12 @@ TEMPLATES = ROOT / "benchmarks" / "reproductions"
 
 #: study -> (spec file, overrides for --size small: key -> TOML value text)
 STUDIES = {
-    "saxe_plateau": ("sweeps/saxe_plateau.toml", {
-        "seeds": "{ range = [0, 4] }", "scale": "[0.05, 0.07, 0.1, 0.15, 0.2]",
-        "max_steps": "40_000"}),
+    "saxe_plateau": ("sweeps/saxe_plateau.toml", {"seeds": "{ range = [0, 8] }"}),
     "shamir_depth": ("sweeps/shamir_depth.toml", {
-        "seeds": "{ range = [0, 24] }", "depth": "[1, 2, 3, 4, 5, 6]", "max_steps": "50_000"}),
-    "kawaguchi_class": ("sweeps/kawaguchi_class.toml", {
-        "seeds": "{ range = [0, 6] }", "max_steps": "30_000"}),
-    "iris": ("sweeps/iris.toml", {"seeds": "{ range = [0, 3] }", "max_steps": "6_000"}),
+        "seeds": "{ range = [0, 32] }", "depth": "[1, 2, 3, 4, 5, 6, 7, 8]",
+        "max_steps": "100_000"}),
+    "kawaguchi_class": ("sweeps/kawaguchi_class.toml", {"seeds": "{ range = [0, 8] }"}),
+    "iris": ("sweeps/iris.toml", {"seeds": "{ range = [0, 4] }"}),
 }  # fmt: skip
 
 
