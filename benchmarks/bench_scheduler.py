@@ -105,8 +105,8 @@ def best(fn, repeat: int) -> tuple[float, float]:
 def part_chunks(tmp: Path, chunks) -> list[dict]:
     """Train each chunk for real; keep its result (pickled) for the other parts."""
     import numba
-    from sweepengine.spec import chunk_runs, load_spec
-    from sweepengine.worker import train_chunk, warm_up
+    from sweepengine.sweep import chunk_runs, load_spec
+    from sweepengine.sweep.worker import train_chunk, warm_up
 
     from sweepengine.sweep import chunk_size
 
@@ -141,7 +141,7 @@ def part_chunks(tmp: Path, chunks) -> list[dict]:
 def part_client(tmp: Path, chunks: list[dict], quick: bool) -> None:
     """Per chunk: plan it, unpickle its result, write it (real tables, fresh store)."""
     import pyarrow as pa
-    from sweepengine.spec import chunk_runs, load_spec
+    from sweepengine.sweep import chunk_runs, load_spec
 
     from sweepengine.store import open_store
 
@@ -275,7 +275,7 @@ def stream(
 
 def part_scheduler(tmp: Path, chunks: list[dict], n_workers: int, quick: bool) -> dict:
     from distributed import Client
-    from sweepengine.spec import chunk_runs, load_spec
+    from sweepengine.sweep import chunk_runs, load_spec
 
     payloads = []
     tiny = dict(chunks[0], label="tiny: 1 run of d=4", runs=1)
@@ -283,7 +283,7 @@ def part_scheduler(tmp: Path, chunks: list[dict], n_workers: int, quick: bool) -
         spec = load_spec(c["spec"])
         runs = next(chunk_runs(spec.runs(0, c["runs"]), c["runs"]))[1]
         if c is tiny:  # a real one-run result: train it here, where the kernels are warm
-            from sweepengine.worker import train_chunk
+            from sweepengine.sweep.worker import train_chunk
 
             path = tmp / "result-tiny.pkl"
             path.write_bytes(pickle.dumps(train_chunk("tiny", runs, spec.name), protocol=5))

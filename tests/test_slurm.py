@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sweepengine.spec import load_spec
+from sweepengine.sweep import load_spec
 
 from sweepengine.store import read_curves, read_runs, read_stalls
 from sweepengine.sweep import worker_env
@@ -307,8 +307,8 @@ def run_cpu_seconds(site: Site, tmp: Path) -> float:
     """CPU seconds one run of ``long_spec`` takes here, on one thread (a chunk of 4)."""
     _, text = long_spec(tmp, seeds=4)
     code = (
-        "import sys, time, numba; from sweepengine.spec import load_spec, chunk_runs; "
-        "from sweepengine.worker import train_chunk, warm_up; numba.set_num_threads(1); "
+        "import sys, time, numba; from sweepengine.sweep import load_spec, chunk_runs; "
+        "from sweepengine.sweep.worker import train_chunk, warm_up; numba.set_num_threads(1); "
         "warm_up(); spec = load_spec(sys.stdin.read()); "
         "cid, runs = next(chunk_runs(spec.runs(), 4)); train_chunk(cid, runs[:1], spec.name); "
         "t = time.process_time(); train_chunk(cid, runs, spec.name); "
