@@ -14,10 +14,10 @@ pool at 1 thread. Per size (d = d_x = d_y = widths, H hidden layers, m samples):
 - prepared: ``obj = se.objective(X, Y, dims)``, then ``obj.gradient(theta)`` and
   ``obj.hvp(theta, v)`` on flat vectors (and on lists, for comparison).
 
-Timing: n calls per batch (about 20 ms), 15 batches; the table shows the best
-batch (the least disturbed by other processes on a shared machine) and the
-median. Targets (issue 11): one-shot >= 3x NumPy, prepared >= 5x, prepared at
-most ~1 us above the kernel.
+Timing: n calls per batch (about 5 ms), 40 rounds in which the cases of one size
+and operation take turns; the table shows the best batch (the least disturbed by
+other processes on a shared machine) and the median. Targets (issue 11): one-shot
+>= 3x NumPy, prepared >= 5x, prepared at most ~1 us above the kernel.
 """
 
 from __future__ import annotations
@@ -48,25 +48,32 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 SIZES = [(8, 64, 4), (32, 256, 4)]
 
 
-def timing(fn, min_time: float = 0.02, batches: int = 15) -> dict[str, float]:
-    fn()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= 0.2 * min_time:
-            break
-        n *= 4
-    n = max(1, round(n * min_time / max(dt, 1e-9)))
-    per = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        per.append((time.perf_counter() - t0) / n)
-    return {"best": min(per), "median": statistics.median(per)}
+def timing(fns: dict, min_time: float = 0.005, rounds: int = 40) -> dict[str, dict]:
+    """Per function: seconds per call, best and median over ``rounds`` batches of about
+    ``min_time`` each, the functions taking turns batch by batch, so that a burst of load
+    from other processes hits them all alike."""
+    ns = {}
+    for name, fn in fns.items():
+        fn()
+        n = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            dt = time.perf_counter() - t0
+            if dt >= 0.2 * min_time:
+                break
+            n *= 4
+        ns[name] = max(1, round(n * min_time / max(dt, 1e-9)))
+    per: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            n = ns[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            per[name].append((time.perf_counter() - t0) / n)
+    return {k: {"best": min(v), "median": statistics.median(v)} for k, v in per.items()}
 
 
 def cases(d: int, m: int, H: int) -> dict:
@@ -116,7 +123,7 @@ def main() -> None:
         size = C.size_id(d, m, H)
         res[size] = {"form": form}
         for op, fns in by_op.items():
-            res[size][op] = {name: timing(fn) for name, fn in fns.items()}
+            res[size][op] = timing(fns)
             t = res[size][op]
             print(size, op, {k: f"{v['best'] * 1e6:.2f}" for k, v in t.items()}, flush=True)
     load1 = os.getloadavg()[0]

@@ -55,6 +55,43 @@ lr = 0.1
 """
 
 
+PHASES = """
+import time
+t0 = time.perf_counter()
+from sweepengine.sweep import connect, load_spec
+from sweepengine.sweep.schedule import _train_chunk
+from sweepengine.sweep.spec import chunk_runs
+if __name__ == "__main__":
+    t1 = time.perf_counter()
+    spec = load_spec("startup.toml")
+    with connect(n_workers=2) as c:
+        t2 = time.perf_counter()
+        cid, runs = next(chunk_runs(spec.runs(), 8))
+        c.submit(_train_chunk, cid, runs, spec.name, pure=False).result()
+        t3 = time.perf_counter()
+    t4 = time.perf_counter()
+    print("PHASES", t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+PHASE_NAMES = [
+    "client imports (sweep, store, distributed)",
+    "LocalCluster start, 2 workers (each imports the trainer: preload)",
+    "first chunk (worker warm-up: cache load of both drivers; data, training, tables)",
+    "client and cluster shutdown",
+]
+
+
+def phases(work: Path, repeats: int) -> list[float]:
+    """Median seconds of each phase of a one-run sweep, timed inside one process."""
+    (work / "phases.py").write_text(PHASES)
+    rows = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "phases.py"], cwd=work, env=_env(),
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        line = next(x for x in out.splitlines() if x.startswith("PHASES "))
+        rows.append([float(x) for x in line.split()[1:]])
+    return [statistics.median(col) for col in zip(*rows, strict=True)]
+
+
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("sweepengine")
     return [str(script)] if script.exists() else [sys.executable, "-m", "sweepengine.cli"]
@@ -130,11 +167,20 @@ def main() -> None:
         times = [timed(cmd(i), work) for i in range(args.repeats)]
         res[name] = {"median": statistics.median(times), "min": min(times), "all": times}
         print(f"{name:60s} median {res[name]['median']:.2f} s  min {min(times):.2f} s", flush=True)
+    split = phases(work, args.repeats)
     load1 = os.getloadavg()[0]
     shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "startup.json").write_text(
-        json.dumps({"load": [load0, load1], "cores": os.cpu_count(), "results": res}, indent=2)
+        json.dumps(
+            {
+                "load": [load0, load1],
+                "cores": os.cpu_count(),
+                "results": res,
+                "phases": dict(zip(PHASE_NAMES, split, strict=True)),
+            },
+            indent=2,
+        )
         + "\n"
     )
     lines = [
@@ -150,6 +196,14 @@ def main() -> None:
     ]
     for name, r in res.items():
         lines.append(f"| {name} | {r['median']:.2f} | {r['min']:.2f} |")
+    lines += [
+        "",
+        "Where the one-run sweep's time goes (2 workers, timed inside one process, median):",
+        "",
+        "| phase | s |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {n} | {t:.2f} |" for n, t in zip(PHASE_NAMES, split, strict=True)]
     lines.append("")
     (RESULTS / "startup.md").write_text("\n".join(lines))
     print(f"wrote {RESULTS / 'startup.md'}")

@@ -56,7 +56,7 @@ if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is thread
 _COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
 # What a cold warm_up costs on 2 cores (results/compile.md, "sweep warm-up"), for the
 # "compiling kernels, one-time, about N s" notice; a warm cache loads in under a second.
-COLD_COMPILE_S = 90
+COLD_COMPILE_S = 100
 NOTICE_AFTER_S = 1.0  # a warm-up still running after this long is compiling, not loading
 
 
