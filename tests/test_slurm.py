@@ -28,10 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sweepengine.sweep import load_spec
 
 from sweepengine.store import read_curves, read_runs, read_stalls
-from sweepengine.sweep import worker_env
+from sweepengine.sweep import load_spec, worker_env
 from tests.conftest import whitened_spec
 
 pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (extra 'jobqueue')")
