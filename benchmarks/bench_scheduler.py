@@ -105,10 +105,9 @@ def best(fn, repeat: int) -> tuple[float, float]:
 def part_chunks(tmp: Path, chunks) -> list[dict]:
     """Train each chunk for real; keep its result (pickled) for the other parts."""
     import numba
-    from sweepengine.sweep import chunk_runs, load_spec
-    from sweepengine.sweep.worker import train_chunk, warm_up
 
-    from sweepengine.sweep import chunk_size
+    from sweepengine.sweep import chunk_runs, chunk_size, load_spec
+    from sweepengine.sweep.worker import train_chunk, warm_up
 
     numba.set_num_threads(1)
     warm_up()
@@ -141,9 +140,9 @@ def part_chunks(tmp: Path, chunks) -> list[dict]:
 def part_client(tmp: Path, chunks: list[dict], quick: bool) -> None:
     """Per chunk: plan it, unpickle its result, write it (real tables, fresh store)."""
     import pyarrow as pa
-    from sweepengine.sweep import chunk_runs, load_spec
 
     from sweepengine.store import open_store
+    from sweepengine.sweep import chunk_runs, load_spec
 
     for i, c in enumerate(chunks):
         spec = load_spec(c["spec"])
@@ -275,6 +274,7 @@ def stream(
 
 def part_scheduler(tmp: Path, chunks: list[dict], n_workers: int, quick: bool) -> dict:
     from distributed import Client
+
     from sweepengine.sweep import chunk_runs, load_spec
 
     payloads = []

@@ -350,10 +350,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    """The table per depth and optimizer, then the answer as text (headline, notes and
+    the analysis tables: ``analysis.summary_text``), all exact statistics."""
     out = _results_dir(args.dir)
+    from .analysis import AnalysisError
+    from .analysis.report import summary_text
     from .store.summary import format_summary
 
     print(format_summary(out))
+    print()
+    try:
+        print(summary_text(out), end="")
+    except AnalysisError as e:
+        return _fail(str(e))
     return 0
 
 
@@ -496,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_status)
 
     m = sub.add_parser(
-        "summary", help="per depth and optimizer: runs, converged %%, median steps, stalls"
+        "summary",
+        help="per depth and optimizer: runs, converged %%, median steps, stalls; then "
+        "the answer as text (how often bad saddles slowed training, with intervals)",
     )
     m.add_argument("dir")
     m.set_defaults(func=_cmd_summary)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from scipy import stats as st
 
@@ -28,7 +29,7 @@ from sweepengine import analysis as A
 from sweepengine.analysis.report import summary_text, write_report
 from sweepengine.analysis.synthetic import synthetic_directory
 from sweepengine.analysis.v2 import write_directory
-from sweepengine.store.schema import RUNS_SCHEMA, STALLS_SCHEMA
+from sweepengine.store.schema import RUNS_SCHEMA
 from tests.browser import chromium, inspect_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -346,16 +347,34 @@ def test_errors(tmp_path, res):
         A.saddle_frequency(res, "depth", "saddle")
 
 
+_V2_ONLY_RUNS = {"time_unit", "time_to_target", "n_unstable", "steps_in_unstable",
+                 "steps_in_unresolved", "first_stall_class", "longest_stall_class",
+                 "activation", "weight_decay"}  # fmt: skip
+V1_RUNS_SCHEMA = pa.schema([f for f in RUNS_SCHEMA if f.name not in _V2_ONLY_RUNS
+                            and not f.name.startswith("time_in_")])  # fmt: skip
+V1_STALLS_SCHEMA = pa.schema([
+    (n, t) for n, t in [
+        ("run_id", pa.string()), ("stall_index", pa.int32()), ("start_step", pa.int64()),
+        ("end_step", pa.int64()), ("probe_step", pa.int64()), ("loss", pa.float64()),
+        ("gap", pa.float64()), ("gap_rel", pa.float64()), ("critical_value", pa.float64()),
+        ("critical_rank", pa.int32()), ("min_grad_norm", pa.float64()),
+        ("lam_min", pa.float64()), ("lam_max", pa.float64()), ("lam_min_err", pa.float64()),
+        ("lam_max_err", pa.float64()), ("lanczos_iters", pa.int32()),
+        ("rel_lam_min", pa.float64()), ("stall_class", pa.string()),
+    ]
+])  # fmt: skip
+
+
 def test_load_v1_directory(tmp_path):
     runs, stalls = _hand_columns()
-    v1_runs = {k: v for k, v in runs.items() if k in RUNS_SCHEMA.names}
-    v1_stalls = {k: v for k, v in stalls.items() if k in STALLS_SCHEMA.names}
+    v1_runs = {k: v for k, v in runs.items() if k in V1_RUNS_SCHEMA.names}
+    v1_stalls = {k: v for k, v in stalls.items() if k in V1_STALLS_SCHEMA.names}
     v1_stalls["lam_min"] = [-0.02] * len(STALLS)
     v1_stalls["rel_lam_min"] = [-0.01] * len(STALLS)
     v1_stalls["stall_class"] = ["strict_saddle" if c in ("unstable", "unresolved") else c
                                 for c in v1_stalls["stall_class"]]  # fmt: skip
-    v1 = write_directory(tmp_path / "v1", v1_runs, v1_stalls, runs_schema=RUNS_SCHEMA,
-                         stalls_schema=STALLS_SCHEMA)  # fmt: skip
+    v1 = write_directory(tmp_path / "v1", v1_runs, v1_stalls, runs_schema=V1_RUNS_SCHEMA,
+                         stalls_schema=V1_STALLS_SCHEMA)  # fmt: skip
     r = A.load(v1)
     assert r.schema_version == 1 and r.time_basis == "steps"
     assert any("counted in optimizer steps" in n for n in r.notes)
@@ -652,7 +671,7 @@ def test_cli_summary_and_report(real_sweep, tmp_path):
     proc = _cli("report", str(out))
     assert proc.returncode == 0 and (out / "report" / "index.html").is_file()
     bad = _cli("summary", str(tmp_path / "missing"))
-    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    assert bad.returncode == 2 and "no such directory" in bad.stderr
 
 
 def test_no_report_flag(real_sweep):

@@ -260,7 +260,7 @@ def test_summary_has_exact_medians_and_ignores_the_layout(results, tmp_path):
     proc = cli("summary", str(src))
     assert proc.returncode == 0, proc.stderr
     runs = pd.read_parquet(src / "runs")
-    lines = proc.stdout.strip().splitlines()[2:]
+    lines = proc.stdout.split("\n\n")[0].strip().splitlines()[2:]  # the table
     assert len(lines) == runs.groupby(["depth", "optimizer"]).ngroups
     for line in lines:
         depth, opt, n, _, med = line.split()[:5]

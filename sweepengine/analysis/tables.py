@@ -132,14 +132,17 @@ def time_shares(
 
     Pooled over the runs of a group: share_c = sum_i time_in_c[i] / sum_i T[i] with
     T = steps x time_unit the run's training time, and descent = 1 - sum_c share_c.
-    Intervals: percentile bootstrap over runs (:func:`stats.bootstrap_ratios`), the
-    g-th group (in sorted order) seeded with ``seed + g``. Columns ``<part>``,
+    Intervals: percentile bootstrap over runs (:func:`stats.bootstrap_ratios`) taken in
+    run-id order, the g-th group (in sorted order) seeded with ``seed + g``: the same
+    numbers whatever the files' layout (parts or compacted). Columns ``<part>``,
     ``<part>_lo``, ``<part>_hi`` for each class and ``descent``; ``n`` runs and
     ``total_time``.
     """
     by = _by(by)
-    cols = ["status", "steps", "time_unit", *(f"time_in_{c}" for c in STALL_CLASSES)]
+    cols = ["run_id", "status", "steps", "time_unit", *(f"time_in_{c}" for c in STALL_CLASSES)]
     df = _analysed(runs_frame(res, by, columns=cols))
+    # resample in run-id order: the intervals do not depend on how the files are laid out
+    df = df.sort_values("run_id", kind="stable")
     rows = []
     for g, (key, sub) in enumerate(_groups(df, by)):
         total = sub["steps"].to_numpy(float) * sub["time_unit"].to_numpy(float)
