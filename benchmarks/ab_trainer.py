@@ -9,8 +9,9 @@ best of 5, one thread. Run it once per source tree (PYTHONPATH) and compare:
 one before it).
 """
 
-import sys, time
-import numpy as np
+import sys
+import time
+
 import sweepengine as se
 from sweepengine.problems import make_problem
 from sweepengine.stats import Stats
