@@ -342,13 +342,14 @@ def stall_totals(st, B: int) -> dict:
         )
     first = np.full(B, None, dtype=object)
     longest = np.full(B, None, dtype=object)
-    best = np.full(B, -1.0)
-    for r, i, cls, dur in zip(st.run, st.index, st.stall_class, st.duration, strict=True):
-        if i == 0:
-            first[r] = str(cls)
-        if dur > best[r]:
-            best[r] = dur
-            longest[r] = str(cls)
+    if st.run.size:
+        cls = np.asarray(st.stall_class, dtype=object)
+        head = st.index == 0
+        first[st.run[head]] = cls[head]
+        # per run, the longest stall; the earliest of equally long ones
+        order = np.lexsort((st.index, -st.duration, st.run))
+        lead = np.r_[True, st.run[order][1:] != st.run[order][:-1]]
+        longest[st.run[order][lead]] = cls[order][lead]
     cols["first_stall_class"] = first.tolist()
     cols["longest_stall_class"] = longest.tolist()
     return cols
