@@ -70,6 +70,35 @@ def _table(df) -> str:
     return "\n".join(lines)
 
 
+#: Saxe study: the second fit uses the init scales at or below this (the plateau law is
+#: the small-scale limit; the descent after the plateau adds a scale-free time).
+SMALL_SCALE = 0.1
+
+
+def _scaling_table(sc, res) -> str:
+    """scale_scaling's rows with a verdict. For K >= 3 the theory is a slope: agreement
+    means it lies in the 95 % interval. For K = 2 the law is t = c ln(1/a) + t0 (t0 >= 0,
+    the descent after the plateau), whose log-log slope -c / (c ln(1/a) + t0) lies in
+    [-1 / ln(1/a_max), 0): agreement means the interval overlaps that range and the slope
+    is negative."""
+    import numpy as np
+
+    a_max = float(np.max(res.runs.column("init_scale").to_numpy()))
+    lowest = -1.0 / np.log(1.0 / a_max)
+    verdict = []
+    for s, lo, hi, th in zip(sc["slope"], sc["lo"], sc["hi"], sc["theory"], strict=True):
+        if s != s or lo != lo:
+            verdict.append("n/a")
+        elif th == 0:  # the log law
+            ok = s < 0 and lo <= 0 and hi >= lowest
+            verdict.append(f"{'agrees' if ok else 'disagrees'} (log law: [{lowest:.3g}, 0))")
+        else:
+            verdict.append("agrees" if lo <= th <= hi else "disagrees")
+    sc = sc.assign(verdict=verdict)
+    return _table(sc[["depth", "n", "levels", "slope", "lo", "hi", "theory", "theory_note",
+                      "verdict"]])  # fmt: skip
+
+
 def study_numbers(study: str, out: Path) -> dict[str, str]:
     """The numbers each write-up template uses, as Markdown snippets."""
     from sweepengine import analysis as A
@@ -88,13 +117,17 @@ def study_numbers(study: str, out: Path) -> dict[str, str]:
         or "- none",
     }
     if study in ("saxe_plateau", "kawaguchi_class"):
-        sc = A.scale_scaling(res, "depth")
-        sc["verdict"] = [
-            "n/a" if s != s else ("agrees" if lo <= th <= hi else "disagrees")
-            for s, lo, hi, th in zip(sc["slope"], sc["lo"], sc["hi"], sc["theory"], strict=True)
-        ]
-        nums["scaling"] = _table(sc[["depth", "n", "levels", "slope", "lo", "hi", "theory",
-                                     "theory_note", "verdict"]])  # fmt: skip
+        nums["scaling"] = _scaling_table(A.scale_scaling(res, "depth"), res)
+    if study == "saxe_plateau":
+        import dataclasses
+
+        import pyarrow.compute as pc
+
+        small = dataclasses.replace(
+            res, runs=res.runs.filter(pc.less_equal(res.runs["init_scale"], SMALL_SCALE)),
+            _cache={}, _disk={})  # fmt: skip
+        nums["scaling_small"] = _scaling_table(A.scale_scaling(small, "depth"), small)
+        nums["small_scale"] = f"{SMALL_SCALE:g}"
     if study == "shamir_depth":
         dsc = A.depth_scaling(res, "init_scale")
         nums["depth_fit"] = _table(dsc[["init_scale", "n", "levels", "slope", "lo", "hi"]])
@@ -131,8 +164,11 @@ def write_up(study: str, out: Path, dest: Path, **extra: str) -> Path:
 def run_study(study: str, size: str, scratch: Path, workers: int | None, dest: Path) -> dict:
     scratch.mkdir(parents=True, exist_ok=True)
     spec = scratch / f"{study}-{size}.toml"
-    spec.write_text(spec_text(study, size))
     out = scratch / f"{study}-{size}"
+    text = spec_text(study, size)
+    if not spec.is_file() or spec.read_text() != text:  # a changed spec starts afresh
+        shutil.rmtree(out, ignore_errors=True)
+    spec.write_text(text)
     cmd = [sys.executable, "-m", "sweepengine.cli", "run", str(spec), "--out", str(out), "-q"]
     if workers:
         cmd += ["--workers", str(workers)]
@@ -141,8 +177,8 @@ def run_study(study: str, size: str, scratch: Path, workers: int | None, dest: P
     proc = subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=True)
     wall = time.time() - t0
     print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
-    if not (out / "report" / "index.html").is_file():
-        raise RuntimeError(f"{study}: no report written (exit {proc.returncode})")
+    if proc.returncode != 0 or not (out / "report" / "index.html").is_file():
+        raise RuntimeError(f"{study}: the sweep failed (exit {proc.returncode})")
     write_up(
         study,
         out,

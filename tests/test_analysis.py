@@ -194,6 +194,29 @@ def test_bootstrap_agrees_with_scipy_percentile():
     assert lo[0] == pytest.approx(ref.low, abs=0.01) and hi[0] == pytest.approx(ref.high, abs=0.01)
 
 
+def test_delta_interval_agrees_with_bootstrap_at_the_switch():
+    # heavy-tailed stall times (most runs never stall, a few stall for very long), at
+    # the size above which method="auto" stops resampling: the two intervals agree
+    from sweepengine.analysis.stats import BOOTSTRAP_MAX_N, delta_ratios
+
+    n = BOOTSTRAP_MAX_N
+    rng = np.random.default_rng(3)
+    t = rng.lognormal(3.0, 1.0, n)
+    stalled = np.where(rng.random(n) < 0.1, t * rng.beta(5, 1, n), 0.0)
+    num = np.column_stack([stalled, t - stalled])
+    est, lo, hi = A.bootstrap_ratios(num, t, n_boot=2000, seed=4, method="bootstrap")
+    d_est, d_lo, d_hi = delta_ratios(num, t)
+    assert np.array_equal(est, d_est)
+    width = hi - lo
+    assert np.all(np.abs(d_lo - lo) < 0.1 * width) and np.all(np.abs(d_hi - hi) < 0.1 * width)
+    # "auto" switches exactly above the threshold, and is the delta method there
+    big = np.concatenate([num, num[:1]]), np.concatenate([t, t[:1]])
+    assert np.array_equal(A.bootstrap_ratios(*big, seed=4)[1], delta_ratios(*big)[1])
+    assert np.array_equal(A.bootstrap_ratios(num, t, n_boot=2000, seed=4)[1], lo)
+    with pytest.raises(ValueError, match="method must be"):
+        A.bootstrap_ratios(num, t, method="jackknife")
+
+
 # -- grouped helpers on the hand-made directory -----------------------------------------------
 
 
@@ -717,7 +740,7 @@ def test_reproduction_specs_and_templates():
     from sweepengine.sweep import load_spec
 
     known = {"headline", "schema_version", "n_runs", "notes", "per_depth", "figures", "skipped",
-             "scaling", "depth_fit", "time_by_depth", "class_table", "escape", "size", "wall_s",
+             "scaling", "scaling_small", "small_scale", "depth_fit", "time_by_depth", "class_table", "escape", "size", "wall_s",
              "spec", "command"}  # fmt: skip
     for study in reproduce.STUDIES:
         small = load_spec(reproduce.spec_text(study, "small"))
@@ -726,6 +749,22 @@ def test_reproduction_specs_and_templates():
         text = (ROOT / "benchmarks" / "reproductions" / f"{study}.md").read_text()
         fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
         assert fields <= known, fields - known
+
+
+def test_committed_reproductions_are_filled_from_their_reports():
+    # every study's write-up under results/ quotes its own report's headline, has every
+    # placeholder filled and its "disagree" section written, and its figures exist
+    reproduce = _reproduce_module()
+    for study in reproduce.STUDIES:
+        d = ROOT / "results" / "reproductions" / study
+        text = (d / "README.md").read_text()
+        assert (d / "report" / "headline.txt").read_text().strip() in text
+        assert not re.search(r"\{[a-z_]+\}", text) and "<!--" not in text
+        why = text.split("## Where theory and data disagree, and why", 1)[1]
+        assert len(why.split()) > 50
+        for png in re.findall(r"\]\((report/[a-z_]+\.png)\)", text):
+            assert (d / png).is_file(), png
+        assert (d / "report" / "index.html").is_file()
 
 
 def test_readme_headline_is_the_results_file():
