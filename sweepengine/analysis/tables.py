@@ -134,8 +134,9 @@ def time_shares(
     T = steps x time_unit the run's training time, and descent = 1 - sum_c share_c.
     Intervals: percentile bootstrap over runs (:func:`stats.bootstrap_ratios`; for a
     group of more than ``stats.BOOTSTRAP_MAX_N`` runs the delta-method interval, which
-    agrees with it there and costs no resampling) taken in run-id order, the g-th group (in sorted order) seeded with ``seed + g``: the same
-    numbers whatever the files' layout (parts or compacted). Columns ``<part>``,
+    agrees with it there and costs no resampling) taken in run-id order, the g-th
+    group (in sorted order) seeded with ``seed + g``: the same numbers whatever the
+    files' layout (parts or compacted). Columns ``<part>``,
     ``<part>_lo``, ``<part>_hi`` for each class and ``descent``; ``n`` runs and
     ``total_time``.
     """
