@@ -1,8 +1,10 @@
 """Training deep linear networks: ``train`` (one run) and ``train_batch`` (B runs).
 
-Both call one fused compiled kernel (``kernels.trainer.train_batch``) that runs
-the whole loop for every run, ``prange`` over runs. ``train`` is a batch of one,
-so batched and single runs are the same code and give bit-identical results.
+Both call one fused compiled kernel (``kernels.trainer.train_batch``, or the
+lock-step ``kernels.lockstep.train_batch_lockstep`` for batches of narrow nets)
+that runs the whole loop for every run; ``threads`` threads each take slices of
+the batch (the kernels release the GIL). ``train`` is a batch of one, so batched
+and single runs are the same code and give bit-identical results.
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ def train_flat(
     sampling, PGD kicks and the Lanczos start vector; ``record_every`` thins the
     recorded losses; a run stops at ``target_gap`` (relative gap) if
     ``stop_at_target``; ``stall`` sets stall detection; ``final_probe`` probes the
-    Hessian at the end; ``threads`` caps Numba's threads for this call; ``ref``
+    Hessian at the end; ``threads`` threads train the batch, in slices (default
+    ``numba.get_num_threads()``); ``ref``
     reuses a precomputed :func:`reference`. No per-run Python objects are built
     unless ``BatchOutput.results()`` is called.
     """
@@ -280,20 +283,21 @@ def train_flat(
     runs_out = np.zeros(B, dtype=state.RUN_OUT)
     stall_rows = np.zeros((B, cfg_stall.max_stalls), dtype=state.STALL_OUT)
     occ = np.full((B, cfg_stall.max_stalls, ref.modes_U.shape[1]), np.nan)
-    old_threads = numba.get_num_threads()
-    n_threads = old_threads if threads is None else _positive_int("threads", threads)
-    # Several Numba threads each calling a multi-threaded BLAS oversubscribe the
-    # cores (measured 3.5x slower at d=128, B=8): cap BLAS while runs share threads.
+    n_threads = numba.get_num_threads() if threads is None else _positive_int("threads", threads)
+    # Several threads each calling a multi-threaded BLAS oversubscribe the cores
+    # (measured 3.5x slower at d=128, B=8): cap BLAS while runs share threads.
     blas_cap = threadpool_limits(1, user_api="blas") if min(B, n_threads) > 1 else nullcontext()
-    numba.set_num_threads(n_threads)
-    try:
-        with blas_cap:
-            kernel = _kernel(dims, opts[0].name, B)
-            rec = state.records
-            kernel(theta, dims, prob, opts[0].code, rec(runs_in), max_steps, record_every,
-                   rec(cfg), losses, rec(runs_out), rec(stall_rows), occ)  # fmt: skip
-    finally:
-        numba.set_num_threads(old_threads)
+    kernel = _kernel(dims, opts[0].name, B)
+    rec = state.records
+    args = (rec(runs_in), rec(runs_out), rec(stall_rows))
+
+    def run_slice(a: int, z: int) -> None:
+        kernel(theta[a:z], dims, prob, opts[0].code, args[0][a:z], max_steps, record_every,
+               rec(cfg), losses[a:z], args[1][a:z], args[2][a:z], occ[a:z])  # fmt: skip
+
+    run_slice.kernel = getattr(kernel, "compiled", kernel)
+    with blas_cap:
+        _in_slices(run_slice, B, n_threads, lockstep.BLOCK if kernel is not kt.train_batch else 1)
     steps = np.arange(nrec, dtype=np.int64) * record_every
     return BatchOutput(theta, dims, losses, steps, runs_out, stall_rows, occ, runs_in["dt"], ref,
                        stats, cfg_stall, float(target_gap), opts, seeds_arr)  # fmt: skip
@@ -317,6 +321,42 @@ def run_inputs(opts: Sequence[Optimizer], seeds: np.ndarray, stall: StallConfig,
     min_length = np.maximum(MIN_WINDOWS * window, np.rint(stall.min_length / dt))
     runs_in["min_length"] = min_length.astype(np.int64)
     return runs_in
+
+
+#: Slices per thread: threads take slices as they finish (runs differ in length).
+SLICES_PER_THREAD = 4
+
+
+def _in_slices(fn, B: int, n_threads: int, align: int) -> None:
+    """``fn(a, z)`` over consecutive slices covering ``range(B)``, each starting at a
+    multiple of ``align``, on ``n_threads`` threads (inline when one is enough).
+
+    The compiled drivers release the GIL, so the threads run in parallel. Before
+    the kernel's first call in this process (``fn.kernel.signatures`` empty) the first
+    slice runs alone, so that the kernel is compiled or loaded once, not by every
+    thread at the same time.
+    """
+    n_units = -(-B // align)
+    workers = min(n_threads, n_units)
+    if workers <= 1:
+        fn(0, B)
+        return
+    per = align * max(1, -(-n_units // (workers * SLICES_PER_THREAD)))
+    bounds = [(a, min(B, a + per)) for a in range(0, B, per)]
+    if not getattr(getattr(fn, "kernel", None), "signatures", None):
+        fn(*bounds.pop(0))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="sweepengine-train") as pool:
+        for f in [pool.submit(fn, a, z) for a, z in bounds]:
+            f.result()
+
+
+def driver_kind(dims, optimizer: str, B: int) -> str:
+    """``"lockstep"`` or ``"per_run"``: the driver :func:`train_batch` uses for B runs of
+    ``dims`` with ``optimizer`` (what a sweep worker must compile, ``worker.warm_up``)."""
+    per_run = _kernel(np.asarray(dims), optimizer, B) is kt.train_batch
+    return "per_run" if per_run else "lockstep"
 
 
 def _kernel(dims: np.ndarray, optimizer: str, B: int):

@@ -155,6 +155,43 @@ def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monk
         assert other() == "free"
 
 
+def test_compile_units_compiles_a_free_unit_while_another_process_compiles(tmp_path, monkeypatch):
+    """Two cold workers need (driver, reference): while another process holds the
+    driver's lock, this one compiles the reference first, then waits for the driver
+    (and loads it), instead of waiting idle."""
+    import subprocess
+    import sys
+
+    from sweepengine.sweep import compile_lock as cl
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    lock, marker = cl.lock_paths("lockstep")
+    assert lock != cl.lock_paths("reference")[0]
+    holder = subprocess.Popen(  # another process: compiling the driver for 3 s
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(3); "
+         "open(sys.argv[2], 'w').close()", str(lock), str(marker)],
+        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        order = []
+        cl.compile_units(
+            [
+                ("lockstep", lambda: order.append(("lockstep", marker.exists()))),
+                ("reference", lambda: order.append(("reference", marker.exists()))),
+            ]
+        )
+        # the reference first (the driver was busy), the driver once the other had warmed it
+        assert order == [("reference", False), ("lockstep", True)]
+        assert cl.lock_paths("reference")[1].exists()
+    finally:
+        holder.wait(timeout=300)
+    with pytest.raises(ValueError, match="compile unit names"):
+        cl.lock_paths("../x")
+
+
 def test_compile_lock_times_out_with_a_clear_message(tmp_path, monkeypatch, caplog):
     """A holder that never lets go (another process, sleeping with the lock) does not
     block a worker forever: after the timeout it logs who holds what and goes on."""

@@ -1,8 +1,11 @@
 """Fused trainers: the whole optimisation loop of B runs in one compiled call.
 
-``train_batch`` runs ``prange`` over runs; each run owns its buffers and its
+``train_batch`` loops over the runs of a slice (``training`` gives slices to
+threads: the kernels release the GIL); each run owns its buffers and its
 counter-based RNG state, and no value crosses runs, so results are bit-identical
-whatever the batch size or thread count.
+whatever the batch size, slicing or thread count. The drivers are plain serial
+kernels, not ``parallel=True`` ones: a parallel loop would be compiled a second
+time around the whole trainer (measured: 14 s more of a cold compile).
 
 Per step: loss and gradient (sufficient-statistics form; mini-batch SGD uses the
 data form on the sampled columns, scaled by m / b, and the full loss from the
@@ -16,9 +19,9 @@ rank. Inputs, settings, state and outputs are the named records of ``state``.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import JIT, JIT_PARALLEL
+from .._config import JIT
 from .chain import node_offsets, param_offsets, weight
 from .objective import (
     loss_grad_data_at,
@@ -322,7 +325,7 @@ def finish(t, theta, st, out, dims, poff, noff, prob, ws, gbuf, cfg, seed):
 @njit(**JIT)
 def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, out, stalls, occ):
     """Train one run in place; fills its output records. ``cfgs``: the ``CONFIG`` record
-    as a 1-element array (a record passed by value cannot enter a parallel loop)."""
+    as a 1-element array (one signature for every caller)."""
     cfg = cfgs[0]
     n = theta.size
     X, Y = prob.X, prob.Y
@@ -379,10 +382,10 @@ def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, o
     finish(t, theta, state[0], out, dims, poff, noff, prob, ws, gprobe, cfg, rin.seed)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def train_batch(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses, runs_out,
                 stalls, occ):  # fmt: skip
     """Train B runs of one shape: theta (B, n) in place; outputs indexed by run."""
-    for b in prange(theta.shape[0]):
+    for b in range(theta.shape[0]):
         train_one(theta[b], dims, prob, opt, runs_in[b], max_steps, rec_every, cfgs, losses[b],
                   runs_out[b], stalls[b], occ[b])  # fmt: skip

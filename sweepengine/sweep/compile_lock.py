@@ -1,8 +1,11 @@
-"""Take turns compiling the trainer: one lock file per install, shared by processes.
+"""Take turns compiling: one lock file per install and compile unit, shared by processes.
 
 With a cold Numba cache, every worker process that starts at once would compile
-the same kernels (about 90 s each on 2 cores). ``compile_lock`` lets one compile
-while the others wait and then load its result from the cache.
+the same kernels. ``compile_lock`` lets one compile a unit (the reference
+kernels, one trainer driver) while the others wait and then load its result from
+the cache; with ``wait=False`` a process skips a unit another one is compiling
+and compiles a different one meanwhile (:func:`compile_units`), so the workers of
+one machine compile the units a sweep needs side by side.
 
 The lock lives in a per-user directory (``$XDG_RUNTIME_DIR/sweepengine``, else
 ``~/.cache/sweepengine``; created with mode 0700, and refused if another user
@@ -46,15 +49,18 @@ def lock_dir() -> Path:
     return d
 
 
-def lock_paths() -> tuple[Path, Path]:
-    """(lock file, warm marker) in :func:`lock_dir`, keyed by this install's version
-    and the paths, sizes and modification times of its source files (what Numba's
-    cache checks), so an edited or reinstalled package starts cold again."""
+def lock_paths(unit: str = "trainer") -> tuple[Path, Path]:
+    """(lock file, warm marker) of compile unit ``unit`` in :func:`lock_dir`, keyed by
+    this install's version and the paths, sizes and modification times of its source
+    files (what Numba's cache checks), so an edited or reinstalled package starts
+    cold again."""
+    if not unit.replace("_", "").isalnum():
+        raise ValueError(f"compile unit names are letters, digits and _, got {unit!r}")
     key = hashlib.sha256(package_version().encode())
     for f in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
         st = f.stat()
         key.update(f"{f}:{st.st_mtime_ns}:{st.st_size};".encode())
-    base = lock_dir() / f"compile-{key.hexdigest()[:16]}"
+    base = lock_dir() / f"compile-{key.hexdigest()[:16]}-{unit}"
     return base.with_suffix(".lock"), base.with_suffix(".warm")
 
 
@@ -65,14 +71,39 @@ def _timeout() -> float:
         return LOCK_TIMEOUT_S
 
 
+def compile_units(units, timeout: float | None = None) -> None:
+    """Call each ``fn`` of ``units`` (pairs ``(name, fn)``; ``fn`` compiles or loads its
+    kernels) once, taking turns per unit with the other processes of this install.
+
+    First pass: the units no other process is compiling, in order; the others are
+    skipped. Then the skipped ones, waiting for their compiler and loading its
+    result. With a cold cache, two workers that need (driver, reference) thus
+    compile one each at the same time instead of one after the other.
+    """
+    skipped = []
+    for name, fn in units:
+        with compile_lock(timeout, unit=name, wait=False) as warm:
+            if warm is None:
+                skipped.append((name, fn))
+                continue
+            fn()
+            warm()
+    for name, fn in skipped:
+        with compile_lock(timeout, unit=name) as warm:
+            fn()
+            warm()
+
+
 @contextlib.contextmanager
-def compile_lock(timeout: float | None = None):
-    """Take turns compiling: hold the exclusive lock file while the block runs, unless
-    a process has already warmed up (the marker exists), in which case the cache is
-    warm and processes load in parallel, unlocked. Yields a function to call once warm.
-    Waits at most ``timeout`` seconds for the lock (see the module docstring)."""
+def compile_lock(timeout: float | None = None, *, unit: str = "trainer", wait: bool = True):
+    """Take turns compiling ``unit``: hold its exclusive lock file while the block runs,
+    unless a process has already warmed it up (the marker exists), in which case the
+    cache is warm and processes load in parallel, unlocked. Yields a function to call
+    once warm. Waits at most ``timeout`` seconds for the lock (see the module
+    docstring); with ``wait=False`` it does not wait and yields None when another
+    process holds the lock."""
     try:
-        lock, marker = lock_paths()
+        lock, marker = lock_paths(unit)
     except OSError as e:  # no usable per-user directory: compile without the lock
         log.warning("no compile lock (%s): compiling without it", e)
         yield lambda: None
@@ -106,6 +137,9 @@ def compile_lock(timeout: float | None = None):
             except BlockingIOError:
                 if marker.exists():  # warmed up while we waited: load in parallel
                     break
+                if not wait:  # another process is compiling it: do something else
+                    yield None
+                    return
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
                     log.warning(

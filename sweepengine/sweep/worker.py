@@ -41,8 +41,8 @@ from ..store.schema import (
     curves_table,
     stalls_table,
 )
-from ..training import reference, train_batch, train_flat
-from .compile_lock import compile_lock
+from ..training import Reference, driver_kind, reference, train_batch, train_flat
+from .compile_lock import compile_units
 from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
 
@@ -53,7 +53,6 @@ if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is thread
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
-_COMPILE_S: float | None = None  # JIT compile / cache load time paid by this process
 # What a cold warm_up costs on 2 cores (results/compile.md, "sweep warm-up"), for the
 # "compiling kernels, one-time, about N s" notice; a warm cache loads in under a second.
 COLD_COMPILE_S = 100
@@ -80,37 +79,72 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
     return reference(_data(problem, params_json)[2], dims)
 
 
-def warm_up() -> float:
-    """Compile (or load from the on-disk cache) the trainer once per process; seconds taken.
+# Compile units (each compiled by one process of a machine at a time, see
+# ``compile_lock.compile_units``): the reference kernels and each trainer driver. A
+# chunk needs the reference and the driver its batch uses (``training.driver_kind``).
+UNITS = ("reference", "lockstep", "per_run")
 
-    Every kernel has one type signature whatever the architecture, so tiny calls
-    cover all later chunks: a single run (per-run driver) and a batch of
-    ``lockstep.MIN_BATCH`` narrow runs (lock-step driver). Processes of one install
-    on one machine take turns (``compile_lock.compile_lock``): with a cold cache the first
-    compiles and the others then load its result instead of compiling the same code.
+
+def _toy():
+    X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    return X, [np.eye(2) * 0.1, np.eye(2) * 0.1]
+
+
+def _warm_reference() -> None:
+    X, _ = _toy()
+    reference(Stats.from_data(X, X), (2, 2, 2))
+
+
+def _toy_reference() -> Reference:
+    """A Reference of the right types built without compiled kernels, so a driver can
+    be compiled while another process compiles the reference kernels."""
+    eye = np.eye(2)
+    return Reference(0.0, 1.0, 1.0, np.ones(2), 2, eye, eye.copy(), 1.0)
+
+
+def _warm_driver(kind: str) -> None:
+    X, W = _toy()
+    B = lockstep.MIN_BATCH if kind == "lockstep" else 1
+    train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1, ref=_toy_reference())
+
+
+_WARM = {"reference": _warm_reference, "lockstep": functools.partial(_warm_driver, "lockstep"),
+         "per_run": functools.partial(_warm_driver, "per_run")}  # fmt: skip
+_warmed: set[str] = set()  # units this process has compiled or loaded
+
+
+def warm_up(driver: str | None = None) -> float:
+    """Compile (or load from the on-disk cache) what a chunk needs; seconds taken.
+
+    ``driver``: the trainer driver of the chunk (``"lockstep"`` or ``"per_run"``,
+    see ``training.driver_kind``); it and the reference kernels are warmed up, each
+    once per process. None warms every unit (``sweepengine warmup``). Every kernel
+    has one type signature whatever the architecture, so tiny calls cover all later
+    chunks. Processes of one install on one machine share the work per unit
+    (``compile_lock.compile_units``): with a cold cache one compiles the driver while
+    another compiles the reference kernels, and each then loads the other's result.
     """
-    global _COMPILE_S
-    if _COMPILE_S is None:
-        t = time.perf_counter()
-        X = np.array([[1.0, 0.0], [0.0, 1.0]])
-        W = [np.eye(2) * 0.1, np.eye(2) * 0.1]
-        # in a Dask worker, say so (sweep.notices) if this takes long: it is compiling
-        worker = _dask_worker()  # found from this (task) thread only, not from the timer's
-        notice = threading.Timer(NOTICE_AFTER_S, _notify, (worker, "start", NOTICE_AFTER_S))
-        notice.daemon = True
-        notice.start()
-        try:
-            with compile_lock() as warm:
-                for B in (1, lockstep.MIN_BATCH):
-                    train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1)
-                warm()
-        finally:
-            notice.cancel()
-            _COMPILE_S = time.perf_counter() - t
-            if _COMPILE_S >= NOTICE_AFTER_S:
-                _notify(worker, "done", _COMPILE_S)
-        return _COMPILE_S
-    return 0.0
+    if driver is not None and driver not in UNITS[1:]:
+        raise ValueError(f"driver must be one of {UNITS[1:]}, got {driver!r}")
+    wanted = UNITS if driver is None else (driver, "reference")
+    todo = [u for u in wanted if u not in _warmed]
+    if not todo:
+        return 0.0
+    t = time.perf_counter()
+    # in a Dask worker, say so (sweep.notices) if this takes long: it is compiling
+    worker = _dask_worker()  # found from this (task) thread only, not from the timer's
+    notice = threading.Timer(NOTICE_AFTER_S, _notify, (worker, "start", NOTICE_AFTER_S))
+    notice.daemon = True
+    notice.start()
+    try:
+        compile_units([(u, _WARM[u]) for u in todo])
+        _warmed.update(todo)
+    finally:
+        notice.cancel()
+        seconds = time.perf_counter() - t
+        if seconds >= NOTICE_AFTER_S:
+            _notify(worker, "done", seconds)
+    return seconds
 
 
 def _dask_worker():
@@ -182,7 +216,8 @@ def _threads() -> int:
 def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     """Train ``runs`` (one shape_key) in one batched compiled call."""
     t0 = time.perf_counter()
-    compile_s = warm_up()  # this process's first chunk: includes waiting for another's
+    # what this chunk is the first in this process to need: includes waiting for another's
+    compile_s = warm_up(driver_kind(runs[0].dims, runs[0].optimizer.name, len(runs)))
     jit0 = _JIT.seconds()  # ... plus kernels this chunk is the first to use
 
     def compiled() -> float:
