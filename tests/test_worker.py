@@ -155,10 +155,11 @@ def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monk
         assert other() == "free"
 
 
-def test_compile_units_compiles_a_free_unit_while_another_process_compiles(tmp_path, monkeypatch):
-    """Two cold workers need (driver, reference): while another process holds the
-    driver's lock, this one compiles the reference first, then waits for the driver
-    (and loads it), instead of waiting idle."""
+def test_compile_units_waits_per_unit_and_loads_what_another_compiled(tmp_path, monkeypatch):
+    """Units are taken in order, each under its own lock: while another process compiles
+    the driver, this one compiles the reference, then waits for the driver and runs it
+    only once the other has warmed it (a load from the cache); a unit nobody holds is
+    never waited for."""
     import subprocess
     import sys
 
@@ -177,13 +178,11 @@ def test_compile_units_compiles_a_free_unit_while_another_process_compiles(tmp_p
     try:
         assert holder.stdout.readline().strip() == "held"
         order = []
-        cl.compile_units(
-            [
-                ("lockstep", lambda: order.append(("lockstep", marker.exists()))),
-                ("reference", lambda: order.append(("reference", marker.exists()))),
-            ]
-        )
-        # the reference first (the driver was busy), the driver once the other had warmed it
+
+        def unit(name):
+            return name, lambda: order.append((name, marker.exists()))
+
+        cl.compile_units([unit("reference"), unit("lockstep")])
         assert order == [("reference", False), ("lockstep", True)]
         assert cl.lock_paths("reference")[1].exists()
     finally:

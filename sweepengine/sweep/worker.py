@@ -81,7 +81,8 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
 
 # Compile units (each compiled by one process of a machine at a time, see
 # ``compile_lock.compile_units``): the reference kernels and each trainer driver. A
-# chunk needs the reference and the driver its batch uses (``training.driver_kind``).
+# chunk needs the reference and the driver its batch uses (``training.driver_kind``),
+# so a sweep of narrow nets never compiles the per-run driver.
 UNITS = ("reference", "lockstep", "per_run")
 
 
@@ -120,13 +121,14 @@ def warm_up(driver: str | None = None) -> float:
     see ``training.driver_kind``); it and the reference kernels are warmed up, each
     once per process. None warms every unit (``sweepengine warmup``). Every kernel
     has one type signature whatever the architecture, so tiny calls cover all later
-    chunks. Processes of one install on one machine share the work per unit
-    (``compile_lock.compile_units``): with a cold cache one compiles the driver while
-    another compiles the reference kernels, and each then loads the other's result.
+    chunks. Processes of one install on one machine take turns per unit
+    (``compile_lock.compile_units``): with a cold cache one compiles a unit and the
+    others load its result; the reference comes first, so that the driver reuses
+    its compiled sub-kernels.
     """
     if driver is not None and driver not in UNITS[1:]:
         raise ValueError(f"driver must be one of {UNITS[1:]}, got {driver!r}")
-    wanted = UNITS if driver is None else (driver, "reference")
+    wanted = UNITS if driver is None else ("reference", driver)
     todo = [u for u in wanted if u not in _warmed]
     if not todo:
         return 0.0
