@@ -251,3 +251,19 @@ def test_workers_that_cannot_see_the_directory_return_their_results(tmp_path):
     assert_one_row_per_run(out, spec)
     with contextlib.suppress(OSError):
         os.rmdir(tmp_path / "wb")
+
+
+@pytest.mark.cluster
+def test_workers_of_another_version_fail_the_chunks(dask_cluster, tmp_path, monkeypatch):
+    """Workers compute run ids, which hash the package version: a worker whose version
+    is not the client's refuses the chunk (recorded as failed, nothing written)."""
+    from sweepengine import _version
+
+    monkeypatch.setattr(_version, "package_version", lambda: "0.0.9")
+    spec, out = load_spec(SMALL), tmp_path / "out"
+    report = run_sweep(spec, out, scheduler=dask_cluster.address, max_chunk=32, progress=False)
+    assert not report.complete and report.trained == 0 and len(report.failed_chunks) == 8
+    assert report.failed_runs == spec.n_runs
+    errors = {rec["error"] for rec in open_store(out, spec.source).failures()}
+    assert len(errors) == 1 and "sweepengine" in errors.pop()
+    assert read_runs(out).num_rows == 0

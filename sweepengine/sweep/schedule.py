@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _version
 from ..store import open_store
 from .notices import IGNORE_SIGINT, CompileNotice
 from .spec import Run, Spec
@@ -487,6 +488,7 @@ def run_sweep(
         spec_blob = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
         spec_key = f"{store.spec_hash}-{hashlib.sha256(spec_blob).hexdigest()[:16]}"
         where = (str(Path(out_dir).resolve()), store.lock_token) if worker_writes else (None, None)
+        version = _version.package_version()  # the run ids' (the worker checks it has it)
         with (
             connect(scheduler, n_workers, threads_per_worker, client) as c,
             _watchdog(c, embedded=client is None and scheduler is None),
@@ -521,7 +523,7 @@ def run_sweep(
                 tasks[key] = (cid, a, b, attempt)
                 in_flight.add(cid)
                 fut = c.submit(_train_range, spec_blob, spec_key, a, b, cid, *where,
-                               store.spec_hash, key=key, pure=False)  # fmt: skip
+                               store.spec_hash, version, key=key, pure=False)  # fmt: skip
                 pending.add(fut)
 
             def submit_next() -> bool:

@@ -35,6 +35,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from .. import _version
 from .._layout import n_params
 from .._version import package_version
 from ..initialization import init_batch
@@ -246,6 +247,7 @@ def train_range(
     out_dir: str | None = None,
     token: str | None = None,
     spec_hash: str = "",
+    version: str | None = None,
 ) -> dict:
     """The sweep's Dask task: train runs ``start .. stop - 1`` of the spec (one
     shape_key, ``Spec.shape_blocks``) as chunk ``chunk_id``.
@@ -260,7 +262,17 @@ def train_range(
     tables (``runs``, ``stalls``, ``curves``) for the client to write. A chunk
     whose training raised has ``status`` ``failed``, ``error`` and ``run_ids``
     and is never written. Plain dicts, so the client never imports this module.
+
+    Run ids hash the package version, and this process computes them: ``version``
+    (the client's) must be this process's, else the task raises (a ValueError,
+    not retried: the chunk is recorded as failed, naming both versions).
     """
+    here = _version.package_version()
+    if version is not None and version != here:
+        raise ValueError(
+            f"this worker runs sweepengine {here}, the client {version}: run ids and "
+            "results would differ; install one version on the client and every worker"
+        )
     spec = _spec(spec_key, spec_blob)
     runs = list(spec.runs(start, stop))
     if len(runs) != stop - start:
