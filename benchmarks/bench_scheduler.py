@@ -91,14 +91,16 @@ lr = 0.05
 """
 
 
-# (label, d, depth, runs per chunk or None for chunk_size's choice at 1,000 workers)
+# (label, d, depth, runs per chunk or None for chunk_size's choice at 1,000 workers for
+# a sweep of 10^9 runs, big enough that the cost target, not load balance, sets it)
 CHUNKS = [
     ("small d=4, 1,024 runs", 4, 2, 1024),
     ("small d=4, 4,096 runs", 4, 2, 4096),
     ("small d=4, 16,384 runs", 4, 2, 16384),
     ("small d=8, 1,024 runs", 8, 3, 1024),
-    ("large d=64", 64, 3, None),
+    ("large d=64", 64, 3, None),  # chunk_size's choice: 2 runs
     ("large d=64, 128 runs", 64, 3, 128),
+    ("small d=4, chunk_size's choice", 4, 2, None),
 ]
 QUICK = [0, 2, 4]
 
@@ -136,7 +138,8 @@ def part_chunks(tmp: Path, chunks, repeat: int) -> list[dict]:
     for label, d, depth, size in chunks:
         text = spec_text(f"sched-d{d}", d, depth, 10**6)
         spec = load_spec(text)
-        size = size or chunk_size(spec, 1000)
+        size = size or chunk_size(load_spec(big_sweep(text)), 1000)
+        label = label.replace("chunk_size's choice", f"{size:,} runs (chunk_size's choice)")
         build = best(lambda s=spec, n=size: list(s.runs(0, n)), repeat)
         runs = list(spec.runs(0, size))
         C.log.info("training %s: %d runs", label, len(runs))

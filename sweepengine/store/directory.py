@@ -3,7 +3,8 @@
 Layout of a results directory ``OUT``::
 
     OUT/manifest.json            spec, its hash, schema and package versions, times
-    OUT/.lock                    flock'ed by the one process writing; holds its pid/host
+    OUT/.lock                    flock'ed by the one process writing; holds its
+                                 pid/host and a token (see lock_token)
     OUT/runs/<unit>.parquet      one row per run
     OUT/stalls/<unit>.parquet    one row per stall (no file for a unit without stalls)
     OUT/curves/<unit>.parquet    thinned loss curves (optional)
@@ -14,7 +15,8 @@ Layout of a results directory ``OUT``::
     OUT/previous/<version>/      results of an earlier package version (kept apart)
 
 A *unit* is a set of files with the same stem across the three tables: either
-``part-<chunk_id>`` (written by :meth:`Store.write_chunk`) or ``compact-<hash>``
+``part-<chunk_id>`` (written by :func:`write_unit`: :meth:`Store.write_chunk`, or a
+sweep's worker while its client holds the lock) or ``compact-<hash>``
 (written by :meth:`Store.compact`, replacing several smaller units). Every file
 is written to a hidden temporary name (``.tmp-<uuid>.parquet.partial``, which
 globbing readers skip), fsynced and renamed into place. The runs file is
@@ -221,7 +223,10 @@ class Store:
 
     Writing (:meth:`write_chunk`, :meth:`compact`, :meth:`recover`) happens in
     one process at a time, the one holding :meth:`lock`; each of those methods
-    takes the lock for its own duration when the caller does not hold it.
+    takes the lock for its own duration when the caller does not hold it. While
+    a sweep's client holds it, its workers may write their own chunks' units
+    (:func:`write_unit`, distinct chunk ids) and the client records them
+    (:meth:`record_written`).
     Reading needs no lock.
     """
 
