@@ -63,6 +63,23 @@ def test_shape_blocks_tile_the_runs_one_shape_each(text):
     assert {a for a, _ in blocks[1:]} == changes
 
 
+def test_spec_pickles_small_and_whole():
+    """The spec travels with every task: its pickle leaves cached state behind (the
+    sampled indices of a random combination, the shape blocks) and gives the same runs."""
+    import pickle
+
+    text = GRID.replace("seeds = { range = [0, 3] }", "seeds = { range = [0, 1000000] }")
+    spec = load_spec(text.replace('name = "g"', 'name = "g"\ncombine = "random"\nsamples = 50'))
+    before = len(pickle.dumps(spec))
+    spec.run(12345)  # draws the sampled indices
+    spec.shape_blocks()
+    assert len(pickle.dumps(spec)) == before < 8000
+    copy = pickle.loads(pickle.dumps(spec))
+    assert copy.shape_blocks() == spec.shape_blocks()
+    ids = [r.run_id for r in spec.runs(999_990, 1_000_010)]
+    assert [r.run_id for r in copy.runs(999_990, 1_000_010)] == ids
+
+
 def test_plan_chunks_cuts_shape_blocks_at_fixed_offsets():
     blocks = [(0, 10), (10, 13), (13, 30)]
     every = list(sw.plan_chunks(blocks, 4, [(0, 30)]))

@@ -371,6 +371,10 @@ class _SampleSpace:
     def __init__(self, grid: _GridSpace, samples: int, seed: int):
         self.grid, self.samples, self.seed = grid, samples, seed
 
+    def __getstate__(self) -> dict:
+        # the sampled indices are recomputed where needed (one draw), never shipped
+        return {k: v for k, v in self.__dict__.items() if k != "indices"}
+
     @functools.cached_property
     def indices(self) -> np.ndarray:
         rng = np.random.Generator(np.random.PCG64(self.seed))
@@ -504,6 +508,10 @@ class Spec:
                     yield reseed(seed)
                 i += 1
             s0 = 0
+
+    def __getstate__(self) -> dict:
+        # a Spec travels to every worker (pickled once per sweep): cached state stays
+        return {k: v for k, v in self.__dict__.items() if k != "_config_blocks"}
 
     @functools.cached_property
     def _config_blocks(self) -> tuple[tuple[int, int], ...]:
