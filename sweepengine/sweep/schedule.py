@@ -454,6 +454,10 @@ def run_sweep(
 
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
+    if max_chunk is not None and (
+        isinstance(max_chunk, bool) or not isinstance(max_chunk, int) or max_chunk < 1
+    ):
+        raise ValueError(f"max_chunk must be a positive integer, got {max_chunk!r}")
     t0 = time.perf_counter()
     store = open_store(out_dir, spec.source, allow_version_change=allow_version_change)
     with store.lock():
