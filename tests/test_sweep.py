@@ -487,7 +487,9 @@ def test_lost_scheduler_stops_the_sweep_and_rerun_finishes(tmp_path):
     finally:
         procs.close()
     n_done = len(read_runs(out))
-    assert n_done == report.trained < spec.n_runs
+    # chunks the workers were training when the scheduler died may have been written by
+    # them (they see the directory) without the client hearing of it: on disk, once
+    assert report.trained <= n_done < spec.n_runs
 
     procs = start_cluster(tmp_path / "dask2", 2)
     try:
