@@ -140,7 +140,8 @@ def start_cluster(root: Path, n_workers: int = 2) -> DaskProcs:
         assert procs.address.startswith("tcp://127.0.0.1:"), procs.address
         for _ in range(n_workers):
             procs.add_worker()
-        procs.wait_for_workers(n_workers)
+        if n_workers:
+            procs.wait_for_workers(n_workers)
     except BaseException:
         procs.close()
         raise
@@ -404,6 +405,17 @@ def test_killed_client_rerun_trains_exactly_the_missing_runs(dask_cluster, tmp_p
         proc.wait(10)
     finally:
         _stop(proc, signal.SIGKILL)
+    # chunks already running on the workers when the client died still finish, and the
+    # workers (which see the directory) write them: count once no worker is executing
+    # (cancelled tasks still running count; the scheduler has forgotten them)
+    from distributed import Client
+
+    def idle() -> bool:
+        counts = c.run(lambda dask_worker: dask_worker.state.executing_count)
+        return not any(counts.values())
+
+    with Client(dask_cluster.address) as c:
+        wait_for(idle, COLD, "the orphaned chunks")
     n_done = len(read_runs(out))
     assert 2 * 2 <= n_done < spec.n_runs
 
@@ -475,7 +487,9 @@ def test_lost_scheduler_stops_the_sweep_and_rerun_finishes(tmp_path):
     finally:
         procs.close()
     n_done = len(read_runs(out))
-    assert n_done == report.trained < spec.n_runs
+    # chunks the workers were training when the scheduler died may have been written by
+    # them (they see the directory) without the client hearing of it: on disk, once
+    assert report.trained <= n_done < spec.n_runs
 
     procs = start_cluster(tmp_path / "dask2", 2)
     try:

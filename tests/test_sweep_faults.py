@@ -160,7 +160,16 @@ def test_version_change_refused_then_moved_aside(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(_version, "package_version", lambda: "0.0.9")
     old_spec = load_spec(TINY)  # run ids of version 0.0.9
     old_ids = {r.run_id for r in old_spec.runs()}
-    report = run_sweep(old_spec, out, n_workers=1, max_chunk=4, progress=False)
+    # workers compute run ids: in this process (threads), where the old version is set
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as lc,
+        Client(lc) as c,
+    ):
+        report = run_sweep(old_spec, out, client=c, max_chunk=4, progress=False)
     assert report.complete
     monkeypatch.undo()
     assert not old_ids & {r.run_id for r in spec.runs()}

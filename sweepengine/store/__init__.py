@@ -13,12 +13,14 @@ from .directory import (
     StoreError,
     StoreLockedError,
     VersionMismatchError,
+    lock_token,
     open_store,
     read_curves,
     read_runs,
     read_stalls,
     spec_hash,
     status,
+    write_unit,
 )
 
 __all__ = [
@@ -27,10 +29,12 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "VersionMismatchError",
+    "lock_token",
     "open_store",
     "read_curves",
     "read_runs",
     "read_stalls",
     "spec_hash",
     "status",
+    "write_unit",
 ]

@@ -3,7 +3,8 @@
 Layout of a results directory ``OUT``::
 
     OUT/manifest.json            spec, its hash, schema and package versions, times
-    OUT/.lock                    flock'ed by the one process writing; holds its pid/host
+    OUT/.lock                    flock'ed by the one process writing; holds its
+                                 pid/host and a token (see lock_token)
     OUT/runs/<unit>.parquet      one row per run
     OUT/stalls/<unit>.parquet    one row per stall (no file for a unit without stalls)
     OUT/curves/<unit>.parquet    thinned loss curves (optional)
@@ -14,7 +15,8 @@ Layout of a results directory ``OUT``::
     OUT/previous/<version>/      results of an earlier package version (kept apart)
 
 A *unit* is a set of files with the same stem across the three tables: either
-``part-<chunk_id>`` (written by :meth:`Store.write_chunk`) or ``compact-<hash>``
+``part-<chunk_id>`` (written by :func:`write_unit`: :meth:`Store.write_chunk`, or a
+sweep's worker while its client holds the lock) or ``compact-<hash>``
 (written by :meth:`Store.compact`, replacing several smaller units). Every file
 is written to a hidden temporary name (``.tmp-<uuid>.parquet.partial``, which
 globbing readers skip), fsynced and renamed into place. The runs file is
@@ -64,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import _version
 from .parts import (
@@ -116,12 +119,14 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "VersionMismatchError",
+    "lock_token",
     "open_store",
     "read_curves",
     "read_runs",
     "read_stalls",
     "spec_hash",
     "status",
+    "write_unit",
 ]
 
 log = logging.getLogger(__name__)
@@ -218,7 +223,10 @@ class Store:
 
     Writing (:meth:`write_chunk`, :meth:`compact`, :meth:`recover`) happens in
     one process at a time, the one holding :meth:`lock`; each of those methods
-    takes the lock for its own duration when the caller does not hold it.
+    takes the lock for its own duration when the caller does not hold it. While
+    a sweep's client holds it, its workers may write their own chunks' units
+    (:func:`write_unit`, distinct chunk ids) and the client records them
+    (:meth:`record_written`).
     Reading needs no lock.
     """
 
@@ -226,6 +234,7 @@ class Store:
         self.out_dir = out_dir
         self.manifest = manifest
         self._lock_fd: int | None = None
+        self.lock_token: str | None = None  # while the lock is held: see lock_token()
         self._cache: dict[tuple, FileInfo] = {}
         self._compacted: dict[str, str] = {}  # chunk_id -> compact unit holding it
         self._manifest_written = 0.0
@@ -273,10 +282,14 @@ class Store:
         except BaseException:
             os.close(fd)
             raise
-        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()})
+        token = uuid.uuid4().hex
+        holder = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "token": token}
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode() + b"\n", 0)
         self._lock_fd = fd
+        self.lock_token = token
         try:
             # the previous holder may have updated it since we opened the store
             self.manifest = json.loads((self.out_dir / MANIFEST).read_text())
@@ -294,6 +307,7 @@ class Store:
                 log.warning("could not update %s: %s", self.out_dir / MANIFEST, e)
             finally:
                 self._lock_fd = None
+                self.lock_token = None
                 os.ftruncate(fd, 0)
                 os.close(fd)  # releases the flock
 
@@ -446,10 +460,7 @@ class Store:
 
     def _record(self, paths: list[Path]) -> None:
         """Remember files this store just wrote as verified, with their sha256."""
-        entries = {}
-        for p in paths:
-            size, mtime = stat_key(p)
-            entries[f"{p.parent.name}/{p.name}"] = (size, mtime, file_digest(p))
+        entries = _entries(paths)
         append_verified(self.out_dir, entries)
         self._verified_log().update(entries)
 
@@ -507,8 +518,7 @@ class Store:
         done: a later ``run --retry-failed`` trains them again, and a record whose
         runs are all done is dropped by :meth:`recover`.
         """
-        if not isinstance(chunk_id, str) or not _CHUNK_ID.match(chunk_id):
-            raise ValueError(f"chunk_id must match {_CHUNK_ID.pattern}, got {chunk_id!r}")
+        _check_chunk_id(chunk_id)
         with self._locked():
             d = self.out_dir / FAILED
             d.mkdir(exist_ok=True)
@@ -592,72 +602,42 @@ class Store:
     ) -> None:
         """Write one finished chunk atomically; writing a chunk_id again replaces it.
 
-        The tables are checked with :func:`sweepengine.schema.conform` (safe
-        casts, required columns, allowed values); every runs row must carry
-        this ``chunk_id``, run_ids must be unique, and every stall and curve
-        point must belong to one of the chunk's runs. Files are written
-        stalls, curves, runs; the chunk is done once its runs file is in place.
-        A chunk already merged by :meth:`compact` cannot be replaced.
+        See :func:`write_unit`, which does the checks and the writing (a sweep's
+        workers call it directly on a shared file system, without the lock, which
+        the sweep's client holds); this method holds the lock around it and records
+        the files' digests in the verified log. A chunk already merged by
+        :meth:`compact` cannot be replaced.
         """
-        if not isinstance(chunk_id, str) or not _CHUNK_ID.match(chunk_id):
-            raise ValueError(
-                f"chunk_id must match {_CHUNK_ID.pattern} (letters, digits, _.=+-), "
-                f"got {chunk_id!r}"
-            )
-        runs = conform(runs, RUNS_SCHEMA)
-        tables = {
-            "stalls": conform(stalls, STALLS_SCHEMA) if stalls is not None else None,
-            "curves": conform(curves, CURVES_SCHEMA) if curves is not None else None,
-        }
-        ids = runs.column("run_id")
-        bad = set(runs.column("chunk_id").to_pylist()) - {chunk_id}
-        if bad:
-            raise ValueError(f"runs rows of chunk {chunk_id!r} carry chunk_id {sorted(bad)}")
-        if len(set(ids.to_pylist())) != len(ids):
-            raise ValueError(f"chunk {chunk_id!r}: run_id values are not unique")
-        for name, t in tables.items():
-            if t is not None and t.num_rows:
-                stray = set(t.column("run_id").to_pylist()) - set(ids.to_pylist())
-                if stray:
-                    raise ValueError(
-                        f"chunk {chunk_id!r}: {name} rows for run_id(s) not in its runs "
-                        f"table: {sorted(stray)[:5]}"
-                    )
-        stem = f"part-{chunk_id}"
+        _check_chunk_id(chunk_id)
         with self._locked():
             if chunk_id in self._compacted:
                 raise StoreError(
                     f"chunk {chunk_id!r} was merged into {self._compacted[chunk_id]} by "
                     "compaction and cannot be replaced"
                 )
-            runs_path = self.out_dir / "runs" / f"{stem}.parquet"
-            if runs_path.exists():  # un-commit first: a crash below leaves it undone
-                runs_path.unlink()
-                fsync_dir(runs_path.parent)
-            counts = {}
-            written = []
-            for name, t in tables.items():
-                path = self.out_dir / name / f"{stem}.parquet"
-                counts[name] = 0 if t is None else t.num_rows
-                if counts[name]:
-                    path.parent.mkdir(exist_ok=True)
-                    write_parquet_atomic(t, path, name, stem)
-                    written.append(path)
-                elif path.exists():
-                    path.unlink()
-            write_parquet_atomic(
-                runs,
-                runs_path,
-                "runs",
-                stem,
-                n_stalls=counts["stalls"],
-                n_curves=counts["curves"],
-                chunks=[chunk_id],
-                sources=[],
-                spec_hash=self.spec_hash,
+            self.record_written(
+                write_unit(self.out_dir, chunk_id, runs, stalls, curves, self.spec_hash)
             )
-            self._record([*written, runs_path])
-            self._changed()
+
+    def record_written(self, entries: Mapping[str, tuple[int, int, str]]) -> None:
+        """Note files just written by :func:`write_unit` (here, or by a sweep's worker
+        while this store holds the lock): their digests go to the verified log."""
+        if not self.holds_lock:
+            raise StoreError(f"{self}: record_written needs the lock")
+        append_verified(self.out_dir, entries)
+        self._verified_log().update(entries)
+        self._changed()
+
+    def committed_chunks(self) -> list[tuple[list[str], int, bool]]:
+        """Per committed unit: the chunk ids it holds (its footer's ``chunks``, which
+        survive :meth:`compact`), its number of runs rows, and whether it holds rows
+        with status ``failed`` (written by older versions). Reads no data file beyond
+        what :meth:`recover` and :meth:`done_run_ids` read."""
+        s = self._scan_for_read()
+        return [
+            (list(u.chunks), u.files["runs"].num_rows, bool(u.files["runs"].failed_ids))
+            for u in s.units.values()
+        ]
 
     def compact(self, target_rows: int = DEFAULT_TARGET_ROWS) -> dict[str, int]:
         """Merge small units into ``compact-*`` units of at most ``target_rows`` runs.
@@ -736,6 +716,110 @@ class Store:
         for c in chunks:
             self._compacted[c] = unit
         self._changed()
+
+
+def _check_chunk_id(chunk_id: str) -> None:
+    if not isinstance(chunk_id, str) or not _CHUNK_ID.match(chunk_id):
+        raise ValueError(
+            f"chunk_id must match {_CHUNK_ID.pattern} (letters, digits, _.=+-), got {chunk_id!r}"
+        )
+
+
+def write_unit(
+    out_dir: str | os.PathLike,
+    chunk_id: str,
+    runs: pa.Table,
+    stalls: pa.Table | None,
+    curves: pa.Table | None,
+    spec_hash: str,
+) -> dict[str, tuple[int, int, str]]:
+    """Write the unit ``part-<chunk_id>`` of a results directory atomically; writing a
+    chunk_id again replaces it. Returns the verified-log entries of the files
+    written (``table/name`` -> size, mtime_ns, sha256).
+
+    The tables are checked with :func:`sweepengine.schema.conform` (safe casts,
+    required columns, allowed values); every runs row must carry this
+    ``chunk_id``, run_ids must be unique, and every stall and curve point must
+    belong to one of the chunk's runs. An existing runs file of the unit is
+    removed first (a crash below leaves the unit undone), then files are written
+    stalls, curves, runs, each to a temporary name, fsynced and renamed; the
+    chunk is done once its runs file is in place, whose footer records the stall
+    and curve row counts. Takes no lock: :meth:`Store.write_chunk` calls it under
+    the lock, and a sweep's workers call it on a shared file system while their
+    client holds the lock (``sweep.worker.train_range``), each for its own chunk ids.
+    """
+    _check_chunk_id(chunk_id)
+    out = Path(out_dir)
+    runs = conform(runs, RUNS_SCHEMA)
+    tables = {
+        "stalls": conform(stalls, STALLS_SCHEMA) if stalls is not None else None,
+        "curves": conform(curves, CURVES_SCHEMA) if curves is not None else None,
+    }
+    ids = runs.column("run_id")
+    bad = set(runs.column("chunk_id").to_pylist()) - {chunk_id}
+    if bad:
+        raise ValueError(f"runs rows of chunk {chunk_id!r} carry chunk_id {sorted(bad)}")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        raise ValueError(f"chunk {chunk_id!r}: run_id values are not unique")
+    for name, t in tables.items():
+        if t is not None and t.num_rows:
+            inside = pc.is_in(t.column("run_id"), value_set=ids.combine_chunks())
+            if not pc.all(inside).as_py():
+                stray = t.column("run_id").filter(pc.invert(inside))
+                raise ValueError(
+                    f"chunk {chunk_id!r}: {name} rows for run_id(s) not in its runs "
+                    f"table: {sorted(set(stray.to_pylist()))[:5]}"
+                )
+    stem = f"part-{chunk_id}"
+    runs_path = out / "runs" / f"{stem}.parquet"
+    if runs_path.exists():  # un-commit first: a crash below leaves it undone
+        runs_path.unlink()
+        fsync_dir(runs_path.parent)
+    counts = {}
+    written = []
+    for name, t in tables.items():
+        path = out / name / f"{stem}.parquet"
+        counts[name] = 0 if t is None else t.num_rows
+        if counts[name]:
+            path.parent.mkdir(exist_ok=True)
+            write_parquet_atomic(t, path, name, stem)
+            written.append(path)
+        elif path.exists():
+            path.unlink()
+    write_parquet_atomic(
+        runs,
+        runs_path,
+        "runs",
+        stem,
+        n_stalls=counts["stalls"],
+        n_curves=counts["curves"],
+        chunks=[chunk_id],
+        sources=[],
+        spec_hash=spec_hash,
+    )
+    return _entries([*written, runs_path])
+
+
+def _entries(paths: list[Path]) -> dict[str, tuple[int, int, str]]:
+    """Verified-log entries of files just written: name -> size, mtime, sha256."""
+    entries = {}
+    for p in paths:
+        size, mtime = stat_key(p)
+        entries[f"{p.parent.name}/{p.name}"] = (size, mtime, file_digest(p))
+    return entries
+
+
+def lock_token(out_dir: str | os.PathLike) -> str | None:
+    """The token of the process holding (or, if it died, last holding) the lock of
+    ``out_dir``, None when unlocked or unreadable. A sweep's worker compares it with
+    its client's :attr:`Store.lock_token` to know that it sees the client's
+    directory (a shared file system) and that the client still holds it."""
+    try:
+        text = (Path(out_dir) / LOCK).read_text().strip()
+        token = json.loads(text).get("token") if text else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return token if isinstance(token, str) else None
 
 
 def _done(s: Scan) -> set[str]:

@@ -1,25 +1,39 @@
-"""Run a sweep on Dask: plan chunks, stream them to workers, write results, resume.
+"""Run a sweep on Dask: plan chunks, stream them to workers, record results, resume.
 
-Flow: spec -> runs not yet in OUT -> chunks of one shape (bounded stream) ->
-Dask tasks (``worker.train_chunk``) -> Arrow tables -> Parquet parts written by
-this process, which holds the results directory's lock. At most
-``max_in_flight`` chunks are submitted at a time, so neither this process nor the
-scheduler ever holds a task per run, whatever the size of the sweep.
+Flow: spec -> index ranges of runs not yet in OUT -> chunks, each a range of
+one shape (``Spec.shape_blocks``) -> Dask tasks (``worker.train_range``: the
+spec, pickled once, and a range) -> the worker builds its runs, trains them and
+writes the chunk's Parquet parts into OUT itself when it sees OUT (a shared file
+system; the lock file holds this process's token), returning a small summary;
+otherwise it returns the Arrow tables and this process, which holds the results
+directory's lock, writes them. Nothing here is done per run: a chunk costs this
+process the same whatever its number of runs. At most ``max_in_flight`` chunks
+are submitted at a time, so neither this process nor the scheduler ever holds a
+task per run, whatever the size of the sweep.
 
-Resume is by id: the runs to train are the spec's run ids minus the run ids
-done in OUT (never a count), so rows of another spec or another package
-version never count as this spec's.
+Chunk ids name the range (``r<spec hash>-<start>-<stop>``, ``range_chunk_id``)
+and chunks are cut at fixed offsets of each shape block, so a retried or redone
+chunk has the id it had before and replaces its part: nothing is ever written
+twice. Every row still carries its run id (a content hash, computed by the worker).
+
+Resume is by id: the runs to train are the spec's runs minus the runs done in
+OUT (never a count), so rows of another spec or another package version never
+count as this spec's. When every committed part and every failure record of OUT
+is a range chunk of this spec (and their row counts match their ranges), the
+done and failed runs are read from the chunk ids, without hashing a run; any
+other content (parts of other chunk ids, older layouts, overlapping ranges)
+makes this process hash every run id of the spec and compare, as before.
 
 Faults: a worker that dies mid-chunk has its task re-run elsewhere by Dask
 (and a chunk whose workers keep dying, ``KilledWorker``, is submitted again up
 to ``retries`` more times); a finished chunk is on disk before it counts,
 so killing this process loses nothing finished and a rerun trains only what is
-missing. Chunk ids hash their run ids and a part is replaced, never appended,
-so nothing is ever written twice. A chunk whose training raised is tried again
+missing. A chunk whose training raised is tried again
 up to ``retries`` times when the error may not recur (not for errors that
 follow from the inputs, ``PERMANENT_ERRORS``); what still fails is recorded
-in ``OUT/failed/`` (never written as results, never counted as done), skipped
-by later runs unless ``retry_failed``, and leaves the sweep incomplete.
+(by this process) in ``OUT/failed/`` (never written as results, never counted
+as done), skipped by later runs unless ``retry_failed``, and leaves the sweep
+incomplete.
 
 Security: the embedded cluster talks TLS with temporary credentials made for
 it (``distributed.security.Security.temporary``), held in memory by this
@@ -31,6 +45,7 @@ site's credentials from dask's configuration.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -38,16 +53,23 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import _version
 from ..store import open_store
 from .notices import IGNORE_SIGINT, CompileNotice
-from .spec import Run, Spec, chunk_runs
+from .spec import Run, Spec
 
 log = logging.getLogger(__name__)
 
 TARGET_CHUNK_S = 2.0  # aim for chunks of about this much compute
-MAX_CHUNK = 1024  # runs per chunk at most (short runs: few tasks, few Parquet parts)
+# Runs per chunk at most. Short runs need big chunks: a chunk costs the client and the
+# scheduler a few ms whatever its size (results/scheduler.md), so a chunk of small nets
+# must hold seconds of compute for one client to keep many workers busy. Memory stays
+# bounded: a chunk's curves by CURVE_BYTES, its runs table at ~1.7 KB a run (28 MB for
+# 16,384), written by its worker where it sees OUT, else received one at a time.
+MAX_CHUNK = 16384
 CHUNKS_PER_WORKER = 8  # at least this many chunks per worker, for load balance
 MIN_CHUNK = 16  # ... but not below one lock-step block of runs (unless runs are costly)
 CURVE_BYTES = 64 * 2**20  # a chunk's recorded losses (B x records x 8 bytes) at most
@@ -95,6 +117,8 @@ class SweepReport:
     skipped_failed: int = 0  # runs failed before and not retried (see ``retry_failed``)
     retried: int = 0  # chunk attempts repeated after an error that may not recur
     not_in_spec: int = 0  # run ids done in OUT that are not this spec's
+    written_by_workers: int = 0  # chunks whose parts their worker wrote (shared FS)
+    resumed_by: str = "ranges"  # "ranges": done runs read from chunk ids; "ids": hashed
     wall_s: float = 0.0
     dashboard: str | None = None
 
@@ -278,20 +302,129 @@ def _watchdog(c: Any, embedded: bool) -> Iterator[None]:
         t.join(10)
 
 
-def _pending(spec: Spec, skip: set[str]) -> Iterator[Run]:
-    """The spec's runs whose ids are not in ``skip`` (done, or failed and not retried)."""
-    return (r for r in spec.runs() if r.run_id not in skip)
+def _train_range(*args: Any) -> dict:
+    """The Dask task, ``worker.train_range`` (imported on the worker only)."""
+    from .worker import train_range
+
+    return train_range(*args)
 
 
-def _failure(res: Any) -> str | None:
-    """The error of a chunk whose training raised (the worker returns its runs with
-    status ``failed`` and the error), else None."""
-    import pyarrow.compute as pc
+# -- chunks as index ranges of the spec ------------------------------------------------
 
-    t = res.runs
-    if t.num_rows and pc.all(pc.equal(t.column("status"), "failed")).as_py():
-        return str(t.column("error")[0].as_py() or "unknown error")
-    return None
+Ranges = list[tuple[int, int]]
+
+
+def range_chunk_id(spec_hash: str, start: int, stop: int) -> str:
+    """The id of the chunk of runs ``start .. stop - 1`` of the spec with this hash
+    (``Store.spec_hash``): the same in every process and every rerun, so a retried
+    or redone chunk replaces its part instead of adding one."""
+    return f"r{spec_hash[:12]}-{start}-{stop}"
+
+
+def _parse_range(chunk_id: Any, prefix: str) -> tuple[int, int] | None:
+    """(start, stop) of a range chunk id with ``prefix`` (``r<hash12>-``), else None."""
+    if not isinstance(chunk_id, str) or not chunk_id.startswith(prefix):
+        return None
+    a, _, b = chunk_id[len(prefix) :].partition("-")
+    if not (a.isdigit() and b.isdigit()) or str(int(a)) != a or str(int(b)) != b:
+        return None
+    start, stop = int(a), int(b)
+    return (start, stop) if start < stop else None
+
+
+def _merge(ranges: Ranges) -> Ranges:
+    """Sorted, coalesced union of half-open ranges."""
+    out: Ranges = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _subtract(ranges: Ranges, minus: Ranges) -> Ranges:
+    """``ranges`` without ``minus`` (both sorted and coalesced)."""
+    out: Ranges = []
+    j = 0
+    for a, b in ranges:
+        while j < len(minus) and minus[j][1] <= a:
+            j += 1
+        k = j
+        while a < b and k < len(minus) and minus[k][0] < b:
+            if minus[k][0] > a:
+                out.append((a, minus[k][0]))
+            a = max(a, minus[k][1])
+            k += 1
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+def _length(ranges: Ranges) -> int:
+    return sum(b - a for a, b in ranges)
+
+
+def _by_ranges(store: Any, spec: Spec, prefix: str) -> tuple[Ranges, Ranges] | None:
+    """Done and failed (not done) index ranges read from chunk ids alone, or None when
+    the directory holds rows or failure records that range chunk ids of this spec do
+    not explain (parts of other chunk ids, rows of older versions' ``failed`` status,
+    overlapping ranges): then only ids tell what is done (:func:`_by_ids`)."""
+    done: Ranges = []
+    for chunks, rows, old_failed in store.committed_chunks():
+        rs = [_parse_range(c, prefix) for c in chunks]
+        if old_failed or None in rs or _length(rs) != rows:
+            return None
+        done += rs
+    done.sort()
+    if any(b > spec.n_runs for _, b in done):
+        return None
+    if any(a < prev_b for (_, prev_b), (a, _) in zip(done, done[1:], strict=False)):
+        return None  # overlapping chunks: the same run in two units
+    done = _merge(done)
+    failed: Ranges = []
+    for rec in store.failures():
+        r = _parse_range(rec.get("chunk_id"), prefix)
+        if r is None or r[1] > spec.n_runs or len(set(rec["run_ids"])) != r[1] - r[0]:
+            return None
+        failed.append(r)
+    return done, _subtract(_merge(failed), done)
+
+
+def _by_ids(store: Any, spec: Spec) -> tuple[Ranges, Ranges, int]:
+    """Done and failed (not done) index ranges of the spec by run id (hashing every
+    run of the spec), and the number of run ids done in OUT that are not the spec's."""
+    done_ids, failed_ids = store.done_run_ids(), store.failed_run_ids()
+    done: Ranges = []
+    failed: Ranges = []
+    for i, r in enumerate(spec.runs()):
+        into = done if r.run_id in done_ids else failed if r.run_id in failed_ids else None
+        if into is None:
+            continue
+        if into and into[-1][1] == i:
+            into[-1] = (into[-1][0], i + 1)
+        else:
+            into.append((i, i + 1))
+    return done, failed, len(done_ids) - _length(done)
+
+
+def plan_chunks(blocks: Ranges, size: int, pending: Ranges) -> Iterator[tuple[int, int]]:
+    """Chunks ``(start, stop)`` of at most ``size`` runs of one shape: each shape block
+    is cut at ``block start + k * size`` and the pieces are intersected with the
+    ``pending`` ranges (sorted, coalesced), so a rerun with the same ``size`` cuts
+    what is left exactly where the first run did. Streams: nothing per run."""
+    j = 0
+    for bs, be in blocks:
+        for cs in range(bs, be, size):
+            ce = min(be, cs + size)
+            while j < len(pending) and pending[j][1] <= cs:
+                j += 1
+            k = j
+            while k < len(pending) and pending[k][0] < ce:
+                a, b = max(cs, pending[k][0]), min(ce, pending[k][1])
+                if a < b:
+                    yield (a, b)
+                k += 1
 
 
 def run_sweep(
@@ -307,36 +440,45 @@ def run_sweep(
     retry_failed: bool = False,
     allow_version_change: bool = False,
     progress: bool = True,
+    worker_writes: bool = True,
 ) -> SweepReport:
     """Run every run of ``spec`` whose id is not done in ``out_dir``; see the module
     docstring. ``retries``: further attempts of a chunk after an error that may not
     recur (in training, or of the task: ``KilledWorker``). ``retry_failed``: train runs recorded as
     failed too. ``allow_version_change``: accept a directory made by another
     package version, moving its results aside (see ``store.open_store``)."""
+    import pickle
+
     from distributed import as_completed
     from tqdm.auto import tqdm
 
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
+    if max_chunk is not None and (
+        isinstance(max_chunk, bool) or not isinstance(max_chunk, int) or max_chunk < 1
+    ):
+        raise ValueError(f"max_chunk must be a positive integer, got {max_chunk!r}")
     t0 = time.perf_counter()
     store = open_store(out_dir, spec.source, allow_version_change=allow_version_change)
     with store.lock():
-        done = store.done_run_ids()
-        failed_before = store.failed_run_ids()
-        ours = failed = 0
-        for r in spec.runs():
-            if r.run_id in done:
-                ours += 1
-            elif r.run_id in failed_before:
-                failed += 1
-        report = SweepReport(str(out_dir), spec.n_runs, ours, not_in_spec=len(done) - ours)
+        prefix = range_chunk_id(store.spec_hash, 0, 1)[:-3]  # "r<hash12>-"
+        fast = _by_ranges(store, spec, prefix)
+        if fast is not None:
+            (done, failed_r), not_in_spec = fast, 0
+        else:
+            log.info("%s holds results that are not range chunks of this spec: "
+                     "resuming by run id", out_dir)  # fmt: skip
+            done, failed_r, not_in_spec = _by_ids(store, spec)
+        ours, failed = _length(done), _length(failed_r)
+        report = SweepReport(str(out_dir), spec.n_runs, ours, not_in_spec=not_in_spec)
+        report.resumed_by = "ranges" if fast is not None else "ids"
         if report.not_in_spec:
             log.warning("%s holds %d runs that are not this spec's: ignored",
                         out_dir, report.not_in_spec)  # fmt: skip
         skip = done
         if failed and not retry_failed:
             report.failed_runs = report.skipped_failed = failed
-            skip = done | failed_before
+            skip = _merge(done + failed_r)
             log.warning("%d runs failed before and are skipped: rerun with --retry-failed "
                         "(retry_failed=True) to train them again", failed)  # fmt: skip
         if ours + report.skipped_failed >= spec.n_runs:
@@ -344,6 +486,13 @@ def run_sweep(
                      out_dir, ours, spec.n_runs, report.skipped_failed)  # fmt: skip
             report.wall_s = time.perf_counter() - t0
             return report
+        pending_ranges = _subtract([(0, spec.n_runs)], skip)
+        # the task's arguments, the same for every chunk: the spec, pickled once, and
+        # where (and with which token, see worker.train_range) workers may write
+        spec_blob = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+        spec_key = f"{store.spec_hash}-{hashlib.sha256(spec_blob).hexdigest()[:16]}"
+        where = (str(Path(out_dir).resolve()), store.lock_token) if worker_writes else (None, None)
+        version = _version.package_version()  # the run ids' (the worker checks it has it)
         with (
             connect(scheduler, n_workers, threads_per_worker, client) as c,
             _watchdog(c, embedded=client is None and scheduler is None),
@@ -364,41 +513,45 @@ def run_sweep(
                 return cap["n"]
 
             bar = tqdm(
-                total=spec.n_runs, initial=len(done), unit="run", disable=not progress,
+                total=spec.n_runs, initial=ours, unit="run", disable=not progress,
                 desc=spec.name, smoothing=0.1, dynamic_ncols=True,
             )  # fmt: skip
             notice = CompileNotice(c, bar)  # "compiling kernels, one-time, ..." while they do
-            chunks = chunk_runs(_pending(spec, skip), size)
+            chunks = plan_chunks(spec.shape_blocks(), size, pending_ranges)
             pending = as_completed()
-            sizes: dict[str, int] = {}
-            inflight: dict[str, tuple[str, list[Run], int]] = {}  # key -> cid, runs, attempt
+            in_flight: set[str] = set()
+            tasks: dict[str, tuple[str, int, int, int]] = {}  # key -> cid, start, stop, attempt
 
-            def submit(cid: str, runs: list[Run], attempt: int) -> None:
+            def submit(cid: str, a: int, b: int, attempt: int) -> None:
                 key = f"chunk-{cid}" if attempt == 1 else f"chunk-{cid}-try{attempt}"
-                inflight[key] = (cid, runs, attempt)
-                sizes[cid] = len(runs)
-                fut = c.submit(_train_chunk, cid, runs, spec.name, key=key, pure=False)
+                tasks[key] = (cid, a, b, attempt)
+                in_flight.add(cid)
+                fut = c.submit(_train_range, spec_blob, spec_key, a, b, cid, *where,
+                               store.spec_hash, version, key=key, pure=False)  # fmt: skip
                 pending.add(fut)
 
             def submit_next() -> bool:
                 nxt = next(chunks, None)
                 if nxt is None:
                     return False
-                submit(*nxt, 1)
+                submit(range_chunk_id(store.spec_hash, *nxt), *nxt, 1)
                 return True
 
-            def give_up(cid: str, runs: list[Run], error: str, attempt: int) -> None:
+            def give_up(cid: str, a: int, b: int, error: str, attempt: int,
+                        run_ids: list[str] | None = None) -> None:  # fmt: skip
                 log.error("chunk %s (%d runs) failed after %d attempt(s): %s",
-                          cid, len(runs), attempt, error)  # fmt: skip
-                store.write_failure(cid, [r.run_id for r in runs], error, attempt)
+                          cid, b - a, attempt, error)  # fmt: skip
+                if run_ids is None:  # the task never returned (e.g. KilledWorker)
+                    run_ids = [r.run_id for r in spec.runs(a, b)]
+                store.write_failure(cid, run_ids, error, attempt)
                 report.failed_chunks.append(cid)
-                report.failed_runs += len(runs)
+                report.failed_runs += b - a
 
-            while len(sizes) < max_in_flight() and submit_next():
+            while len(in_flight) < max_in_flight() and submit_next():
                 pass
             lost = False  # the client closed (scheduler gone): new tasks would never finish
             for fut in pending:
-                cid, runs, attempt = inflight.pop(fut.key)
+                cid, a, b, attempt = tasks.pop(fut.key)
                 try:
                     res = fut.result()
                 except Exception as e:  # worker died too often, or the task raised
@@ -414,31 +567,34 @@ def run_sweep(
                                     cid, err, attempt + 1, retries + 1)  # fmt: skip
                         report.retried += 1
                         fut.release()
-                        sizes.pop(cid, None)
-                        submit(cid, runs, attempt + 1)
+                        in_flight.discard(cid)
+                        submit(cid, a, b, attempt + 1)
                         continue
                     else:
-                        give_up(cid, runs, err, attempt)
+                        give_up(cid, a, b, err, attempt)
                 else:
-                    error = _failure(res)
-                    if error is None:
-                        store.write_chunk(res.chunk_id, res.runs, res.stalls, res.curves)
-                        report.trained += res.runs.num_rows
+                    if res["status"] == "ok":
+                        if res["written"]:  # by the worker, into this directory
+                            store.record_written(res["entries"])
+                            report.written_by_workers += 1
+                        else:
+                            store.write_chunk(cid, res["runs"], res["stalls"], res["curves"])
+                        report.trained += res["rows"]
                         report.chunks += 1
-                        bar.update(res.runs.num_rows)
-                    elif attempt <= retries and worth_retrying(error) and not lost:
+                        bar.update(res["rows"])
+                    elif attempt <= retries and worth_retrying(res["error"]) and not lost:
                         log.warning("chunk %s failed (%s): trying again (attempt %d of %d)",
-                                    cid, error, attempt + 1, retries + 1)  # fmt: skip
+                                    cid, res["error"], attempt + 1, retries + 1)  # fmt: skip
                         report.retried += 1
                         fut.release()
-                        sizes.pop(cid, None)
-                        submit(cid, runs, attempt + 1)
+                        in_flight.discard(cid)
+                        submit(cid, a, b, attempt + 1)
                         continue
                     else:
-                        give_up(cid, runs, error, attempt)
+                        give_up(cid, a, b, res["error"], attempt, res["run_ids"])
                 fut.release()
-                sizes.pop(cid, None)
-                while not lost and len(sizes) < max_in_flight() and submit_next():
+                in_flight.discard(cid)
+                while not lost and len(in_flight) < max_in_flight() and submit_next():
                     pass
             notice.close()
             bar.close()

@@ -371,6 +371,10 @@ class _SampleSpace:
     def __init__(self, grid: _GridSpace, samples: int, seed: int):
         self.grid, self.samples, self.seed = grid, samples, seed
 
+    def __getstate__(self) -> dict:
+        # the sampled indices are recomputed where needed (one draw), never shipped
+        return {k: v for k, v in self.__dict__.items() if k != "indices"}
+
     @functools.cached_property
     def indices(self) -> np.ndarray:
         rng = np.random.Generator(np.random.PCG64(self.seed))
@@ -385,6 +389,63 @@ class _SampleSpace:
     def iter_from(self, start: int) -> Iterator[tuple]:
         for i in range(start, self.samples):
             yield self.config(i)
+
+
+def _config_shape(config: tuple) -> tuple:
+    """What of a configuration enters its runs' shape_key (the rest is the spec's)."""
+    (params, (d_x, d_y, _)), hidden, opt, _, _ = config
+    return (canonical_json(params), d_x, d_y, tuple(hidden), opt.name)
+
+
+def _grid_block_ids(grid: _GridSpace, index: np.ndarray) -> np.ndarray | None:
+    """Per flat grid index, the number of its (problem, architecture, optimizer name)
+    block; None unless the grid has the axes ``validate`` builds."""
+    axes = grid.axes
+    if len(axes) != 5 or not isinstance(axes[2], _OptimizerAxis):
+        return None
+    inner = grid.lens[3] * grid.lens[4]
+    n_opt = grid.lens[2]
+    offsets = np.asarray(axes[2].offsets)
+    q = index // inner
+    seg = np.searchsorted(offsets, q % n_opt, side="right") - 1
+    return (q // n_opt) * len(axes[2].segments) + seg
+
+
+def _runs_of_ids(ids: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Maximal ranges of equal consecutive values of ``ids``."""
+    if not len(ids):
+        return
+    cut = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    edges = [0, *cut.tolist(), len(ids)]
+    yield from zip(edges[:-1], edges[1:], strict=False)
+
+
+def _config_blocks(space: Any) -> Iterator[tuple[int, int]]:
+    """Configuration-index ranges of one shape, in order (see ``Spec.shape_blocks``)."""
+    n = len(space)
+    if n == 0:
+        return
+    if isinstance(space, _GridSpace) and _grid_block_ids(space, np.zeros(1, np.int64)) is not None:
+        inner = space.lens[3] * space.lens[4]
+        offsets, n_opt = space.axes[2].offsets, space.lens[2]
+        for outer in range(space.lens[0] * space.lens[1]):
+            for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+                if b > a:
+                    yield ((outer * n_opt + a) * inner, (outer * n_opt + b) * inner)
+        return
+    if isinstance(space, _SampleSpace):
+        ids = _grid_block_ids(space.grid, space.indices.astype(np.int64))
+        if ids is not None:
+            yield from _runs_of_ids(ids)
+            return
+    start, key = 0, None
+    for i, config in enumerate(space.iter_from(0)):
+        k = _config_shape(config)
+        if i and k != key:
+            yield (start, i)
+            start = i
+        key = k
+    yield (start, n)
 
 
 # ----------------------------------------------------------------------------- spec
@@ -447,6 +508,26 @@ class Spec:
                     yield reseed(seed)
                 i += 1
             s0 = 0
+
+    def __getstate__(self) -> dict:
+        # a Spec travels to every worker (pickled once per sweep): cached state stays
+        return {k: v for k, v in self.__dict__.items() if k != "_config_blocks"}
+
+    @functools.cached_property
+    def _config_blocks(self) -> tuple[tuple[int, int], ...]:
+        return tuple(_config_blocks(self._space))
+
+    def shape_blocks(self) -> list[tuple[int, int]]:
+        """Run-index ranges ``[start, stop)`` that tile ``0 .. n_runs``, in order, each
+        of consecutive runs with one ``shape_key()`` (two blocks may share a key).
+
+        Found at configuration level, never per run (seeds are innermost, so a
+        configuration's runs share its shape): for a grid from its axes alone (one
+        block per problem x architecture x optimizer name), for sampled grids from
+        the sampled indices, for ``zip`` by one pass over its configurations.
+        """
+        n = len(self.seeds)
+        return [(a * n, b * n) for a, b in self._config_blocks]
 
     def _make(self, config: tuple, seed: int) -> Run:
         (params, (d_x, d_y, _)), hidden, opt, scheme, scale = config

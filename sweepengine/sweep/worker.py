@@ -1,7 +1,14 @@
-"""What one Dask task does: train one chunk of same-shape runs, return Arrow tables.
+"""What one Dask task does: train one chunk of same-shape runs, write or return it.
 
-Runs in a worker process (or in-process for the local path); the same code
-trains every chunk whichever way it is scheduled. Problem data and the
+The task, :func:`train_range`, gets the sweep's spec (pickled once by the client,
+unpickled once per worker process and spec) and a range of run indices; it builds
+the runs itself (``Spec.runs``, run ids included), trains them
+(:func:`train_chunk`: Arrow tables) and, when it sees the client's results
+directory (a shared file system: the lock file holds the client's token), writes
+the chunk's Parquet parts there itself (``store.write_unit``, the protocol of
+``Store.write_chunk``) and returns a small summary; otherwise it returns the
+tables for the client to write. Runs in a worker process (or in-process for
+tests); the same code trains every chunk whichever way it is scheduled. Problem data and the
 per-architecture reference quantities are cached per process, so a worker
 builds each data set once. A chunk that raises is reported as rows with status
 ``failed`` and the error text, never as a crashed sweep; the scheduler
@@ -16,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import threading
@@ -27,6 +35,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from .. import _version
 from .._layout import n_params
 from .._version import package_version
 from ..initialization import init_batch
@@ -34,6 +43,7 @@ from ..kernels import lockstep
 from ..problems import make_problem
 from ..stalls import STALL_CLASSES
 from ..stats import Stats
+from ..store import lock_token, write_unit
 from ..store.schema import (
     RUNS_SCHEMA,
     STALLS_SCHEMA,
@@ -252,6 +262,83 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     runs_t = _runs_columns(runs, ids, out, sweep, chunk_id, params_json,
                            wall / len(runs), compiled() / len(runs), worker)  # fmt: skip
     return ChunkResult(chunk_id, runs_t, stalls_t, curves, wall)
+
+
+_SPECS: dict[str, object] = {}  # spec key -> Spec, unpickled once per process
+
+
+def _spec(spec_key: str, spec_blob: bytes):
+    spec = _SPECS.get(spec_key)
+    if spec is None:
+        if len(_SPECS) >= 8:
+            _SPECS.clear()
+        spec = _SPECS[spec_key] = pickle.loads(spec_blob)
+    return spec
+
+
+def train_range(
+    spec_blob: bytes,
+    spec_key: str,
+    start: int,
+    stop: int,
+    chunk_id: str,
+    out_dir: str | None = None,
+    token: str | None = None,
+    spec_hash: str = "",
+    version: str | None = None,
+) -> dict:
+    """The sweep's Dask task: train runs ``start .. stop - 1`` of the spec (one
+    shape_key, ``Spec.shape_blocks``) as chunk ``chunk_id``.
+
+    With ``out_dir`` and ``token``, and when ``OUT/.lock`` holds ``token`` (this
+    process sees the client's directory and the client still holds its lock),
+    the chunk is written there (``store.write_unit``; no lock taken: the client
+    holds it) and a summary comes back: ``chunk_id``, ``status`` (``ok``),
+    ``rows``, ``stall_rows``, ``curve_rows``, ``written`` (True), ``entries``
+    (verified-log entries of the files), ``wall_s``, ``compile_s``, ``write_s``.
+    Otherwise (or if the write fails) the summary has ``written`` False and the
+    tables (``runs``, ``stalls``, ``curves``) for the client to write. A chunk
+    whose training raised has ``status`` ``failed``, ``error`` and ``run_ids``
+    and is never written. Plain dicts, so the client never imports this module.
+
+    Run ids hash the package version, and this process computes them: ``version``
+    (the client's) must be this process's, else the task raises (a ValueError,
+    not retried: the chunk is recorded as failed, naming both versions).
+    """
+    here = _version.package_version()
+    if version is not None and version != here:
+        raise ValueError(
+            f"this worker runs sweepengine {here}, the client {version}: run ids and "
+            "results would differ; install one version on the client and every worker"
+        )
+    spec = _spec(spec_key, spec_blob)
+    runs = list(spec.runs(start, stop))
+    if len(runs) != stop - start:
+        raise IndexError(f"runs {start}..{stop} out of range for {spec.n_runs} runs")
+    res = train_chunk(chunk_id, runs, spec.name)
+    t = res.runs
+    compile_s = float(np.sum(t.column("compile_time_s").to_numpy())) if t.num_rows else 0.0
+    out = {"chunk_id": chunk_id, "rows": t.num_rows, "wall_s": res.wall_s,
+           "compile_s": compile_s}  # fmt: skip
+    statuses = t.column("status")
+    if t.num_rows and statuses.null_count == 0 and set(statuses.unique().to_pylist()) == {"failed"}:
+        return {**out, "status": "failed", "error": str(t.column("error")[0].as_py()
+                or "unknown error"), "run_ids": t.column("run_id").to_pylist()}  # fmt: skip
+    out.update(status="ok", stall_rows=res.stalls.num_rows,
+               curve_rows=0 if res.curves is None else res.curves.num_rows)  # fmt: skip
+    if out_dir is not None and token is not None and lock_token(out_dir) == token:
+        t0 = time.perf_counter()
+        try:
+            entries = write_unit(out_dir, chunk_id, res.runs, res.stalls, res.curves, spec_hash)
+        except OSError as e:  # e.g. a read-only view: the client writes it instead
+            logging.getLogger(__name__).warning(
+                "could not write chunk %s to %s (%s): returning it to the client",
+                chunk_id, out_dir, e)  # fmt: skip
+        else:
+            return {**out, "written": True, "entries": entries,
+                    "write_s": time.perf_counter() - t0}  # fmt: skip
+    return {**out, "written": False, "runs": res.runs, "stalls": res.stalls,
+            "curves": res.curves}  # fmt: skip
 
 
 def _injected_fault() -> None:
