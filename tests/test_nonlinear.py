@@ -199,3 +199,19 @@ def test_bad_shapes_name_the_argument(rng):
         se.zero_point_hessian(X, Y, [4], -1.0)
     # relu ignores alpha, so any alpha is accepted there
     assert np.isfinite(se.nonlinear_loss(W, X, Y, "relu", alpha=5.0))
+
+
+def test_weight_decay_critical_points_are_balanced(rng):
+    """docs/maths.md: at a critical point of L + lam/2 ||theta||^2 (lam > 0) every pair of
+    layers is balanced, W_k W_k^T = W_{k+1}^T W_{k+1}. GD to a critical point, then check."""
+    dims, lam = (3, 3, 3, 2), 0.3
+    rng = np.random.default_rng(3)
+    W = random_chain(rng, dims, 0.8)
+    X, Y = rng.standard_normal((3, 6)), 2 * rng.standard_normal((2, 6))
+    for _ in range(20000):
+        g = se.nonlinear_gradient(W, X, Y, "linear", weight_decay=lam)
+        W = [w - 0.01 * d for w, d in zip(W, g, strict=True)]
+    assert max(np.abs(d).max() for d in g) < 1e-10
+    assert se.nonlinear_loss(W, X, Y, weight_decay=lam) < 0.5 * np.sum(Y * Y)  # not W = 0
+    for k in range(len(W) - 1):
+        np.testing.assert_allclose(W[k] @ W[k].T, W[k + 1].T @ W[k + 1], atol=1e-9)
