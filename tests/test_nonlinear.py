@@ -215,3 +215,28 @@ def test_weight_decay_critical_points_are_balanced(rng):
     assert se.nonlinear_loss(W, X, Y, weight_decay=lam) < 0.5 * np.sum(Y * Y)  # not W = 0
     for k in range(len(W) - 1):
         np.testing.assert_allclose(W[k] @ W[k].T, W[k + 1].T @ W[k + 1], atol=1e-9)
+
+
+def test_activation_kernels_run_without_jit():
+    """The kernels stay plain Python: NUMBA_DISABLE_JIT=1 gives the naive numbers."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, sweepengine as se\nfrom tests import naive\n"
+        "rng = np.random.default_rng(0)\n"
+        "W = [rng.standard_normal(s) for s in ((4, 3), (3, 4), (2, 3))]\n"
+        "X, Y = rng.standard_normal((3, 5)), rng.standard_normal((2, 5))\n"
+        "for a in ('linear', 'relu', 'leaky_relu', 'tanh'):\n"
+        "    g = se.nonlinear_gradient(W, X, Y, a, 0.1, 0.2)\n"
+        "    gn = naive.net_gradient(W, X, Y, a, 0.1, 0.2)\n"
+        "    assert max(abs(x - y).max() for x, y in zip(g, gn)) < 1e-12\n"
+        "    se.nonlinear_hessian(W, X, Y, a, 0.1, 0.2)\n"
+        "print('ok')\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
