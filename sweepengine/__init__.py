@@ -23,6 +23,13 @@ _EXPORTS = {
     "hvp": "landscape",
     "loss": "landscape",
     "loss_and_gradient": "landscape",
+    "ACTIVATIONS": "nonlinear",
+    "nonlinear_gradient": "nonlinear",
+    "nonlinear_hessian": "nonlinear",
+    "nonlinear_hessian_extremes": "nonlinear",
+    "nonlinear_hvp": "nonlinear",
+    "nonlinear_loss": "nonlinear",
+    "nonlinear_loss_and_gradient": "nonlinear",
     "Objective": "prepared",
     "objective": "prepared",
     "INIT_SCHEMES": "options",
@@ -40,6 +47,8 @@ _EXPORTS = {
     "TrainResult": "training",
     "train": "training",
     "train_batch": "training",
+    "ZeroPoint": "weight_decay",
+    "zero_point_hessian": "weight_decay",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -67,6 +76,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .landscape import hvp as hvp
     from .landscape import loss as loss
     from .landscape import loss_and_gradient as loss_and_gradient
+    from .nonlinear import ACTIVATIONS as ACTIVATIONS
+    from .nonlinear import nonlinear_gradient as nonlinear_gradient
+    from .nonlinear import nonlinear_hessian as nonlinear_hessian
+    from .nonlinear import nonlinear_hessian_extremes as nonlinear_hessian_extremes
+    from .nonlinear import nonlinear_hvp as nonlinear_hvp
+    from .nonlinear import nonlinear_loss as nonlinear_loss
+    from .nonlinear import nonlinear_loss_and_gradient as nonlinear_loss_and_gradient
     from .options import INIT_SCHEMES as INIT_SCHEMES
     from .options import OPTIMIZERS as OPTIMIZERS
     from .options import StallConfig as StallConfig
@@ -84,6 +100,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .training import TrainResult as TrainResult
     from .training import train as train
     from .training import train_batch as train_batch
+    from .weight_decay import ZeroPoint as ZeroPoint
+    from .weight_decay import zero_point_hessian as zero_point_hessian
 
 try:
     __version__ = _dist_version("sweepengine")

@@ -77,3 +77,79 @@ def fd_gradient(weights, X, Y, eps=1e-6):
         tm[j] -= eps
         g[j] = (loss(unflat(tp, shapes), X, Y) - loss(unflat(tm, shapes), X, Y)) / (2 * eps)
     return unflat(g, shapes)
+
+
+# --- networks with activations (sweepengine.nonlinear) -------------------------------
+# s on the hidden layers only; left derivative at a relu/leaky_relu kink
+
+
+def act(z, name, alpha=0.01):
+    if name == "relu":
+        return np.where(z > 0, z, 0.0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, alpha * z)
+    if name == "tanh":
+        return np.tanh(z)
+    return z
+
+
+def dact(z, name, alpha=0.01):
+    if name == "relu":
+        return np.where(z > 0, 1.0, 0.0)
+    if name == "leaky_relu":
+        return np.where(z > 0, 1.0, alpha)
+    if name == "tanh":
+        return 1.0 - np.tanh(z) ** 2
+    return np.ones_like(z)
+
+
+def net_forward(weights, X, name, alpha=0.01):
+    """([Z_1..Z_K], [A_0..A_{K-1}]): pre-activations and layer inputs."""
+    Zs, As = [], [X]
+    for k, W in enumerate(weights):
+        Z = W @ As[-1]
+        Zs.append(Z)
+        if k < len(weights) - 1:
+            As.append(act(Z, name, alpha))
+    return Zs, As
+
+
+def net_loss(weights, X, Y, name, alpha=0.01, wd=0.0):
+    Zs, _ = net_forward(weights, X, name, alpha)
+    R = Zs[-1] - Y
+    return 0.5 * np.sum(R * R) + 0.5 * wd * sum(np.sum(W * W) for W in weights)
+
+
+def net_gradient(weights, X, Y, name, alpha=0.01, wd=0.0):
+    """Backpropagation written out layer by layer."""
+    Zs, As = net_forward(weights, X, name, alpha)
+    D = Zs[-1] - Y
+    grads = [None] * len(weights)
+    for k in range(len(weights) - 1, -1, -1):
+        grads[k] = D @ As[k].T + wd * weights[k]
+        if k > 0:
+            D = dact(Zs[k - 1], name, alpha) * (weights[k].T @ D)
+    return grads
+
+
+def net_fd_gradient(weights, X, Y, name, alpha=0.01, wd=0.0, eps=1e-6):
+    shapes = [w.shape for w in weights]
+    theta = flat(weights)
+    g = np.empty_like(theta)
+    for j in range(theta.size):
+        tp, tm = theta.copy(), theta.copy()
+        tp[j] += eps
+        tm[j] -= eps
+        lp = net_loss(unflat(tp, shapes), X, Y, name, alpha, wd)
+        lm = net_loss(unflat(tm, shapes), X, Y, name, alpha, wd)
+        g[j] = (lp - lm) / (2 * eps)
+    return g
+
+
+def net_fd_hvp(weights, X, Y, v, name, alpha=0.01, wd=0.0, eps=1e-6):
+    """Central differences of ``net_gradient`` along the flat direction v."""
+    shapes = [w.shape for w in weights]
+    theta = flat(weights)
+    gp = flat(net_gradient(unflat(theta + eps * v, shapes), X, Y, name, alpha, wd))
+    gm = flat(net_gradient(unflat(theta - eps * v, shapes), X, Y, name, alpha, wd))
+    return (gp - gm) / (2 * eps)

@@ -1,0 +1,247 @@
+"""Loss, gradient and exact Hessian-vector products of a network with activations.
+
+Data form only. With A_0 = X (d_0, m), Z_k = W_k A_{k-1}, A_k = s(Z_k) on the
+hidden layers k = 1..K-1 and a linear output F = Z_K:
+
+    L = 1/2 ||F - Y||_F^2 + lam/2 ||theta||^2
+
+Activation ``act`` (an int64 code) and ``alpha`` (the leaky slope; read only by
+leaky_relu) are plain arguments, so one compiled signature serves all of them:
+
+    0 linear      s(z) = z
+    1 relu        s(z) = max(z, 0),          s'(z) = 1 if z > 0 else 0
+    2 leaky_relu  s(z) = z if z > 0 else alpha z, s'(z) = 1 if z > 0 else alpha
+    3 tanh        s(z) = tanh z,             s' = 1 - s^2,  s'' = -2 s (1 - s^2)
+
+Kink convention: relu and leaky_relu take the left derivative at 0, s'(0) = 0
+(relu) and alpha (leaky_relu), and s'' = 0 everywhere; gradient and HVP read the
+same ``_ds``, so they agree at a kink (and the HVP is then the Hessian of the
+piece on the z <= 0 side).
+
+Backward (errors D_k = dL/dZ_k, G_k = W_{k+1}^T D_{k+1} before gating):
+
+    D_K = F - Y,  D_k = s'(Z_k) * G_k,  dL/dW_k = D_k A_{k-1}^T + lam W_k
+
+HVP along V, forward over reverse (the R-operator):
+
+    dZ_1 = V_1 X,  dA_k = s'(Z_k) * dZ_k,  dZ_k = V_k A_{k-1} + W_k dA_{k-1}
+    dD_K = dZ_K,   dG_k = V_{k+1}^T D_{k+1} + W_{k+1}^T dD_{k+1}
+    dD_k = s''(Z_k) * dZ_k * G_k + s'(Z_k) * dG_k
+    (H V)_k = dD_k A_{k-1}^T + D_k dA_{k-1}^T + lam V_k      (dA_0 = 0)
+
+The Gauss-Newton part runs through dD_K = dZ_K; the residual part through the
+V^T D, D dA^T and s'' terms. Workspace ``ws`` (``ws_size(dims, m)``): seven node
+buffers of (d_k, m) blocks (Z, A, D, G, dZ, dA, dD; node k at ``noff[k]``) and
+a scratch block for the products.
+"""
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT
+from .chain import param_offsets, weight
+from .linalg import dot, mm, mm_acc, mm_nt
+from .simd import view2
+
+LINEAR, RELU, LEAKY_RELU, TANH = 0, 1, 2, 3
+
+
+@njit(**JIT)
+def data_offsets(dims, m):
+    """Start of node k (a (d_k, m) block) in a node buffer; total length last."""
+    K = dims.size - 1
+    off = np.zeros(K + 2, dtype=np.int64)
+    for k in range(K + 1):
+        off[k + 1] = off[k] + dims[k] * m
+    return off
+
+
+@njit(**JIT)
+def ws_size(dims, m):
+    K = dims.size - 1
+    S = data_offsets(dims, m)[K + 1]
+    scratch = 0
+    for k in range(K + 1):
+        scratch = max(scratch, dims[k] * m)
+    for k in range(1, K + 1):
+        scratch = max(scratch, dims[k] * dims[k - 1])
+    return 7 * S + scratch
+
+
+@njit(inline="always", **JIT)
+def _node(ws, b, noff, dims, m, k):
+    """Node k of buffer b (0 Z, 1 A, 2 D, 3 G, 4 dZ, 5 dA, 6 dD): a (d_k, m) view."""
+    return view2(ws, b * noff[dims.size] + noff[k], dims[k], m)
+
+
+@njit(inline="always", **JIT)
+def _scratch(ws, noff, dims):
+    return ws[7 * noff[dims.size] :]
+
+
+@njit(inline="always", **JIT)
+def _s(z, act, alpha):
+    if act == RELU:
+        return z if z > 0.0 else 0.0
+    if act == LEAKY_RELU:
+        return z if z > 0.0 else alpha * z
+    if act == TANH:
+        return np.tanh(z)
+    return z
+
+
+@njit(inline="always", **JIT)
+def _ds(z, a, act, alpha):
+    """s'(z) given a = s(z); left derivative at the kink."""
+    if act == RELU:
+        return 1.0 if z > 0.0 else 0.0
+    if act == LEAKY_RELU:
+        return 1.0 if z > 0.0 else alpha
+    if act == TANH:
+        return 1.0 - a * a
+    return 1.0
+
+
+@njit(inline="always", **JIT)
+def _d2s(a, act):
+    """s''(z) given a = s(z) (0 but for tanh)."""
+    if act == TANH:
+        return -2.0 * a * (1.0 - a * a)
+    return 0.0
+
+
+@njit(**JIT)
+def forward(theta, dims, X, act, alpha, ws):
+    """Fill Z_k and A_k (k = 1..K; A_K = Z_K = F) from X; returns nothing."""
+    K = dims.size - 1
+    m = X.shape[1]
+    poff, noff = param_offsets(dims), data_offsets(dims, m)
+    for k in range(1, K + 1):
+        Z = _node(ws, 0, noff, dims, m, k)
+        prev = X if k == 1 else _node(ws, 1, noff, dims, m, k - 1)
+        mm(weight(theta, dims, poff, k), prev, Z)
+        A = _node(ws, 1, noff, dims, m, k)
+        for i in range(Z.shape[0]):
+            for j in range(m):
+                A[i, j] = Z[i, j] if k == K else _s(Z[i, j], act, alpha)
+
+
+@njit(**JIT)
+def loss(theta, dims, X, Y, act, alpha, lam, ws):
+    """L = 1/2 ||F - Y||^2 + lam/2 ||theta||^2; leaves Z, A and D_K = F - Y in ws."""
+    K = dims.size - 1
+    m = X.shape[1]
+    noff = data_offsets(dims, m)
+    forward(theta, dims, X, act, alpha, ws)
+    F = _node(ws, 0, noff, dims, m, K)
+    R = _node(ws, 2, noff, dims, m, K)
+    s = 0.0
+    for i in range(R.shape[0]):
+        for j in range(m):
+            r = F[i, j] - Y[i, j]
+            R[i, j] = r
+            s += r * r
+    l = 0.5 * s
+    if lam != 0.0:
+        l += 0.5 * lam * dot(theta, theta)
+    return l
+
+
+@njit(**JIT)
+def loss_grad(theta, dims, X, Y, act, alpha, lam, ws, grad):
+    """L and dL/dtheta (into ``grad``); leaves Z, A, D and G in ws for ``hvp_prepared``."""
+    K = dims.size - 1
+    m = X.shape[1]
+    poff, noff = param_offsets(dims), data_offsets(dims, m)
+    scratch = _scratch(ws, noff, dims)
+    l = loss(theta, dims, X, Y, act, alpha, lam, ws)
+    for k in range(K, 0, -1):
+        D = _node(ws, 2, noff, dims, m, k)
+        prev = X if k == 1 else _node(ws, 1, noff, dims, m, k - 1)
+        g = weight(grad, dims, poff, k)
+        mm_nt(D, prev, g, scratch)
+        if lam != 0.0:
+            W = weight(theta, dims, poff, k)
+            for i in range(g.shape[0]):
+                for j in range(g.shape[1]):
+                    g[i, j] += lam * W[i, j]
+        if k > 1:
+            G = _node(ws, 3, noff, dims, m, k - 1)
+            mm(weight(theta, dims, poff, k).T, D, G)
+            Z = _node(ws, 0, noff, dims, m, k - 1)
+            A = _node(ws, 1, noff, dims, m, k - 1)
+            Dl = _node(ws, 2, noff, dims, m, k - 1)
+            for i in range(G.shape[0]):
+                for j in range(m):
+                    Dl[i, j] = _ds(Z[i, j], A[i, j], act, alpha) * G[i, j]
+    return l
+
+
+@njit(**JIT)
+def hvp_prepared(theta, dims, X, act, alpha, lam, ws, v, out):
+    """out = H(theta) v, using Z, A, D, G left in ``ws`` by ``loss_grad``."""
+    K = dims.size - 1
+    m = X.shape[1]
+    poff, noff = param_offsets(dims), data_offsets(dims, m)
+    scratch = _scratch(ws, noff, dims)
+    # forward: dZ_k and dA_k
+    for k in range(1, K + 1):
+        dZ = _node(ws, 4, noff, dims, m, k)
+        Vk = weight(v, dims, poff, k)
+        if k == 1:
+            mm(Vk, X, dZ)
+        else:
+            mm(Vk, _node(ws, 1, noff, dims, m, k - 1), dZ)
+            mm_acc(weight(theta, dims, poff, k), _node(ws, 5, noff, dims, m, k - 1), dZ, scratch)
+        if k < K:
+            Z = _node(ws, 0, noff, dims, m, k)
+            A = _node(ws, 1, noff, dims, m, k)
+            dA = _node(ws, 5, noff, dims, m, k)
+            for i in range(dZ.shape[0]):
+                for j in range(m):
+                    dA[i, j] = _ds(Z[i, j], A[i, j], act, alpha) * dZ[i, j]
+    # reverse: dD_k
+    _node(ws, 6, noff, dims, m, K)[:, :] = _node(ws, 4, noff, dims, m, K)
+    for k in range(K, 1, -1):
+        dG = _node(ws, 6, noff, dims, m, k - 1)  # dG_{k-1}, then dD_{k-1} in place
+        mm(weight(v, dims, poff, k).T, _node(ws, 2, noff, dims, m, k), dG)
+        mm_acc(weight(theta, dims, poff, k).T, _node(ws, 6, noff, dims, m, k), dG, scratch)
+        Z = _node(ws, 0, noff, dims, m, k - 1)
+        A = _node(ws, 1, noff, dims, m, k - 1)
+        G = _node(ws, 3, noff, dims, m, k - 1)
+        dZ = _node(ws, 4, noff, dims, m, k - 1)
+        for i in range(dG.shape[0]):
+            for j in range(m):
+                a = A[i, j]
+                dG[i, j] = (
+                    _d2s(a, act) * dZ[i, j] * G[i, j] + _ds(Z[i, j], a, act, alpha) * dG[i, j]
+                )
+    # (H v)_k = dD_k A_{k-1}^T + D_k dA_{k-1}^T + lam V_k
+    for k in range(1, K + 1):
+        o = weight(out, dims, poff, k)
+        dD = _node(ws, 6, noff, dims, m, k)
+        if k == 1:
+            mm_nt(dD, X, o, scratch)
+        else:
+            mm_nt(dD, _node(ws, 1, noff, dims, m, k - 1), o, scratch)
+            mm_nt(
+                _node(ws, 2, noff, dims, m, k), _node(ws, 5, noff, dims, m, k - 1), o, scratch, True
+            )
+        if lam != 0.0:
+            Vk = weight(v, dims, poff, k)
+            for i in range(o.shape[0]):
+                for j in range(o.shape[1]):
+                    o[i, j] += lam * Vk[i, j]
+
+
+@njit(**JIT)
+def hessian_prepared(theta, dims, X, act, alpha, lam, ws, H):
+    """Dense Hessian, column j = H e_j, with the ``loss_grad`` state in ``ws``."""
+    n = theta.size
+    e = np.zeros(n)
+    col = np.empty(n)
+    for j in range(n):
+        e[j] = 1.0
+        hvp_prepared(theta, dims, X, act, alpha, lam, ws, e, col)
+        H[:, j] = col
+        e[j] = 0.0
