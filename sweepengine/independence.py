@@ -231,12 +231,18 @@ class InputDependence(NamedTuple):
     constant_units: int
 
 
-def input_dependence(weights, X) -> InputDependence:
-    """Per-unit correlation of activation indicators with the signs of the inputs."""
+def _hidden_patterns(weights, X):
+    """(weights, X, activation patterns), refusing a net without hidden layer."""
     ws, X = _weights_x(weights, X)
     pats = activation_patterns(ws, X)
     if not pats:
         raise ValueError("the net has no hidden layer (K = 1): no activations to measure")
+    return ws, X, pats
+
+
+def input_dependence(weights, X) -> InputDependence:
+    """Per-unit correlation of activation indicators with the signs of the inputs."""
+    ws, X, pats = _hidden_patterns(weights, X)
     ind = np.vstack(pats).astype(np.float64)
     c = _corr_rows(ind, np.sign(X))
     defined = ~np.all(np.isnan(c), axis=1)
@@ -268,10 +274,7 @@ class PathDependence(NamedTuple):
 
 def path_dependence(weights, X) -> PathDependence:
     """Mean correlation of path indicators for paths sharing units vs disjoint paths."""
-    ws, X = _weights_x(weights, X)
-    pats = activation_patterns(ws, X)
-    if not pats:
-        raise ValueError("the net has no hidden layer (K = 1): no activations to measure")
+    ws, X, pats = _hidden_patterns(weights, X)
     hidden = [p.shape[0] for p in pats]
     T = paths(hidden)  # hidden-unit tuples
     if T.shape[0] > 4096:

@@ -165,7 +165,7 @@ def test_version_change_refused_then_moved_aside(tiny, tmp_path, monkeypatch):
 
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
         ) as lc,
         Client(lc) as c,
     ):
