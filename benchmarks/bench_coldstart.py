@@ -68,6 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", default="0,1", help="cores to pin to ('' for no pinning)")
     ap.add_argument("--out", default=str(ROOT / "results" / "coldstart"))
+    ap.add_argument("--cases", default="", help="indices of the cases to run (default: all)")
     args = ap.parse_args()
     cores = [int(c) for c in args.cores.split(",") if c != ""]
     load0 = os.getloadavg()[0]
@@ -76,6 +77,9 @@ def main() -> None:
              ("two workers, lock-step driver", 2, "lockstep", True),
              ("two workers again, warm cache", 2, "lockstep", False),
              ("every unit, one process (sweepengine warmup)", 1, "all", True)]  # fmt: skip
+    if args.cases:
+        keep = {int(i) for i in args.cases.split(",")}
+        cases = [c for i, c in enumerate(cases) if i in keep]
     with tempfile.TemporaryDirectory() as tmp:
         cache = runtime = None
         for i, (label, n, unit, fresh) in enumerate(cases):
@@ -93,6 +97,8 @@ def main() -> None:
     command = "python benchmarks/bench_coldstart.py"
     if args.cores != "0,1":
         command += f" --cores {args.cores}"
+    if args.cases:
+        command += f" --cases {args.cases}"
     meta = {"command": command, "cores": cores, "load_start": load0, "load_end": load1,
             "machine": machine_info()}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

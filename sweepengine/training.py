@@ -219,6 +219,7 @@ def train_flat(
     final_probe: bool = True,
     threads: int | None = None,
     ref: Reference | None = None,
+    _stages: tuple[str, ...] = ("train", "examine"),
     **optimizer_params: Any,
 ) -> BatchOutput:
     """:func:`train_batch` on flat weights, returning the raw per-run arrays.
@@ -231,7 +232,9 @@ def train_flat(
     Hessian at the end; ``threads`` threads train the batch, in slices (default
     ``numba.get_num_threads()``); ``ref``
     reuses a precomputed :func:`reference`. No per-run Python objects are built
-    unless ``BatchOutput.results()`` is called.
+    unless ``BatchOutput.results()`` is called. ``_stages`` (internal, for the compile
+    warm-up of ``sweep.worker``): run only the driver (``"train"``) or only the
+    examination (``"examine"``).
     """
     dims = as_dims(dims)
     n = n_params(dims)
@@ -292,8 +295,15 @@ def train_flat(
     args = (rec(runs_in), rec(runs_out), rec(stall_rows))
 
     def run_slice(a: int, z: int) -> None:
-        kernel(theta[a:z], dims, prob, opts[0].code, args[0][a:z], max_steps, record_every,
-               rec(cfg), losses[a:z], args[1][a:z], args[2][a:z], occ[a:z])  # fmt: skip
+        # the stalls' probe points, kept by the driver for the examination that follows
+        probes = np.empty((z - a, cfg_stall.max_stalls, n))
+        if "train" in _stages:
+            kernel(theta[a:z], dims, prob, opts[0].code, args[0][a:z], max_steps,
+                   record_every, rec(cfg), losses[a:z], args[1][a:z], args[2][a:z],
+                   probes)  # fmt: skip
+        if "examine" in _stages:
+            kt.examine_runs(theta[a:z], dims, prob, args[0][a:z], rec(cfg), args[1][a:z],
+                            args[2][a:z], occ[a:z], probes)  # fmt: skip
 
     run_slice.kernel = getattr(kernel, "compiled", kernel)
     with blas_cap:
@@ -325,6 +335,9 @@ def run_inputs(opts: Sequence[Optimizer], seeds: np.ndarray, stall: StallConfig,
 
 #: Slices per thread: threads take slices as they finish (runs differ in length).
 SLICES_PER_THREAD = 4
+#: Runs per slice at most: bounds the stall probe points a slice keeps for examination
+#: (max_stalls x n_params floats per run).
+MAX_SLICE = 1024
 
 
 def _in_slices(fn, B: int, n_threads: int, align: int) -> None:
@@ -338,11 +351,14 @@ def _in_slices(fn, B: int, n_threads: int, align: int) -> None:
     """
     n_units = -(-B // align)
     workers = min(n_threads, n_units)
-    if workers <= 1:
-        fn(0, B)
-        return
-    per = align * max(1, -(-n_units // (workers * SLICES_PER_THREAD)))
+    per = max(align, MAX_SLICE // align * align)
+    if workers > 1:
+        per = min(per, align * max(1, -(-n_units // (workers * SLICES_PER_THREAD))))
     bounds = [(a, min(B, a + per)) for a in range(0, B, per)]
+    if workers <= 1:
+        for a, z in bounds:
+            fn(a, z)
+        return
     if not getattr(getattr(fn, "kernel", None), "signatures", None):
         fn(*bounds.pop(0))
     from concurrent.futures import ThreadPoolExecutor

@@ -155,11 +155,10 @@ def test_compile_lock_serialises_cold_processes_and_not_warm_ones(tmp_path, monk
         assert other() == "free"
 
 
-def test_compile_units_waits_per_unit_and_loads_what_another_compiled(tmp_path, monkeypatch):
-    """Units are taken in order, each under its own lock: while another process compiles
-    the driver, this one compiles the reference, then waits for the driver and runs it
-    only once the other has warmed it (a load from the cache); a unit nobody holds is
-    never waited for."""
+def test_compile_units_skips_a_busy_unit_then_loads_it(tmp_path, monkeypatch):
+    """Each unit has its own lock: while another process compiles the driver (first in
+    the list), this one compiles the reference instead, then waits for the driver and
+    runs it only once the other has warmed it (a load from the cache)."""
     import subprocess
     import sys
 
@@ -182,7 +181,7 @@ def test_compile_units_waits_per_unit_and_loads_what_another_compiled(tmp_path, 
         def unit(name):
             return name, lambda: order.append((name, marker.exists()))
 
-        cl.compile_units([unit("reference"), unit("lockstep")])
+        cl.compile_units([unit("lockstep"), unit("reference")])
         assert order == [("reference", False), ("lockstep", True)]
         assert cl.lock_paths("reference")[1].exists()
     finally:

@@ -17,8 +17,6 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node_offsets, param_offsets
-from .objective import ws_size
-from .polish import polish_work_size
 from .simd import add4, load4, madd4, madd4s, splat4, store4, zero4
 from .state import GD, MOMENTUM, NESTEROV, PGD, RING, new_states
 from .trainer import (
@@ -237,13 +235,14 @@ def _kick(soa, b, kick, h, t, rng, gnorm, st):
 
 @njit(**JIT)
 def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses, runs_out,
-                stalls, occ):  # fmt: skip
+                stalls, probes):  # fmt: skip
     """Train the runs of theta (nb, n) in lock-step; outputs indexed like theta's rows.
 
     Weights, gradients and optimizer buffers stay in structure-of-arrays form
     (n, lanes) throughout, ``lanes`` = nb padded to a multiple of ``LANE_GROUP``:
-    per-lane work is only the scalar bookkeeping (``track``), stall examinations
-    and PGD kicks. A lane that stops is zeroed and frozen (lr 0).
+    per-lane work is only the scalar bookkeeping (``track``), saving stall probe
+    points (examined afterwards: ``trainer.examine_runs``) and PGD kicks. A lane that
+    stops is zeroed and frozen (lr 0).
     """
     cfg = cfgs[0]
     nb, n = theta.shape
@@ -269,9 +268,6 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
     lr = np.zeros(lanes)
     buf1 = np.zeros((n, lanes))
     buf2 = np.zeros((n, lanes))
-    ws = np.zeros(ws_size(dims))  # for stall examinations, one run at a time
-    gprobe = np.empty(n)
-    work = np.empty(n + polish_work_size(n))
     kick = np.empty(n)
     probe = np.empty((nb, n))
     rings = np.empty((nb, RING))
@@ -303,8 +299,7 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
             if action & A_SAVE_PROBE:
                 probe[b, :] = soa[:, b]
             if action & A_END_STALL:
-                end_stall(t, st, stalls[b], occ[b], probe[b], dims, poff, noff, prob, ws,
-                          gprobe, work, cfg, rin.seed)  # fmt: skip
+                end_stall(t, st, stalls[b], probes[b], probe[b], cfg)
             if action & A_STOP:
                 st.done = True
                 last[b] = t
@@ -319,12 +314,11 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
                 _kick(soa, b, kick, hyper[b], t, rngs[b], gnorm, st)
         _update_block(opt, hyper, lr, t, soa, g, buf1, buf2, nb)
     for b in range(nb):
-        finish(last[b], theta[b], states[b], runs_out[b], dims, poff, noff, prob, ws, gprobe,
-               cfg, runs_in[b].seed)  # fmt: skip
+        finish(last[b], states[b], runs_out[b])
 
 
 def train_batch_lockstep(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses,
-                         runs_out, stalls, occ):  # fmt: skip
+                         runs_out, stalls, probes):  # fmt: skip
     """``trainer.train_batch`` for narrow nets (no SGD): blocks of BLOCK runs in lock-step.
 
     A Python loop over the compiled blocks (a slice given to a thread by ``training``
@@ -336,7 +330,7 @@ def train_batch_lockstep(theta, dims, prob, opt, runs_in, max_steps, rec_every, 
     for a in range(0, B, BLOCK):
         z = min(B, a + BLOCK)
         train_block(theta[a:z], dims, prob, opt, runs_in[a:z], max_steps, rec_every, cfgs,
-                    losses[a:z], runs_out[a:z], stalls[a:z], occ[a:z])  # fmt: skip
+                    losses[a:z], runs_out[a:z], stalls[a:z], probes[a:z])  # fmt: skip
 
 
 train_batch_lockstep.compiled = train_block  # the kernel it calls (training checks it)

@@ -11,11 +11,16 @@ Per step: loss and gradient (sufficient-statistics form; mini-batch SGD uses the
 data form on the sampled columns, scaled by m / b, and the full loss from the
 statistics), record, stop checks, stall tracking, optimizer update. Stalls are
 detected on the relative gap against training *time* (``RUN_IN.dt`` per step, so
-one trajectory gives one record at any stable learning rate), and each is
-examined once it ends (``examine_stall``): the Hessian at its probe point (the
-smallest gradient norm seen), then the critical point it shadows, reached by
-Newton-MR from the probe point, its Hessian, its mode occupancies and Kawaguchi's
-rank. Inputs, settings, state and outputs are the named records of ``state``.
+one trajectory gives one record at any stable learning rate); the driver keeps the
+probe point of each (the smallest gradient norm seen in it) and
+``examine_runs``, called after the driver on the same runs, examines them
+(``examine_stall``): the Hessian at the probe point, then the critical point it
+shadows, reached by Newton-MR from the probe point, its Hessian, its mode
+occupancies and Kawaguchi's rank; and it probes the final point's Hessian.
+Examination reads nothing but the probe point, so doing it after training gives
+the same numbers, and keeping it out of the drivers keeps their compile small
+(a cold first sweep compiles a driver and the examination side by side in two
+workers). Inputs, settings, state and outputs are the named records of ``state``.
 """
 
 import numpy as np
@@ -221,12 +226,12 @@ def examine_stall(row, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work,
 
 
 @njit(**JIT)
-def end_stall(t, st, stalls, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work, cfg,
-              seed):  # fmt: skip
+def end_stall(t, st, stalls, probes, probe_theta, cfg):
     """The stall that ended at step t: left out as unstable if the gap climbed back, in
     all, by more than a flat window may lose (``rise`` > rel_drop x its gap at the start:
-    the loss rose or oscillated, no plateau); else recorded and examined, if there is
-    room for it (it is counted either way)."""
+    the loss rose or oscillated, no plateau); else recorded with its probe point (in
+    ``probes``, for ``examine_runs``), if there is room for it (it is counted either
+    way)."""
     if st.status == DIVERGED:  # ended by a blow-up at t: it lasted until t - 1
         t -= 1
     if not (st.rise <= cfg.rel_drop * st.start_gap):
@@ -243,8 +248,7 @@ def end_stall(t, st, stalls, occ, probe_theta, dims, poff, noff, prob, ws, gbuf,
         row.gnorm = st.min_g
         row.rise = st.rise
         row.start_gap = st.start_gap
-        examine_stall(row, occ[i], probe_theta, dims, poff, noff, prob, ws, gbuf, work, cfg,
-                      seed)  # fmt: skip
+        probes[i, :] = probe_theta
     st.n_stalls = i + 1
 
 
@@ -303,8 +307,8 @@ def draw_kick(kick, h, rng, st, t):
 
 
 @njit(**JIT)
-def finish(t, theta, st, out, dims, poff, noff, prob, ws, gbuf, cfg, seed):
-    """Per-run outputs; the final-point Hessian probe unless the run diverged."""
+def finish(t, st, out):
+    """Per-run outputs (the final-point Hessian probe is ``examine_runs``'s)."""
     out.status = st.status
     out.steps = t
     out.to_target = st.to_target
@@ -315,17 +319,41 @@ def finish(t, theta, st, out, dims, poff, noff, prob, ws, gbuf, cfg, seed):
     out.loss = st.loss
     out.grad_norm = st.gnorm
     out.lam_min = out.lam_max = out.err_min = out.err_max = np.nan
-    if st.status != DIVERGED and cfg.final_probe:
-        lz = np.empty(5)
-        loss_grad_stats_at(theta, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
-        lanczos_extremes(theta, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
-        out.lam_min, out.lam_max, out.err_min, out.err_max = lz[0], lz[1], lz[2], lz[3]
 
 
 @njit(**JIT)
-def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, out, stalls, occ):
-    """Train one run in place; fills its output records. ``cfgs``: the ``CONFIG`` record
-    as a 1-element array (one signature for every caller)."""
+def examine_runs(theta, dims, prob, runs_in, cfgs, runs_out, stalls, occ, probes):
+    """After a driver: examine the recorded stalls of runs theta (B, n) (their probe
+    points are ``probes`` (B, max_stalls, n)) into ``stalls`` and ``occ``, and probe
+    the Hessian at each run's final point unless it diverged or ``final_probe`` is off.
+    Per run in order, from the run's own seed: the numbers do not depend on the batch."""
+    cfg = cfgs[0]
+    n = theta.shape[1]
+    poff, noff = param_offsets(dims), node_offsets(dims)
+    ws = np.zeros(ws_size(dims))
+    gbuf = np.empty(n)
+    work = np.empty(n + polish_work_size(n))
+    lz = np.empty(5)
+    for b in range(theta.shape[0]):
+        out = runs_out[b]
+        seed = runs_in[b].seed
+        rows, occ_b, probes_b = stalls[b], occ[b], probes[b]
+        for i in range(min(out.n_stalls, rows.shape[0])):
+            examine_stall(rows[i], occ_b[i], probes_b[i], dims, poff, noff, prob, ws, gbuf,
+                          work, cfg, seed)  # fmt: skip
+        if out.status != DIVERGED and cfg.final_probe:
+            x = theta[b]
+            loss_grad_stats_at(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, gbuf)
+            lanczos_extremes(x, dims, prob.Cxx, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+            out.lam_min, out.lam_max, out.err_min, out.err_max = lz[0], lz[1], lz[2], lz[3]
+
+
+@njit(**JIT)
+def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, out, stalls,
+              probes):  # fmt: skip
+    """Train one run in place; fills its output records and its stalls' probe points
+    (``probes``, for ``examine_runs``). ``cfgs``: the ``CONFIG`` record as a 1-element
+    array (one signature for every caller)."""
     cfg = cfgs[0]
     n = theta.size
     X, Y = prob.X, prob.Y
@@ -337,8 +365,6 @@ def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, o
     buf1 = np.zeros(n)  # momentum / Adam first moment / PGD kick
     buf2 = np.zeros(n)  # Adam second moment
     probe_theta = np.empty(n)
-    gprobe = np.empty(n)
-    work = np.empty(n + polish_work_size(n))
     ring = np.empty(RING)
     rng = np.empty(1, dtype=np.uint64)
     rng[0] = rin.seed
@@ -374,18 +400,18 @@ def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, o
         if action & A_SAVE_PROBE:
             probe_theta[:] = theta
         if action & A_END_STALL:
-            end_stall(t, st, stalls, occ, probe_theta, dims, poff, noff, prob, ws, gprobe, work,
-                      cfg, rin.seed)  # fmt: skip
+            end_stall(t, st, stalls, probes, probe_theta, cfg)
         if action & A_STOP:
             break
         update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, st)
-    finish(t, theta, state[0], out, dims, poff, noff, prob, ws, gprobe, cfg, rin.seed)
+    finish(t, state[0], out)
 
 
 @njit(**JIT)
 def train_batch(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, losses, runs_out,
-                stalls, occ):  # fmt: skip
-    """Train B runs of one shape: theta (B, n) in place; outputs indexed by run."""
+                stalls, probes):  # fmt: skip
+    """Train B runs of one shape: theta (B, n) in place; outputs indexed by run (stalls
+    still to examine: ``examine_runs``)."""
     for b in range(theta.shape[0]):
         train_one(theta[b], dims, prob, opt, runs_in[b], max_steps, rec_every, cfgs, losses[b],
-                  runs_out[b], stalls[b], occ[b])  # fmt: skip
+                  runs_out[b], stalls[b], probes[b])  # fmt: skip

@@ -3,8 +3,9 @@
 With a cold Numba cache, every worker process that starts at once would compile
 the same kernels. ``compile_lock`` lets one compile a unit (the reference
 kernels, one trainer driver) while the others wait and then load its result from
-the cache; a process that needs only some units (:func:`compile_units`) never
-waits for the others.
+the cache; with ``wait=False`` a process skips a unit another one is compiling
+and compiles a different one meanwhile (:func:`compile_units`), and a process
+that needs only some units never waits for the others.
 
 The lock lives in a per-user directory (``$XDG_RUNTIME_DIR/sweepengine``, else
 ``~/.cache/sweepengine``; created with mode 0700, and refused if another user
@@ -72,28 +73,36 @@ def _timeout() -> float:
 
 def compile_units(units, timeout: float | None = None) -> None:
     """Call each ``fn`` of ``units`` (pairs ``(name, fn)``; ``fn`` compiles or loads its
-    kernels) once, in order, taking turns per unit with the other processes of this
-    install: a unit another process is compiling is waited for, then loaded.
+    kernels) once, taking turns per unit with the other processes of this install.
 
-    In order, not side by side: a trainer driver compiled after the reference
-    kernels in the same process reuses their compiled sub-kernels, while two
-    processes compiling the driver and the reference at once each compile the
-    shared ones (measured on 2 cores: 69.6 s to the first chunk in order, 76.4 s
-    side by side; results/coldstart.md).
+    First pass, in order: the units no other process is compiling; the others are
+    skipped. Then the skipped ones, waiting for their compiler and loading its
+    result. With a cold cache, two workers that need (driver, reference,
+    examination) thus compile the driver in one and the reference kernels, then the
+    stall examination (which reuses them), in the other, side by side.
     """
+    skipped = []
     for name, fn in units:
+        with compile_lock(timeout, unit=name, wait=False) as warm:
+            if warm is None:
+                skipped.append((name, fn))
+                continue
+            fn()
+            warm()
+    for name, fn in skipped:
         with compile_lock(timeout, unit=name) as warm:
             fn()
             warm()
 
 
 @contextlib.contextmanager
-def compile_lock(timeout: float | None = None, *, unit: str = "trainer"):
+def compile_lock(timeout: float | None = None, *, unit: str = "trainer", wait: bool = True):
     """Take turns compiling ``unit``: hold its exclusive lock file while the block runs,
     unless a process has already warmed it up (the marker exists), in which case the
     cache is warm and processes load in parallel, unlocked. Yields a function to call
     once warm. Waits at most ``timeout`` seconds for the lock (see the module
-    docstring)."""
+    docstring); with ``wait=False`` it does not wait and yields None while another
+    process holds the lock."""
     try:
         lock, marker = lock_paths(unit)
     except OSError as e:  # no usable per-user directory: compile without the lock
@@ -129,6 +138,9 @@ def compile_lock(timeout: float | None = None, *, unit: str = "trainer"):
             except BlockingIOError:
                 if marker.exists():  # warmed up while we waited: load in parallel
                     break
+                if not wait:  # another process is compiling it: do something else
+                    yield None
+                    return
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
                     log.warning(

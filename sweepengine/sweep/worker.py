@@ -51,7 +51,7 @@ from ..store.schema import (
     curves_table,
     stalls_table,
 )
-from ..training import Reference, driver_kind, reference, train_batch, train_flat
+from ..training import Reference, driver_kind, reference, train_flat
 from .compile_lock import compile_units
 from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
@@ -91,15 +91,16 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
 
 
 # Compile units (each compiled by one process of a machine at a time, see
-# ``compile_lock.compile_units``): the reference kernels and each trainer driver. A
-# chunk needs the reference and the driver its batch uses (``training.driver_kind``),
-# so a sweep of narrow nets never compiles the per-run driver.
-UNITS = ("reference", "lockstep", "per_run")
+# ``compile_lock.compile_units``): each trainer driver, the reference kernels and the
+# stall examination. A chunk needs the driver its batch uses (``training.driver_kind``),
+# the reference and the examination, so a sweep of narrow nets never compiles the
+# per-run driver. Measured cold on 2 cores: results/coldstart.md.
+UNITS = ("lockstep", "per_run", "reference", "examine")
 
 
 def _toy():
     X = np.array([[1.0, 0.0], [0.0, 1.0]])
-    return X, [np.eye(2) * 0.1, np.eye(2) * 0.1]
+    return X, np.full((1, 8), 0.1)
 
 
 def _warm_reference() -> None:
@@ -108,20 +109,25 @@ def _warm_reference() -> None:
 
 
 def _toy_reference() -> Reference:
-    """A Reference of the right types built without compiled kernels, so a driver can
-    be compiled while another process compiles the reference kernels."""
+    """A Reference of the right types built without compiled kernels, so a driver or the
+    examination can be compiled while another process compiles the reference kernels."""
     eye = np.eye(2)
     return Reference(0.0, 1.0, 1.0, np.ones(2), 2, eye, eye.copy(), 1.0)
 
 
-def _warm_driver(kind: str) -> None:
-    X, W = _toy()
-    B = lockstep.MIN_BATCH if kind == "lockstep" else 1
-    train_batch(X, X, [W] * B, "gd", 0.1, 20, threads=1, ref=_toy_reference())
+def _warm(stage: str, driver: str = "per_run") -> None:
+    X, theta = _toy()
+    B = lockstep.MIN_BATCH if driver == "lockstep" else 1
+    train_flat(X, X, np.repeat(theta, B, axis=0), (2, 2, 2), "gd", 0.1, 20, threads=1,
+               ref=_toy_reference(), _stages=(stage,))  # fmt: skip
 
 
-_WARM = {"reference": _warm_reference, "lockstep": functools.partial(_warm_driver, "lockstep"),
-         "per_run": functools.partial(_warm_driver, "per_run")}  # fmt: skip
+_WARM = {
+    "reference": _warm_reference,
+    "lockstep": functools.partial(_warm, "train", "lockstep"),
+    "per_run": functools.partial(_warm, "train", "per_run"),
+    "examine": functools.partial(_warm, "examine"),
+}
 _warmed: set[str] = set()  # units this process has compiled or loaded
 
 
@@ -129,17 +135,17 @@ def warm_up(driver: str | None = None) -> float:
     """Compile (or load from the on-disk cache) what a chunk needs; seconds taken.
 
     ``driver``: the trainer driver of the chunk (``"lockstep"`` or ``"per_run"``,
-    see ``training.driver_kind``); it and the reference kernels are warmed up, each
-    once per process. None warms every unit (``sweepengine warmup``). Every kernel
-    has one type signature whatever the architecture, so tiny calls cover all later
-    chunks. Processes of one install on one machine take turns per unit
-    (``compile_lock.compile_units``): with a cold cache one compiles a unit and the
-    others load its result; the reference comes first, so that the driver reuses
-    its compiled sub-kernels.
+    see ``training.driver_kind``); it, the reference kernels and the stall
+    examination are warmed up, each once per process. None warms every unit
+    (``sweepengine warmup``). Every kernel has one type signature whatever the
+    architecture, so tiny calls cover all later chunks. Processes of one install on
+    one machine share the work per unit (``compile_lock.compile_units``): with a cold
+    cache one compiles the driver while another compiles the reference kernels and
+    then the examination, and each then loads what the other compiled.
     """
-    if driver is not None and driver not in UNITS[1:]:
-        raise ValueError(f"driver must be one of {UNITS[1:]}, got {driver!r}")
-    wanted = UNITS if driver is None else ("reference", driver)
+    if driver is not None and driver not in UNITS[:2]:
+        raise ValueError(f"driver must be one of {UNITS[:2]}, got {driver!r}")
+    wanted = UNITS if driver is None else (driver, "reference", "examine")
     todo = [u for u in wanted if u not in _warmed]
     if not todo:
         return 0.0
