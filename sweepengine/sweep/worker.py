@@ -64,9 +64,9 @@ if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is thread
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 # What a sweep worker's cold warm_up costs on an idle 2-core machine (results/coldstart.md:
-# 69-77 s for the reference and the lock-step driver, 82 s for every unit), for the
-# "compiling kernels, one-time, about N s" notice; a warm cache loads in under a second.
-COLD_COMPILE_S = 75
+# 45 s with two workers sharing the units, 59 s alone), for the "compiling kernels,
+# one-time, about N s" notice; a warm cache loads in under a second.
+COLD_COMPILE_S = 45
 NOTICE_AFTER_S = 1.0  # a warm-up still running after this long is compiling, not loading
 
 
