@@ -2,6 +2,9 @@
 
 Tiny shapes and one compiled driver signature (``lam_ref`` is given where the
 linear reference is not under test, so most tests compile only the nonlinear driver).
+Marked ``slow``: compiling the nonlinear driver cold takes about a minute on 2 cores,
+and the trainer is not yet reachable from a sweep, so CI runs these once
+(``pytest -m slow``) instead of in the default suite.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from sweepengine.nltraining import (
 )
 from sweepengine.stats import Stats
 from sweepengine.weight_decay import zero_point_hessian
+
+pytestmark = pytest.mark.slow
 
 OPTIMIZERS = {
     "gd": {},
