@@ -22,8 +22,8 @@ what was derived:
   ``rel_lam_min`` are null; ``modes`` is null; ``stall_class`` stays the v1 label.
 
 Version-2 directories (deep linear runs only) get the version-3 columns silently:
-``loss_floor`` = ``global_min``, ``gap_scale`` = ``final_gap / final_gap_rel``,
-``alpha`` and the independence measures null.
+``loss_floor`` = ``global_min``; ``gap_scale``, ``alpha`` and the independence
+measures null.
 
 Runs of nonlinear nets (an activation or weight decay; ``global_min`` NaN: L* is
 unknown) are compared with the best of their configuration at every load
@@ -78,15 +78,14 @@ RUN_COLUMNS = [
     "steps_to_target", "n_stalls", "lam_ref", "time_unit", "time_to_target",
     "activation", "weight_decay", "first_stall_class", "longest_stall_class",
     *(f"steps_in_{c}" for c in STALL_CLASSES), *(f"time_in_{c}" for c in STALL_CLASSES),
-    "problem_params", "d_x", "d_y", "optimizer_params", "final_loss", "final_gap",
-    "final_gap_rel", "loss_floor", "gap_scale", *_V3_FILL,
+    "loss_floor", "gap_scale", *_V3_FILL,
 ]  # fmt: skip
 
 #: Stalls columns read by :func:`load` (the others on first use, like the runs').
 STALL_COLUMNS = [
     "run_id", "stall_index", "start_step", "end_step", "probe_step", "start_time",
     "end_time", "probe_time", "local_lam_min", "local_rel_lam_min", "lam_min",
-    "rel_lam_min", "stall_class", "critical_value",
+    "rel_lam_min", "stall_class",
 ]  # fmt: skip
 
 
@@ -247,11 +246,7 @@ def _upgrade_runs(runs: pa.Table, stalls: pa.Table, notes: list[str]) -> pa.Tabl
     # version 2 -> 3 (deep linear runs only: nothing to note)
     if "loss_floor" not in runs.column_names and "global_min" in runs.column_names:
         runs = _set(runs, "loss_floor", runs.column("global_min"))
-    if "gap_scale" not in runs.column_names and "final_gap_rel" in runs.column_names:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            runs = _set(runs, "gap_scale", pc.divide(pc.cast(runs.column("final_gap"),
-                        pa.float64()), runs.column("final_gap_rel")))  # fmt: skip
-    for c in _V3_FILL:
+    for c in ("gap_scale", *_V3_FILL):
         if c not in runs.column_names:
             runs = _set(runs, c, pa.nulls(n, pa.float64()))
     return runs
@@ -304,7 +299,8 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
             raise AnalysisError(
                 f"{out}: runs table has no column {c!r}; is it a results directory?"
             )
-    version = 3 if "loss_floor" in run_schema.names else 2 if "time_unit" in run_schema.names else 1
+    names = run_schema.names
+    version = 1 if "time_unit" not in names else 3 if "loss_floor" in names else 2
     stall_files = _files(out, "stalls")
     disk = {"runs": (run_files, run_schema, None)}
     if stall_files:
@@ -322,12 +318,16 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
     notes: list[str] = []
     runs = _upgrade_runs(runs, stalls, notes)
     stalls = _upgrade_stalls(stalls, runs, notes)
-    runs, stalls = best_losses(runs, stalls)
     res = Results(
         out_dir=out, runs=runs, stalls=stalls, schema_version=version,
         time_basis="time" if version >= 2 else "steps", notes=notes,
         has_curves=bool(_files(out, "curves")), _disk=disk,
     )  # fmt: skip
+    if _nonlinear(runs).any():
+        # nonlinear runs: what best_losses needs, read now (linear directories stay lazy)
+        res.fetch("runs", [*CONFIG_COLUMNS, "final_loss"])
+        res.fetch("stalls", ["critical_value"])
+    res.runs, res.stalls = best_losses(res.runs, res.stalls)
     if pandas:  # everything on disk, then DataFrames
         for table, (_, schema, _) in disk.items():
             res.fetch(table, schema.names)
@@ -344,13 +344,22 @@ def _config_keys(runs: pa.Table) -> np.ndarray:
     return df.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
 
 
+def _nonlinear(runs: pa.Table) -> np.ndarray:
+    """Runs of nonlinear nets: an activation other than linear, or weight decay (a null
+    activation or weight decay, in hand-made directories, counts as linear / 0)."""
+    act = np.asarray(runs.column("activation").to_pylist(), dtype=object)
+    wd = runs.column("weight_decay").to_numpy(zero_copy_only=False).astype(float)
+    named = np.array([a is not None and a != "linear" for a in act], dtype=bool)
+    return named | (np.nan_to_num(wd) != 0)
+
+
 def best_losses(runs: pa.Table, stalls: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """``best_loss`` and ``gap_to_best`` for the nonlinear runs (``global_min`` NaN), the
+    """``best_loss`` and ``gap_to_best`` for the nonlinear runs (``global_min`` NaN: an
+    activation other than linear, or weight decay), the
     ``minimum_above_best`` relabelling of their stalls and the runs' per-class totals
     (see the module docstring). Linear runs get nulls and keep their stalls."""
     n = runs.num_rows
-    gmin = runs.column("global_min").to_numpy(zero_copy_only=False).astype(float)
-    nl = np.isnan(gmin)
+    nl = _nonlinear(runs)
     for c in DERIVED_CLASSES:
         if f"steps_in_{c}" not in runs.column_names:
             runs = _set(runs, f"steps_in_{c}", pa.array(np.zeros(n, dtype=np.int64)))
