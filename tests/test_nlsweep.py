@@ -9,6 +9,8 @@ second from the cache); the Dask workers then load it from the on-disk cache.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -309,3 +311,11 @@ def test_v2_directory_loads_with_v3_columns(tmp_path):
     cols = ["gap_scale", "alpha", "path_activation_rate", "best_loss", "gap_to_best"]
     assert df[cols].isna().all().all()
     assert df.steps_in_minimum_above_best.tolist() == [0, 0]
+
+
+def test_spec_doc_example_validates():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "relu-vs-linear" in b)
+    spec = load_spec(block)
+    # (linear, relu, tanh) + 2 leaky_relu alphas = 5 activations x 2 wd x 2 depths x 8 seeds
+    assert spec.n_runs == 5 * 2 * 2 * 8
