@@ -143,6 +143,7 @@ def swept(nl_compiled, tmp_path_factory):
     return spec, outs, reports
 
 
+@pytest.mark.cluster
 def test_sweep_rows_columns_and_invariance(swept):
     spec, outs, reports = swept
     assert spec.n_runs == 2 * 3 * 2 * 2  # depth x activation x wd x seeds
@@ -198,6 +199,7 @@ def test_sweep_rows_columns_and_invariance(swept):
     assert (runs.set_index("run_id").loc[per_run.index, "n_stalls"] >= per_run).all()
 
 
+@pytest.mark.cluster
 def test_linear_rows_equal_a_linear_only_sweep(swept, tmp_path):
     spec, outs, _ = swept
     plain = load_spec(spec_text())  # the same sweep name, no activation / weight decay keys
@@ -216,6 +218,7 @@ def test_linear_rows_equal_a_linear_only_sweep(swept, tmp_path):
                                   check_exact=True)  # fmt: skip
 
 
+@pytest.mark.cluster
 def test_analysis_best_loss_at_load(swept):
     _, outs, _ = swept
     res = A.load(outs["two"])
