@@ -25,6 +25,7 @@ L* is unknown here, so:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 from collections.abc import Mapping, Sequence
@@ -45,7 +46,7 @@ from .nonlinear import ACTIVATIONS
 from .options import Optimizer, StallConfig, make_optimizer
 from .stalls import Stall, classify
 from .stats import Stats
-from .training import DIVERGENCE_FACTOR, STATUS, reference, run_inputs
+from .training import DIVERGENCE_FACTOR, STATUS, StallArrays, reference, run_inputs
 
 _CODES = {"linear": _act.LINEAR, "relu": _act.RELU, "leaky_relu": _act.LEAKY_RELU,
           "tanh": _act.TANH}  # fmt: skip
@@ -135,6 +136,44 @@ class NLBatchOutput:
     def results(self) -> list[NLTrainResult]:
         """One :class:`NLTrainResult` per run."""
         return [self._result(b) for b in range(self.theta.shape[0])]
+
+    @functools.cached_property
+    def stalls(self) -> StallArrays:
+        """Every recorded stall of the batch as columns (``training.StallArrays``, the
+        sweep worker's input), with the values of :meth:`results`' stalls: the
+        linear-only fields empty (``modes`` (), ``occupancy`` (R, 0), ranks -1,
+        ``nearest_value`` NaN), ``critical_value`` the polished loss (NaN if not
+        polished), gaps from each run's floor."""
+        n_rec = np.minimum(self.runs["n_stalls"], self.stall.max_stalls)
+        mask = np.arange(self.stall_rows.shape[1])[None, :] < n_rec[:, None]
+        run, index = np.nonzero(mask)
+        rows = self.stall_rows[mask]
+        R = rows.shape[0]
+        floor, scale = self.configs["lstar"][run], self.configs["gap_scale"][run]
+        dt = self.time_unit[run]
+        gap = rows["loss"] - floor
+        gap_rel = gap / scale
+        cfg = self.stall
+        local = classify(rows["local_lam_min"], rows["local_err_min"], gap_rel, self.lam_ref,
+                         neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
+        rel = rows["lam_min"] / self.lam_ref
+        if cfg.polish:
+            cls = classify_nonlinear(rows["polish_converged"], rel, psd_tol=cfg.psd_tol)
+        else:
+            cls = local
+        start, end = rows["start"], rows["end"]
+        minus1 = np.full(R, -1, dtype=np.int64)
+        return StallArrays(
+            run=run, index=index, rows=rows, occupancy=np.zeros((R, 0)),
+            start_time=start * dt, end_time=end * dt, probe_time=rows["probe"] * dt,
+            gap=gap, gap_rel=gap_rel, modes=[()] * R, modes_clean=np.ones(R, dtype=bool),
+            critical_value=np.where(rows["polished"], rows["polish_loss"], np.nan),
+            critical_rank=minus1, nearest_value=np.full(R, np.nan), nearest_rank=minus1,
+            local_rel_lam_min=rows["local_lam_min"] / self.lam_ref,
+            local_class=np.asarray(local, dtype=str), rel_lam_min=rel,
+            stall_class=np.asarray(cls, dtype=str), length=end - start,
+            duration=(end - start) * dt,
+        )  # fmt: skip
 
     def _stalls(self, b: int) -> tuple[Stall, ...]:
         cfg, dt = self.configs[b], float(self.time_unit[b])

@@ -64,7 +64,9 @@ EXPECTED_RUNS = [
     ("steps", pa.int64()),
     ("final_loss", pa.float64()),
     ("global_min", pa.float64()),
+    ("loss_floor", pa.float64()),
     ("final_gap", pa.float64()),
+    ("gap_scale", pa.float64()),
     ("final_gap_rel", pa.float64()),
     ("target_gap", pa.float64()),
     ("steps_to_target", pa.int64()),
@@ -90,7 +92,12 @@ EXPECTED_RUNS = [
     ("lam_ref", pa.float64()),
     ("kicks", pa.int64()),
     ("activation", pa.string()),
+    ("alpha", pa.float64()),
     ("weight_decay", pa.float64()),
+    ("path_activation_rate", pa.float64()),
+    ("input_dependence", pa.float64()),
+    ("path_dependence_shared", pa.float64()),
+    ("path_dependence_disjoint", pa.float64()),
     ("wall_time_s", pa.float64()),
     ("compile_time_s", pa.float64()),
     ("worker", pa.string()),
@@ -104,6 +111,11 @@ EXPECTED_RUNS_NULLABLE = {
     "longest_stall_class",
     "final_lam_min",
     "final_lam_max",
+    "alpha",
+    "path_activation_rate",
+    "input_dependence",
+    "path_dependence_shared",
+    "path_dependence_disjoint",
 }
 EXPECTED_STALLS = [
     ("run_id", pa.string()),
@@ -207,7 +219,9 @@ def run_row(run_id: str, chunk_id: str, **over) -> dict:
         steps=500,
         final_loss=1.25,
         global_min=1.25,
+        loss_floor=1.25,
         final_gap=0.0,
+        gap_scale=3.0,
         final_gap_rel=0.0,
         target_gap=1e-6,
         steps_to_target=480,
@@ -705,7 +719,7 @@ def test_lock_within_one_process(store, out):
 def test_manifest_records_and_refuses_other_spec(store, out, monkeypatch):
     m = json.loads((out / "manifest.json").read_text())
     assert m["spec"] == SPEC and m["spec_hash"] == st.spec_hash(SPEC)
-    assert m["schema_versions"] == {"runs": 2, "stalls": 2, "curves": 1}
+    assert m["schema_versions"] == {"runs": 3, "stalls": 3, "curves": 1}
     assert {"sweepengine", "numba", "numpy", "dask", "pyarrow", "python"} <= set(m["versions"])
     created = m["created"]
     monkeypatch.setattr(st, "_now", lambda: "2999-01-01T00:00:00+00:00")

@@ -21,7 +21,7 @@ from .tables import (
     time_shares,
     time_to_target,
 )
-from .v2 import STALL_CLASSES
+from .v2 import ALL_STALL_CLASSES
 
 __all__ = ["CLASS_STYLE", "FIGURES", "time_label"]
 
@@ -36,6 +36,12 @@ CLASS_STYLE = {
     "minimum": {"color": "#08519c", "hatch": "...", "marker": "^", "label": "minimum"},
     "unstable": {"color": "#9ecae1", "hatch": "\\\\\\", "marker": "D", "label": "unstable"},
     "unresolved": {"color": "#636363", "hatch": "++", "marker": "v", "label": "unresolved"},
+    "minimum_above_best": {
+        "color": "#6baed6",
+        "hatch": "oo",
+        "marker": "X",
+        "label": "minimum above best",
+    },  # fmt: skip
     "descent": {"color": "#f0f0f0", "hatch": "", "marker": "P", "label": "descent"},
 }
 _LINE_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -122,7 +128,9 @@ def fig_time_shares(res: Results):
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     x = np.arange(len(sh))
     bottom = np.zeros(len(sh))
-    for part in (*STALL_CLASSES, "descent"):
+    for part in (*ALL_STALL_CLASSES, "descent"):
+        if part not in sh:  # a derived class no run met
+            continue
         v = 100 * sh[part].fillna(0).to_numpy()
         if part != "descent" and not v.any():
             continue
@@ -198,7 +206,7 @@ def fig_lambda(res: Results):
     views = [("local_rel_lam_min", "at the probe point (local)", "o")]
     if s["rel_lam_min"].notna().any():
         views.append(("rel_lam_min", "at the shadowed critical point", "x"))
-    classes = [c for c in STALL_CLASSES if (s["stall_class"] == c).any()]
+    classes = [c for c in ALL_STALL_CLASSES if (s["stall_class"] == c).any()]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
     rng = np.random.default_rng(0)
@@ -336,7 +344,7 @@ def fig_survival(res: Results):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     d = stall_durations(res)
-    for i, c in enumerate([c for c in STALL_CLASSES if (c,) in kms]):
+    for i, c in enumerate([c for c in ALL_STALL_CLASSES if (c,) in kms]):
         km = kms[(c,)]
         sty = CLASS_STYLE[c]
         dur = d.loc[d["stall_class"] == c, "duration"].to_numpy(float)

@@ -1,4 +1,4 @@
-"""Load a results directory for analysis: runs and stalls, version 2 or version 1.
+"""Load a results directory for analysis: runs and stalls, version 3, 2 or 1.
 
 :func:`load` reads ``OUT/runs/*.parquet`` and ``OUT/stalls/*.parquet`` the way
 any globbing Parquet reader (DuckDB, pandas) does: every file whose name ends in
@@ -20,6 +20,20 @@ what was derived:
   Hessian (v1 ``lam_min``, ``rel_lam_min``, ``stall_class``) becomes ``local_lam_min``,
   ``local_rel_lam_min``, ``local_class``; the polished-point ``lam_min`` and
   ``rel_lam_min`` are null; ``modes`` is null; ``stall_class`` stays the v1 label.
+
+Version-2 directories (deep linear runs only) get the version-3 columns silently:
+``loss_floor`` = ``global_min``; ``gap_scale``, ``alpha`` and the independence
+measures null.
+
+Runs of nonlinear nets (an activation or weight decay; ``global_min`` NaN: L* is
+unknown) are compared with the best of their configuration at every load
+(:func:`best_losses`), so the numbers follow the directory as it grows:
+``best_loss`` (the smallest final loss over the configuration's seeds, diverged and
+failed runs left out), ``gap_to_best`` = final_loss - best_loss, and their
+``minimum`` stalls whose polished loss (``critical_value``) lies above best_loss by
+more than ``BEST_TOL`` x ``gap_scale`` relabelled ``minimum_above_best`` (with the
+runs' ``steps_in_*`` / ``time_in_*`` and first / longest stall class moved to
+match). Both columns are null for linear runs (their gap is to L*).
 """
 
 from __future__ import annotations
@@ -35,9 +49,21 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .v2 import STALL_CLASSES
+from .v2 import DERIVED_CLASSES, STALL_CLASSES
 
-__all__ = ["AnalysisError", "Results", "load", "RUN_COLUMNS", "STALL_COLUMNS"]
+__all__ = ["AnalysisError", "BEST_TOL", "Results", "best_losses", "load", "RUN_COLUMNS",
+           "STALL_COLUMNS"]  # fmt: skip
+
+#: ``minimum`` stalls of nonlinear runs whose polished loss exceeds the configuration's
+#: best loss by more than BEST_TOL x gap_scale (L(0) - floor) are ``minimum_above_best``
+#: (``nltraining.best_loss_gaps``' default tolerance).
+BEST_TOL = 1e-6
+#: The runs columns that identify a configuration: every sweep axis but the seed.
+CONFIG_COLUMNS = ("problem", "problem_params", "d_x", "d_y", "widths", "init_scheme",
+                  "init_scale", "optimizer", "lr", "optimizer_params", "max_steps",
+                  "activation", "alpha", "weight_decay")  # fmt: skip
+_V3_FILL = ("alpha", "path_activation_rate", "input_dependence", "path_dependence_shared",
+            "path_dependence_disjoint")  # fmt: skip
 
 
 class AnalysisError(ValueError):
@@ -52,6 +78,7 @@ RUN_COLUMNS = [
     "steps_to_target", "n_stalls", "lam_ref", "time_unit", "time_to_target",
     "activation", "weight_decay", "first_stall_class", "longest_stall_class",
     *(f"steps_in_{c}" for c in STALL_CLASSES), *(f"time_in_{c}" for c in STALL_CLASSES),
+    "loss_floor", "gap_scale", *_V3_FILL,
 ]  # fmt: skip
 
 #: Stalls columns read by :func:`load` (the others on first use, like the runs').
@@ -216,6 +243,12 @@ def _upgrade_runs(runs: pa.Table, stalls: pa.Table, notes: list[str]) -> pa.Tabl
         runs = _set(runs, "activation", pa.array(["linear"] * n, pa.string()))
     if "weight_decay" not in runs.column_names:
         runs = _set(runs, "weight_decay", pa.array(np.zeros(n)))
+    # version 2 -> 3 (deep linear runs only: nothing to note)
+    if "loss_floor" not in runs.column_names and "global_min" in runs.column_names:
+        runs = _set(runs, "loss_floor", runs.column("global_min"))
+    for c in ("gap_scale", *_V3_FILL):
+        if c not in runs.column_names:
+            runs = _set(runs, c, pa.nulls(n, pa.float64()))
     return runs
 
 
@@ -266,7 +299,8 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
             raise AnalysisError(
                 f"{out}: runs table has no column {c!r}; is it a results directory?"
             )
-    version = 2 if "time_unit" in runs.column_names else 1
+    names = run_schema.names
+    version = 1 if "time_unit" not in names else 3 if "loss_floor" in names else 2
     stall_files = _files(out, "stalls")
     disk = {"runs": (run_files, run_schema, None)}
     if stall_files:
@@ -289,11 +323,96 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
         time_basis="time" if version >= 2 else "steps", notes=notes,
         has_curves=bool(_files(out, "curves")), _disk=disk,
     )  # fmt: skip
+    if _nonlinear(runs).any():
+        # nonlinear runs: what best_losses needs, read now (linear directories stay lazy)
+        res.fetch("runs", [*CONFIG_COLUMNS, "final_loss"])
+        res.fetch("stalls", ["critical_value"])
+    res.runs, res.stalls = best_losses(res.runs, res.stalls)
     if pandas:  # everything on disk, then DataFrames
         for table, (_, schema, _) in disk.items():
             res.fetch(table, schema.names)
         return res.to_pandas()
     return res
+
+
+def _config_keys(runs: pa.Table) -> np.ndarray:
+    """One integer per run naming its configuration (``CONFIG_COLUMNS``: all but the seed)."""
+    cols = [c for c in CONFIG_COLUMNS if c in runs.column_names]
+    df = pd.DataFrame({c: runs.column(c).to_pandas() for c in cols})
+    if "widths" in df:
+        df["widths"] = df["widths"].map(lambda w: None if w is None else tuple(w))
+    return df.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
+
+
+def _nonlinear(runs: pa.Table) -> np.ndarray:
+    """Runs of nonlinear nets: an activation other than linear, or weight decay (a null
+    activation or weight decay, in hand-made directories, counts as linear / 0)."""
+    act = np.asarray(runs.column("activation").to_pylist(), dtype=object)
+    wd = runs.column("weight_decay").to_numpy(zero_copy_only=False).astype(float)
+    named = np.array([a is not None and a != "linear" for a in act], dtype=bool)
+    return named | (np.nan_to_num(wd) != 0)
+
+
+def best_losses(runs: pa.Table, stalls: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """``best_loss`` and ``gap_to_best`` for the nonlinear runs (``global_min`` NaN: an
+    activation other than linear, or weight decay), the
+    ``minimum_above_best`` relabelling of their stalls and the runs' per-class totals
+    (see the module docstring). Linear runs get nulls and keep their stalls."""
+    n = runs.num_rows
+    nl = _nonlinear(runs)
+    for c in DERIVED_CLASSES:
+        if f"steps_in_{c}" not in runs.column_names:
+            runs = _set(runs, f"steps_in_{c}", pa.array(np.zeros(n, dtype=np.int64)))
+            runs = _set(runs, f"time_in_{c}", pa.array(np.zeros(n)))
+    best = np.full(n, np.nan)
+    if nl.any() and "final_loss" in runs.column_names:
+        final = runs.column("final_loss").to_numpy(zero_copy_only=False).astype(float)
+        status = np.asarray(runs.column("status").to_pylist(), dtype=object)
+        ok = nl & np.isin(status, ["converged", "max_steps"]) & np.isfinite(final)
+        key = _config_keys(runs)
+        s = pd.Series(np.where(ok, final, np.nan)).groupby(key).transform("min").to_numpy()
+        best = np.where(nl, s, np.nan)
+    runs = _set(runs, "best_loss", pa.array(best, from_pandas=True))
+    final = runs.column("final_loss").to_numpy(zero_copy_only=False).astype(float) if (
+        "final_loss" in runs.column_names) else np.full(n, np.nan)  # fmt: skip
+    runs = _set(runs, "gap_to_best", pa.array(final - best, from_pandas=True))
+    if not nl.any() or not stalls.num_rows or "critical_value" not in stalls.column_names:
+        return runs, stalls
+    row = stalls.column("run_row").to_numpy()
+    cls = np.asarray(stalls.column("stall_class").to_pylist(), dtype=object)
+    crit = stalls.column("critical_value").to_numpy(zero_copy_only=False).astype(float)
+    scale = runs.column("gap_scale").to_numpy(zero_copy_only=False).astype(float)[row]
+    with np.errstate(invalid="ignore"):
+        above = (cls == "minimum") & nl[row] & (crit - best[row] > BEST_TOL * scale)
+    if not above.any():
+        return runs, stalls
+    cls[above] = "minimum_above_best"
+    stalls = _set(stalls, "stall_class", pa.array(cls.tolist(), pa.string()))
+    # the runs' totals, and first / longest class, as the worker would have written them
+    length = stalls.column("end_step").to_numpy() - stalls.column("start_step").to_numpy()
+    dur = (stalls.column("end_time").to_numpy(zero_copy_only=False)
+           - stalls.column("start_time").to_numpy(zero_copy_only=False))  # fmt: skip
+    moved_steps = np.bincount(row[above], weights=length[above], minlength=n).astype(np.int64)
+    moved_time = np.bincount(row[above], weights=dur[above], minlength=n)
+    for unit, moved in (("steps", moved_steps), ("time", moved_time)):
+        old = runs.column(f"{unit}_in_minimum").to_numpy(zero_copy_only=False)
+        runs = _set(runs, f"{unit}_in_minimum", pa.array(old - moved))
+        runs = _set(runs, f"{unit}_in_minimum_above_best", pa.array(moved))
+    idx = stalls.column("stall_index").to_numpy()
+    first = np.asarray(runs.column("first_stall_class").to_pylist(), dtype=object)
+    longest = np.asarray(runs.column("longest_stall_class").to_pylist(), dtype=object)
+    head = idx == 0
+    first[row[head]] = cls[head]
+    order = np.lexsort((idx, -dur, row))
+    lead = np.r_[True, row[order][1:] != row[order][:-1]]
+    hit = np.zeros(n, dtype=bool)
+    hit[row[above]] = True
+    for j in order[lead]:
+        if hit[row[j]]:
+            longest[row[j]] = cls[j]
+    runs = _set(runs, "first_stall_class", pa.array(first.tolist(), pa.string()))
+    runs = _set(runs, "longest_stall_class", pa.array(longest.tolist(), pa.string()))
+    return runs, stalls
 
 
 def read_curves(out_dir: str | os.PathLike, run_ids: list[str]) -> pa.Table:

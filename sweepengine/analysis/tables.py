@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .load import AnalysisError, Results
 from .stats import bootstrap_ratios, fit_line, kaplan_meier, quantiles, wilson
-from .v2 import STALL_CLASSES
+from .v2 import ALL_STALL_CLASSES, DERIVED_CLASSES, STALL_CLASSES
 
 __all__ = [
     "AXES",
@@ -95,6 +95,11 @@ def _groups(df: pd.DataFrame, by: list[str]):
         yield dict(zip(by, key, strict=True)), sub
 
 
+def _run_columns(res: Results) -> list[str]:
+    t = res.runs
+    return t.column_names if isinstance(t, pa.Table) else list(t.columns)
+
+
 def _analysed(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "failed"]
 
@@ -107,8 +112,8 @@ def saddle_frequency(
     Per group: n = runs not failed, k = those with ``steps_in_<class> > 0``,
     fraction = k / n, [lo, hi] the Wilson score interval (:func:`stats.wilson`).
     """
-    if stall_class not in STALL_CLASSES:
-        raise AnalysisError(f"unknown stall class {stall_class!r}; valid: {STALL_CLASSES}")
+    if stall_class not in ALL_STALL_CLASSES:
+        raise AnalysisError(f"unknown stall class {stall_class!r}; valid: {ALL_STALL_CLASSES}")
     by = _by(by)
     col = f"steps_in_{stall_class}"
     df = _analysed(runs_frame(res, by, columns=["status", col]))
@@ -138,24 +143,30 @@ def time_shares(
     group (in sorted order) seeded with ``seed + g``: the same numbers whatever the
     files' layout (parts or compacted). Columns ``<part>``,
     ``<part>_lo``, ``<part>_hi`` for each class and ``descent``; ``n`` runs and
-    ``total_time``.
+    ``total_time``. The derived class ``minimum_above_best`` (nonlinear runs, see
+    ``load``) is a part only when some run spent time in it.
     """
     by = _by(by)
-    cols = ["run_id", "status", "steps", "time_unit", *(f"time_in_{c}" for c in STALL_CLASSES)]
+    derived = [c for c in DERIVED_CLASSES if f"time_in_{c}" in _run_columns(res)]
+    cols = ["run_id", "status", "steps", "time_unit",
+            *(f"time_in_{c}" for c in (*STALL_CLASSES, *derived))]  # fmt: skip
     df = _analysed(runs_frame(res, by, columns=cols))
+    derived = [c for c in derived if (df[f"time_in_{c}"] > 0).any()]
+    classes = (*STALL_CLASSES, *derived)
+    parts = (*classes, "descent")
     # resample in run-id order: the intervals do not depend on how the files are laid out
     df = df.sort_values("run_id", kind="stable")
     rows = []
     for g, (key, sub) in enumerate(_groups(df, by)):
         total = sub["steps"].to_numpy(float) * sub["time_unit"].to_numpy(float)
-        stalled = np.column_stack([sub[f"time_in_{c}"].to_numpy(float) for c in STALL_CLASSES])
+        stalled = np.column_stack([sub[f"time_in_{c}"].to_numpy(float) for c in classes])
         num = np.column_stack([stalled, total - stalled.sum(axis=1)])
         est, lo, hi = bootstrap_ratios(num, total, n_boot=n_boot, seed=seed + g, conf=conf)
         row = {**key, "n": len(sub), "total_time": float(total.sum())}
-        for j, part in enumerate(SHARE_PARTS):
+        for j, part in enumerate(parts):
             row[part], row[f"{part}_lo"], row[f"{part}_hi"] = est[j], lo[j], hi[j]
         rows.append(row)
-    cols = [*by, "n", "total_time"] + [f"{p}{s}" for p in SHARE_PARTS for s in ("", "_lo", "_hi")]
+    cols = [*by, "n", "total_time"] + [f"{p}{s}" for p in parts for s in ("", "_lo", "_hi")]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..store.schema import CURVES_SCHEMA, RUNS_SCHEMA, STALLS_SCHEMA
+from ..store.schema import CURVES_SCHEMA, RUNS_SCHEMA, RUNS_V3_COLUMNS, STALLS_SCHEMA
 
 __all__ = [
     "STALL_CLASSES",
@@ -32,12 +32,19 @@ __all__ = [
 #: them: the stall classes of schema version 2 (``stalls.STALL_CLASSES``) and the
 #: unstable stretches the trainer leaves out of the stalls but counts per run.
 STALL_CLASSES = ("bad_saddle", "strict_saddle", "minimum", "unstable", "unresolved")
+#: A class derived at load (``load.py``, never stored): a nonlinear run's ``minimum``
+#: stall whose polished loss lies above the best final loss of its configuration.
+DERIVED_CLASSES = ("minimum_above_best",)
+#: Every class the analysis helpers may meet, stored or derived.
+ALL_STALL_CLASSES = (*STALL_CLASSES, *DERIVED_CLASSES)
 
 _S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
-# The store's schemas (version 2), without nullability: synthetic directories may
-# leave any column out (written as nulls).
-RUNS_V2_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in RUNS_SCHEMA])
+# The store's schemas as of version 2 (the columns version 3 added left out), without
+# nullability: synthetic directories may leave any column out (written as nulls).
+RUNS_V2_SCHEMA = pa.schema(
+    [pa.field(f.name, f.type) for f in RUNS_SCHEMA if f.name not in RUNS_V3_COLUMNS]
+)
 STALLS_V2_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in STALLS_SCHEMA])
 
 

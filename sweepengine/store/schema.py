@@ -40,7 +40,17 @@ __all__ = [
     "stalls_table",
 ]
 
-SCHEMA_VERSIONS: dict[str, int] = {"runs": 2, "stalls": 2, "curves": 1}
+SCHEMA_VERSIONS: dict[str, int] = {"runs": 3, "stalls": 3, "curves": 1}
+#: Runs columns new in schema version 3 (activation and weight decay as sweep axes).
+RUNS_V3_COLUMNS = (
+    "loss_floor",
+    "gap_scale",
+    "alpha",
+    "path_activation_rate",
+    "input_dependence",
+    "path_dependence_shared",
+    "path_dependence_disjoint",
+)
 
 RUN_STATUSES = ("converged", "max_steps", "diverged", "failed")
 
@@ -74,11 +84,33 @@ _RUNS = [
     ("error", _S, True, "error text when status is failed, else null"),
     ("steps", _I64, False, "steps taken"),
     ("final_loss", _F64, False, "loss L(W) after the last step"),
-    ("global_min", _F64, False, "L*, the analytic global minimum of the loss"),
-    ("final_gap", _F64, False, "final_loss - global_min"),
-    ("final_gap_rel", _F64, False, "final_gap / (L(0) - global_min), L(0) = 1/2 tr(Y Y^T)"),
+    (
+        "global_min",
+        _F64,
+        False,
+        "L*, the analytic global minimum of the loss; NaN for nonlinear runs (unknown)",
+    ),
+    (
+        "loss_floor",
+        _F64,
+        False,
+        "the floor gaps are measured from: global_min (linear), 0 (activation or weight decay)",
+    ),
+    ("final_gap", _F64, False, "final_loss - loss_floor"),
+    ("gap_scale", _F64, False, "L(0) - loss_floor, L(0) = 1/2 tr(Y Y^T): the normaliser of gaps"),
+    (
+        "final_gap_rel",
+        _F64,
+        False,
+        "final_gap / (L(0) - loss_floor), L(0) = 1/2 tr(Y Y^T) the loss of the zero network",
+    ),
     ("target_gap", _F64, False, "relative gap at or below which the run counts as converged"),
-    ("steps_to_target", _I64, True, "first step with relative gap <= target_gap; null if never"),
+    (
+        "steps_to_target",
+        _I64,
+        True,
+        "first step with relative gap (from loss_floor) <= target_gap; null if never",
+    ),
     ("time_unit", _F64, False, "training time of one step, lam_ref x effective lr (docs/maths.md)"),
     ("time_to_target", _F64, True, "steps_to_target x time_unit; null if never"),
     (
@@ -107,11 +139,37 @@ _RUNS = [
         "lam_ref",
         _F64,
         False,
-        "curvature scale: top Hessian eigenvalue at the balanced global minimizer",
+        "curvature scale: top Hessian eigenvalue at the balanced global minimizer of the "
+        "linear problem (plus weight_decay)",
     ),
     ("kicks", _I64, False, "perturbations applied (perturbed GD), else 0"),
-    ("activation", _S, False, "hidden-layer activation (linear)"),
-    ("weight_decay", _F64, False, "L2 penalty on all weights (0: none)"),
+    ("activation", _S, False, "hidden-layer activation: linear | relu | leaky_relu | tanh"),
+    ("alpha", _F64, True, "leaky_relu slope for z <= 0; null for other activations"),
+    ("weight_decay", _F64, False, "L2 penalty wd/2 ||theta||^2 in the loss (0: none)"),
+    (
+        "path_activation_rate",
+        _F64,
+        True,
+        "rho, fraction of active paths at the final weights (relu/leaky_relu; else null)",
+    ),
+    (
+        "input_dependence",
+        _F64,
+        True,
+        "mean over hidden units of max_i |corr(unit active, sign x_i)| (relu/leaky_relu)",
+    ),
+    (
+        "path_dependence_shared",
+        _F64,
+        True,
+        "mean corr. of path indicators sharing a hidden unit (relu/leaky_relu, <= 256 paths)",
+    ),
+    (
+        "path_dependence_disjoint",
+        _F64,
+        True,
+        "mean corr. of path indicators sharing no hidden unit (relu/leaky_relu, <= 256 paths)",
+    ),
     ("wall_time_s", _F64, False, "this run's share of its chunk's wall time, seconds"),
     ("compile_time_s", _F64, False, "JIT compile time charged to the chunk, seconds"),
     ("worker", _S, False, "Dask worker (or host) that ran the chunk"),
@@ -128,14 +186,24 @@ _STALLS = [
     ("end_time", _F64, False, "end_step x runs.time_unit"),
     ("probe_time", _F64, False, "probe_step x runs.time_unit"),
     ("loss", _F64, False, "loss at the probe point"),
-    ("gap", _F64, False, "loss - global_min"),
-    ("gap_rel", _F64, False, "gap / (L(0) - global_min)"),
+    ("gap", _F64, False, "loss - runs.loss_floor"),
+    ("gap_rel", _F64, False, "gap / (L(0) - runs.loss_floor)"),
     ("modes", pa.list_(_I32), False, "learned mode set S (sorted 0-based modes of Sigma)"),
     ("occupancy", pa.list_(_F64), False, "occupancy u_i^T P Cyx^T u_i / l_i of each mode"),
-    ("critical_value", _F64, False, "analytic level of S, 1/2 (yy - sum_{i in S} l_i)"),
-    ("critical_rank", _I32, False, "|S|"),
-    ("nearest_value", _F64, False, "analytic critical level nearest the probe loss (cross-check)"),
-    ("nearest_rank", _I32, False, "|S| of that nearest level"),
+    (
+        "critical_value",
+        _F64,
+        False,
+        "analytic level of S, 1/2 (yy - sum_{i in S} l_i); nonlinear: the polished loss",
+    ),
+    ("critical_rank", _I32, False, "|S|; -1 for nonlinear runs"),
+    (
+        "nearest_value",
+        _F64,
+        False,
+        "analytic critical level nearest the probe loss (cross-check); NaN for nonlinear runs",
+    ),
+    ("nearest_rank", _I32, False, "|S| of that nearest level; -1 for nonlinear runs"),
     ("min_grad_norm", _F64, False, "gradient norm at the probe point (smallest in the stall)"),
     ("local_lam_min", _F64, False, "smallest Hessian eigenvalue at the probe point"),
     ("local_lam_max", _F64, False, "largest Hessian eigenvalue at the probe point"),
@@ -155,7 +223,7 @@ _STALLS = [
     ("lam_max", _F64, True, "largest Hessian eigenvalue at the polished point"),
     ("lam_min_err", _F64, True, "Lanczos residual bound on lam_min"),
     ("rel_lam_min", _F64, True, "lam_min / lam_ref"),
-    ("kawaguchi_rank", _I32, True, "rank(W_{K-1}..W_2) at the polished point"),
+    ("kawaguchi_rank", _I32, True, "rank(W_{K-1}..W_2) at the polished point; -1 nonlinear"),
     (
         "stall_class",
         _S,

@@ -56,7 +56,13 @@ DEFAULTS: dict[str, Any] = {
     "sample_seed": 0,
     "init.scheme": "gaussian",
     "optimizer.name": "gd",
+    "architecture.activation": "linear",
+    "architecture.alpha": 0.01,
+    "optimizer.weight_decay": 0.0,
 }
+# A configuration's network: (activation, alpha, weight_decay); the default is the
+# deep linear network without weight decay (the statistics-form trainer).
+LINEAR_NET = ("linear", 0.01, 0.0)
 TOP_KEYS = (
     "name",
     "description",
@@ -131,6 +137,12 @@ class Run:
     only: runs that differ just in optimizer, learning rate or init scale start
     from the same random draw (common random numbers, so comparisons are paired),
     and no run's numbers depend on the worker or chunk that trains it.
+
+    ``activation`` (``sweepengine.ACTIVATIONS``), ``alpha`` (the leaky_relu slope;
+    set to its default 0.01 for every other activation, where it means nothing) and
+    ``weight_decay`` (L2 penalty wd/2 ||theta||^2 in the loss) enter ``content()``
+    only when they differ from the deep linear network without weight decay, so the
+    run ids of linear specs are those of earlier versions' (same package version).
     """
 
     problem: str
@@ -144,6 +156,9 @@ class Run:
     target_gap: float
     record_every: int
     stall: StallConfig
+    activation: str = "linear"
+    alpha: float = 0.01
+    weight_decay: float = 0.0
     run_id: str = dataclasses.field(init=False)
     init_seed: int = dataclasses.field(init=False, repr=False)
     rng_seed: int = dataclasses.field(init=False, repr=False)
@@ -158,6 +173,10 @@ class Run:
             raise ValueError(f"dims must hold at least (d_x, d_y), got {self.dims}")
         for key, typ in _RUN_TYPES.items():
             set_(key, typ(getattr(self, key)))
+        set_("activation", str(self.activation))
+        # alpha means something for leaky_relu only: one value elsewhere, one id
+        set_("alpha", float(self.alpha) if self.activation == "leaky_relu" else LINEAR_NET[1])
+        set_("weight_decay", float(self.weight_decay) + 0.0)  # -0.0 -> 0.0
         content = self.content()
         set_("run_id", _digest("run:", content).hex()[:ID_LENGTH])
         seeds = _digest("seeds:", {k: content[k] for k in ("problem", "dims", "seed")})
@@ -165,7 +184,8 @@ class Run:
         set_("rng_seed", int.from_bytes(seeds[8:16], "little") >> 1)
         set_("_shape", (self.problem, canonical_json(self.problem_params), self.dims,
                         self.optimizer.name, self.max_steps, self.target_gap,
-                        self.record_every, self.stall))  # fmt: skip
+                        self.record_every, self.stall, self.activation, self.alpha,
+                        self.weight_decay))  # fmt: skip
 
     def __hash__(self) -> int:
         return hash(self.run_id)
@@ -180,9 +200,18 @@ class Run:
         """H, the number of hidden layers (K = H + 1 weight matrices)."""
         return len(self.dims) - 2
 
+    @property
+    def linear(self) -> bool:
+        """A deep linear network without weight decay (the statistics-form trainer)."""
+        return self.activation == "linear" and self.weight_decay == 0.0
+
     def content(self) -> dict[str, Any]:
-        """Everything that determines the result, as JSON-ready plain data (hashed into run_id)."""
-        return {
+        """Everything that determines the result, as JSON-ready plain data (hashed into run_id).
+
+        ``activation``, ``alpha`` and ``weight_decay`` only where they are not the
+        defaults (activation other than linear; alpha for leaky_relu; weight decay
+        other than 0): a linear run's content, hence its id, is unchanged by them."""
+        out = {
             "version": _version.package_version(),
             "problem": {"name": self.problem, **self.problem_params},
             "dims": list(self.dims),
@@ -194,12 +223,20 @@ class Run:
             "record_every": self.record_every,
             "stall": dict(_stall_dict(self.stall)),
         }
+        if self.activation != "linear":
+            out["activation"] = self.activation
+            if self.activation == "leaky_relu":
+                out["alpha"] = self.alpha
+        if self.weight_decay != 0.0:
+            out["weight_decay"] = self.weight_decay
+        return out
 
     def shape_key(self) -> tuple:
         """Runs with equal keys can share one batched compiled call.
 
         Same problem and data, dims, optimizer name, step budget, target, curve
-        thinning and stall settings; init scheme and scale, learning rate,
+        thinning, stall settings, activation, alpha and weight decay (the nonlinear
+        trainer takes one of each per call); init scheme and scale, learning rate,
         optimizer parameters and seeds may differ (they are per-run inputs).
         """
         return self._shape
@@ -286,8 +323,9 @@ def _chunk(runs: list[Run]) -> tuple[str, list[Run]]:
 
 
 # ----------------------------------------------------------------------------- configuration spaces
-# A configuration is (problem params, (d_x, d_y, m)), hidden widths, Optimizer, init scheme,
-# init scale. Axis order = chunk-friendly: problem outermost, init scale innermost.
+# A configuration is (problem params, (d_x, d_y, m)), hidden widths, net (activation, alpha,
+# weight decay), Optimizer, init scheme, init scale. Axis order = chunk-friendly: problem
+# outermost, init scale innermost.
 
 
 class _OptimizerAxis:
@@ -393,22 +431,22 @@ class _SampleSpace:
 
 def _config_shape(config: tuple) -> tuple:
     """What of a configuration enters its runs' shape_key (the rest is the spec's)."""
-    (params, (d_x, d_y, _)), hidden, opt, _, _ = config
-    return (canonical_json(params), d_x, d_y, tuple(hidden), opt.name)
+    (params, (d_x, d_y, _)), hidden, net, opt, _, _ = config
+    return (canonical_json(params), d_x, d_y, tuple(hidden), tuple(net), opt.name)
 
 
 def _grid_block_ids(grid: _GridSpace, index: np.ndarray) -> np.ndarray | None:
-    """Per flat grid index, the number of its (problem, architecture, optimizer name)
-    block; None unless the grid has the axes ``validate`` builds."""
+    """Per flat grid index, the number of its (problem, architecture, net, optimizer
+    name) block; None unless the grid has the axes ``validate`` builds."""
     axes = grid.axes
-    if len(axes) != 5 or not isinstance(axes[2], _OptimizerAxis):
+    if len(axes) != 6 or not isinstance(axes[3], _OptimizerAxis):
         return None
-    inner = grid.lens[3] * grid.lens[4]
-    n_opt = grid.lens[2]
-    offsets = np.asarray(axes[2].offsets)
+    inner = grid.lens[4] * grid.lens[5]
+    n_opt = grid.lens[3]
+    offsets = np.asarray(axes[3].offsets)
     q = index // inner
     seg = np.searchsorted(offsets, q % n_opt, side="right") - 1
-    return (q // n_opt) * len(axes[2].segments) + seg
+    return (q // n_opt) * len(axes[3].segments) + seg
 
 
 def _runs_of_ids(ids: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -426,9 +464,9 @@ def _config_blocks(space: Any) -> Iterator[tuple[int, int]]:
     if n == 0:
         return
     if isinstance(space, _GridSpace) and _grid_block_ids(space, np.zeros(1, np.int64)) is not None:
-        inner = space.lens[3] * space.lens[4]
-        offsets, n_opt = space.axes[2].offsets, space.lens[2]
-        for outer in range(space.lens[0] * space.lens[1]):
+        inner = space.lens[4] * space.lens[5]
+        offsets, n_opt = space.axes[3].offsets, space.lens[3]
+        for outer in range(space.lens[0] * space.lens[1] * space.lens[2]):
             for a, b in zip(offsets[:-1], offsets[1:], strict=True):
                 if b > a:
                     yield ((outer * n_opt + a) * inner, (outer * n_opt + b) * inner)
@@ -523,14 +561,14 @@ class Spec:
 
         Found at configuration level, never per run (seeds are innermost, so a
         configuration's runs share its shape): for a grid from its axes alone (one
-        block per problem x architecture x optimizer name), for sampled grids from
+        block per problem x architecture x net x optimizer name), for sampled grids from
         the sampled indices, for ``zip`` by one pass over its configurations.
         """
         n = len(self.seeds)
         return [(a * n, b * n) for a, b in self._config_blocks]
 
     def _make(self, config: tuple, seed: int) -> Run:
-        (params, (d_x, d_y, _)), hidden, opt, scheme, scale = config
+        (params, (d_x, d_y, _)), hidden, net, opt, scheme, scale = config
         return Run(
             problem=self.problem,
             problem_params=params,
@@ -543,6 +581,9 @@ class Spec:
             target_gap=self.target_gap,
             record_every=self.record_every,
             stall=self.stall,
+            activation=net[0],
+            alpha=net[1],
+            weight_decay=net[2],
         )
 
     def summary(self) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..nonlinear import ACTIVATIONS
 from ..options import OPTIMIZERS, StallConfig, check_init, make_optimizer
 from ..problems import (
     LIST_KINDS,
@@ -36,6 +37,7 @@ from .spec import (
     _OPT_FIXED,
     COMBINE_MODES,
     DEFAULTS,
+    LINEAR_NET,
     TOP_KEYS,
     Spec,
     SpecError,
@@ -68,6 +70,38 @@ _TAKERS: dict[str, list[str]] = {
     key: [name for name, (_, params) in OPTIMIZERS.items() if key in params]
     for key in dict.fromkeys(k for _, params in OPTIMIZERS.values() for k in params)
 }
+
+
+def _activation(s: Any) -> str:
+    if not isinstance(s, str) or s not in ACTIVATIONS:
+        raise ValueError(f"unknown activation; valid: {list(ACTIVATIONS)}")
+    return s
+
+
+def _alpha(s: Any) -> float:
+    ok = isinstance(s, int | float) and not isinstance(s, bool) and 0.0 <= s < 1.0
+    if not ok:
+        raise ValueError("must be a number in [0, 1) (the leaky_relu slope for z <= 0)")
+    return float(s)
+
+
+def _weight_decay(s: Any) -> float:
+    ok = isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+    if not ok:
+        raise ValueError("must be a finite number >= 0 (the L2 penalty wd/2 ||theta||^2)")
+    return float(s) + 0.0
+
+
+def _net_axis(arch: dict[str, list], opt: dict[str, list]) -> list[tuple[str, float, float]]:
+    """(activation, alpha, weight_decay) per configuration: alpha only multiplies
+    leaky_relu (other activations take it once, at its default)."""
+    out = []
+    for act in arch.get("architecture.activation", [LINEAR_NET[0]]):
+        alphas = arch.get("architecture.alpha", [LINEAR_NET[1]])
+        for alpha in alphas if act == "leaky_relu" else [LINEAR_NET[1]]:
+            for wd in opt.get("optimizer.weight_decay", [LINEAR_NET[2]]):
+                out.append((act, alpha, wd))
+    return out
 
 
 def _valid_name(name: Any, registry: Mapping[str, Any]) -> bool:
@@ -290,8 +324,9 @@ class _Validator:
         table = self.table("architecture", value)
         if table is None:
             return {}
-        self.unknown("architecture.", table, ["depth", "width", "widths"])
+        self.unknown("architecture.", table, ["depth", "width", "widths", "activation", "alpha"])
         out: dict[str, list] = {}
+        self.net(table, out)
         if "widths" in table:
             if "depth" in table or "width" in table:
                 self.add("architecture.widths", "cannot be combined with depth/width: use one")
@@ -330,6 +365,18 @@ class _Validator:
             self.add("architecture.width", "is required when a depth is above 0")
         return out
 
+    def net(self, table: Mapping, out: dict[str, list]) -> None:
+        """``activation`` and ``alpha`` (an axis each), into ``out``."""
+        raw = table.get("activation", DEFAULTS["architecture.activation"])
+        acts = self.axis("architecture.activation", raw, _activation)
+        if acts is not None:
+            out["architecture.activation"] = acts
+        if "alpha" not in table:  # alpha is read by leaky_relu only (ignored elsewhere)
+            return
+        alphas = self.axis("architecture.alpha", table["alpha"], _alpha)
+        if alphas is not None:
+            out["architecture.alpha"] = alphas
+
     def init(self, value: Any) -> tuple[list | None, list | None]:
         table = self.table("init", value)
         if table is None:
@@ -355,7 +402,7 @@ class _Validator:
         table = self.table("optimizer", value)
         if table is None:
             return {}
-        self.unknown("optimizer.", table, ["name", "lr", *_TAKERS])
+        self.unknown("optimizer.", table, ["name", "lr", "weight_decay", *_TAKERS])
 
         def name(s: Any) -> str:
             if not _valid_name(s, OPTIMIZERS):
@@ -393,6 +440,10 @@ class _Validator:
             vals = self.axis(f"optimizer.{key}", table[key], coerce)
             if vals is not None:
                 out[f"optimizer.{key}"] = vals
+        if "weight_decay" in table:
+            wds = self.axis("optimizer.weight_decay", table["weight_decay"], _weight_decay)
+            if wds is not None:
+                out["optimizer.weight_decay"] = wds
         return out
 
     def zip_space(self, problem: str, axes: dict[str, list]) -> _ListSpace:
@@ -425,10 +476,18 @@ class _Validator:
             name = at("optimizer.name", i)
             kw = {k: at(f"optimizer.{k}", i) for k in opt_keys if k in OPTIMIZERS[name][1]}
             opt = make_optimizer(name, at("optimizer.lr", i), **kw)
+            act = at("architecture.activation", i)
+            net = (
+                act,
+                at("architecture.alpha", i) if act == "leaky_relu" and "architecture.alpha" in axes
+                else LINEAR_NET[1],
+                at("optimizer.weight_decay", i) if "optimizer.weight_decay" in axes
+                else LINEAR_NET[2],
+            )  # fmt: skip
             if entry is None:
                 continue
-            config = (entry, hidden, opt, at("init.scheme", i), at("init.scale", i))
-            key = (canonical_json(entry[0]), hidden, opt, config[3], config[4])
+            config = (entry, hidden, net, opt, at("init.scheme", i), at("init.scale", i))
+            key = (canonical_json(entry[0]), hidden, net, opt, config[4], config[5])
             if key in seen:
                 self.add("combine", f"= 'zip': combinations {seen[key]} and {i} are the same run")
             seen.setdefault(key, i)
@@ -515,10 +574,15 @@ def validate(data: Mapping[str, Any], *, default_name: str | None = None) -> Spe
             [
                 problems,
                 _arch_grid(arch),
+                _net_axis(arch, opt),
                 _OptimizerAxis(
                     opt["optimizer.name"],
                     opt["optimizer.lr"],
-                    {k.split(".", 1)[1]: vals for k, vals in opt.items() if k not in _OPT_FIXED},
+                    {
+                        k.split(".", 1)[1]: vals
+                        for k, vals in opt.items()
+                        if k not in _OPT_FIXED and k != "optimizer.weight_decay"
+                    },
                 ),
                 schemes,
                 scales,

@@ -36,10 +36,12 @@ import numpy as np
 import pyarrow as pa
 
 from .. import _version
-from .._layout import n_params
+from .. import independence as indep
+from .._layout import n_params, unflatten
 from .._version import package_version
 from ..initialization import init_batch
 from ..kernels import lockstep
+from ..nltraining import train_flat_nonlinear
 from ..problems import make_problem
 from ..stalls import STALL_CLASSES
 from ..stats import Stats
@@ -94,8 +96,14 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
 # ``compile_lock.compile_units``): each trainer driver, the reference kernels and the
 # stall examination. A chunk needs the driver its batch uses (``training.driver_kind``),
 # the reference and the examination, so a sweep of narrow nets never compiles the
-# per-run driver. Measured cold on 2 cores: results/coldstart.md.
+# per-run driver. Measured cold on 2 cores: results/coldstart.md. The nonlinear trainer
+# (activation or weight decay, ``nltraining``) is a unit of its own, ``NONLINEAR``, warmed
+# only by a chunk that needs it (or ``warm_up("nonlinear")``), not by ``warm_up()``.
 UNITS = ("lockstep", "per_run", "reference", "examine")
+NONLINEAR = "nonlinear"
+# Above this many hidden-unit paths (the product of the hidden widths) the run's
+# path_dependence columns are NaN: the measure forms all pairs of paths (p^2 x m work).
+PATH_DEPENDENCE_MAX = 256
 
 
 def _toy():
@@ -122,7 +130,14 @@ def _warm(stage: str, driver: str = "per_run") -> None:
                ref=_toy_reference(), _stages=(stage,))  # fmt: skip
 
 
+def _warm_nonlinear() -> None:
+    X, theta = _toy()
+    train_flat_nonlinear(X, X, theta, "gd", 0.1, 20, activation="relu", dims=(2, 2, 2),
+                         threads=1, lam_ref=1.0)  # fmt: skip
+
+
 _WARM = {
+    NONLINEAR: _warm_nonlinear,
     "reference": _warm_reference,
     "lockstep": functools.partial(_warm, "train", "lockstep"),
     "per_run": functools.partial(_warm, "train", "per_run"),
@@ -135,7 +150,8 @@ def warm_up(driver: str | None = None) -> float:
     """Compile (or load from the on-disk cache) what a chunk needs; seconds taken.
 
     ``driver``: the trainer driver of the chunk (``"lockstep"`` or ``"per_run"``,
-    see ``training.driver_kind``); it, the reference kernels and the stall
+    see ``training.driver_kind``, or ``"nonlinear"``: the nonlinear trainer and the
+    reference kernels); it, the reference kernels and the stall
     examination are warmed up, each once per process. None warms every unit
     (``sweepengine warmup``). Every kernel has one type signature whatever the
     architecture, so tiny calls cover all later chunks. Processes of one install on
@@ -143,9 +159,12 @@ def warm_up(driver: str | None = None) -> float:
     cache one compiles the driver while another compiles the reference kernels and
     then the examination, and each then loads what the other compiled.
     """
-    if driver is not None and driver not in UNITS[:2]:
-        raise ValueError(f"driver must be one of {UNITS[:2]}, got {driver!r}")
-    wanted = UNITS if driver is None else (driver, "reference", "examine")
+    if driver is not None and driver not in (*UNITS[:2], NONLINEAR):
+        raise ValueError(f"driver must be one of {(*UNITS[:2], NONLINEAR)}, got {driver!r}")
+    if driver == NONLINEAR:  # its own stall examination; lam_ref from the reference
+        wanted: tuple[str, ...] = (NONLINEAR, "reference")
+    else:
+        wanted = UNITS if driver is None else (driver, "reference", "examine")
     todo = [u for u in wanted if u not in _warmed]
     if not todo:
         return 0.0
@@ -235,8 +254,10 @@ def _threads() -> int:
 def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
     """Train ``runs`` (one shape_key) in one batched compiled call."""
     t0 = time.perf_counter()
+    linear = runs[0].linear
+    driver = driver_kind(runs[0].dims, runs[0].optimizer.name, len(runs)) if linear else NONLINEAR
     # what this chunk is the first in this process to need: includes waiting for another's
-    compile_s = warm_up(driver_kind(runs[0].dims, runs[0].optimizer.name, len(runs)))
+    compile_s = warm_up(driver)
     jit0 = _JIT.seconds()  # ... plus kernels this chunk is the first to use
 
     def compiled() -> float:
@@ -250,12 +271,23 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
         _injected_fault()
         X, Y, _ = _data(run0.problem, params_json)
         ref = _reference(run0.problem, params_json, run0.dims)
-        out = train_flat(
-            X, Y, _initial_weights(runs), run0.dims, [r.optimizer for r in runs],
-            max_steps=run0.max_steps, seeds=[r.rng_seed for r in runs],
-            record_every=run0.record_every or run0.max_steps, target_gap=run0.target_gap,
-            stall=run0.stall, threads=_threads(), ref=ref,
-        )  # fmt: skip
+        if linear:
+            out = train_flat(
+                X, Y, _initial_weights(runs), run0.dims, [r.optimizer for r in runs],
+                max_steps=run0.max_steps, seeds=[r.rng_seed for r in runs],
+                record_every=run0.record_every or run0.max_steps, target_gap=run0.target_gap,
+                stall=run0.stall, threads=_threads(), ref=ref,
+            )  # fmt: skip
+        else:  # floor 0, gap scale L(W=0), lam_ref = linear reference + weight decay
+            out = train_flat_nonlinear(
+                X, Y, _initial_weights(runs), [r.optimizer for r in runs],
+                max_steps=run0.max_steps, activation=run0.activation, alpha=run0.alpha,
+                weight_decay=run0.weight_decay, dims=run0.dims,
+                seeds=[r.rng_seed for r in runs],
+                record_every=run0.record_every or run0.max_steps, target_gap=run0.target_gap,
+                stall=run0.stall, threads=_threads(), lam_ref=ref.lam_ref + run0.weight_decay,
+            )  # fmt: skip
+            out = _NLOut(out, X)
     except Exception as e:  # a failed chunk is an outcome: record it on every run
         err = "".join(traceback.format_exception_only(e)).strip()
         wall = time.perf_counter() - t0
@@ -419,25 +451,81 @@ def _config_columns(runs: Sequence[Run], ids, sweep: str, chunk_id: str, params_
         "optimizer_params": [params_text[r.optimizer.params] for r in runs],
         "max_steps": np.full(B, run0.max_steps),
         "target_gap": np.full(B, run0.target_gap),
+        "activation": [run0.activation] * B,
+        "alpha": np.full(B, run0.alpha if run0.activation == "leaky_relu" else np.nan),
+        "weight_decay": np.full(B, run0.weight_decay),
         "sweepengine_version": [package_version()] * B,
     }
+
+
+class _NLOut:
+    """A nonlinear chunk's output (``nltraining.NLBatchOutput``) with what the columns
+    need: L* unknown (NaN), gaps from the trainer's floor, the independence measures."""
+
+    def __init__(self, out, X: np.ndarray) -> None:
+        self.nl, self.X = out, X
+        self.runs, self.stalls, self.status = out.runs, out.stalls, out.status
+        self.time_unit, self.losses, self.loss_steps = out.time_unit, out.losses, out.loss_steps
+        B = out.theta.shape[0]
+        self.global_min = np.full(B, np.nan)
+        self.floor = out.configs["lstar"].copy()
+        self.gap_scale = out.configs["gap_scale"].copy()
+        self.lam_ref = np.full(B, out.lam_ref)
+
+    def independence(self) -> dict[str, np.ndarray]:
+        """Per run, at the final weights: path activation rate, input dependence and path
+        dependence (shared / disjoint) of ``sweepengine.independence`` (relu and
+        leaky_relu nets with a hidden layer and finite weights; NaN otherwise, and
+        path dependence NaN above ``PATH_DEPENDENCE_MAX`` hidden-unit paths)."""
+        out = self.nl
+        B = out.theta.shape[0]
+        cols = {c: np.full(B, np.nan) for c in INDEPENDENCE_COLUMNS}
+        dims = out.dims
+        if out.activation not in ("relu", "leaky_relu") or len(dims) < 3:
+            return cols
+        n_paths = int(np.prod(dims[1:-1]))
+        for b in range(B):
+            if not np.isfinite(out.theta[b]).all():
+                continue
+            W = unflatten(out.theta[b], dims)
+            cols["path_activation_rate"][b] = indep.path_activation_rate(W, self.X)
+            cols["input_dependence"][b] = indep.input_dependence(W, self.X).mean_max_abs
+            if n_paths <= PATH_DEPENDENCE_MAX:
+                pd_ = indep.path_dependence(W, self.X)
+                cols["path_dependence_shared"][b] = pd_.shared
+                cols["path_dependence_disjoint"][b] = pd_.disjoint
+        return cols
+
+
+INDEPENDENCE_COLUMNS = ("path_activation_rate", "input_dependence", "path_dependence_shared",
+                        "path_dependence_disjoint")  # fmt: skip
 
 
 def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s, worker):
     """The chunk's runs table, column by column from the kernel's output records."""
     B = len(runs)
-    res, ref, st = out.runs, out.ref, out.stalls
+    res, st = out.runs, out.stalls
     final_loss = res["loss"]
     to_target = res["to_target"]
     time_unit = out.time_unit
+    if isinstance(out, _NLOut):
+        gmin, floor, scale, lam_ref = out.global_min, out.floor, out.gap_scale, out.lam_ref
+        extra = out.independence()
+    else:
+        ref = out.ref
+        gmin = floor = np.full(B, ref.global_minimum)
+        scale, lam_ref = ref.gap_scale, np.full(B, ref.lam_ref)
+        extra = {c: np.full(B, np.nan) for c in INDEPENDENCE_COLUMNS}
     cols = {
         **_config_columns(runs, ids, sweep, chunk_id, params_json),
         "status": out.status,
         "steps": res["steps"],
         "final_loss": final_loss,
-        "global_min": np.full(B, ref.global_minimum),
-        "final_gap": final_loss - ref.global_minimum,
-        "final_gap_rel": (final_loss - ref.global_minimum) / ref.gap_scale,
+        "global_min": gmin,
+        "loss_floor": floor,
+        "gap_scale": np.broadcast_to(scale, (B,)).astype(float),
+        "final_gap": final_loss - floor,
+        "final_gap_rel": (final_loss - floor) / scale,
         "steps_to_target": pa.array(to_target, mask=to_target < 0),
         "time_unit": time_unit,
         "time_to_target": pa.array(to_target * time_unit, mask=to_target < 0),
@@ -449,10 +537,9 @@ def _runs_columns(runs, ids, out, sweep, chunk_id, params_json, share, compile_s
         "final_grad_norm": res["grad_norm"],
         "final_lam_min": res["lam_min"],  # NaN (not probed, or diverged) -> null
         "final_lam_max": res["lam_max"],
-        "lam_ref": np.full(B, ref.lam_ref),
+        "lam_ref": lam_ref,
         "kicks": res["kicks"],
-        "activation": ["linear"] * B,
-        "weight_decay": np.zeros(B),
+        **extra,
         "wall_time_s": np.full(B, share),
         "compile_time_s": np.full(B, compile_s),
         "worker": [worker] * B,
@@ -495,13 +582,14 @@ def _failed_columns(runs, ids, err, sweep, chunk_id, params_json, share, compile
     cols = {
         **_config_columns(runs, ids, sweep, chunk_id, params_json),
         "status": ["failed"] * B, "error": [err] * B, "steps": zero, "final_loss": nan,
-        "global_min": nan, "final_gap": nan, "final_gap_rel": nan,
+        "global_min": nan, "loss_floor": nan, "gap_scale": nan, "final_gap": nan,
+        "final_gap_rel": nan,
         "steps_to_target": pa.nulls(B, pa.int64()), "time_unit": nan,
         "time_to_target": pa.nulls(B, pa.float64()), "n_stalls": zero, "n_unstable": zero,
         **totals,
         "first_stall_class": [None] * B, "longest_stall_class": [None] * B,
-        "final_grad_norm": nan, "lam_ref": nan, "kicks": zero, "activation": ["linear"] * B,
-        "weight_decay": np.zeros(B), "wall_time_s": np.full(B, share),
+        "final_grad_norm": nan, "lam_ref": nan, "kicks": zero,
+        **{c: nan for c in INDEPENDENCE_COLUMNS}, "wall_time_s": np.full(B, share),
         "compile_time_s": np.full(B, compile_s), "worker": [worker] * B,
     }  # fmt: skip
     return columns_table(cols, RUNS_SCHEMA)

@@ -1,0 +1,324 @@
+"""Activation and weight decay as sweep axes (issue 14): specs, run ids, a real sweep of
+nonlinear runs on embedded Dask clusters, schema version 3 and the analysis at load.
+
+The nonlinear trainer compiles once per test session (``nl_compiled``, in this
+process, under the machine-wide compile lock: about a minute cold on 2 cores, under a
+second from the cache); the Dask workers then load it from the on-disk cache.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+import sweepengine.analysis as A
+from sweepengine.analysis.load import BEST_TOL
+from sweepengine.analysis.v2 import write_directory
+from sweepengine.store.schema import RUNS_SCHEMA, STALLS_SCHEMA
+from sweepengine.sweep import SpecError, load_spec, run_sweep
+from tests.conftest import whitened_spec
+
+PLACEMENT = ["chunk_id", "worker", "wall_time_s", "compile_time_s"]
+PROBLEM = {"d_x": 3, "d_y": 2, "m": 8, "singular_values": [2.0, 1.0]}
+
+
+def spec_text(name: str = "nl", **arch_opt) -> str:
+    arch = {"depth": [1, 2], "width": 3, **arch_opt.get("architecture", {})}
+    opt = {"name": "gd", "lr": 0.05, **arch_opt.get("optimizer", {})}
+    return whitened_spec(name, seeds=2, max_steps=200, record_every=50, problem=PROBLEM,
+                         architecture=arch, init={"scale": 0.1}, optimizer=opt)  # fmt: skip
+
+
+# -- specs and run ids (no compiled code) ------------------------------------------------
+
+
+def test_run_ids_of_linear_specs_do_not_change():
+    plain = load_spec(spec_text())
+    explicit = load_spec(spec_text(architecture={"activation": "linear", "alpha": 0.01},
+                                   optimizer={"weight_decay": 0}))  # fmt: skip
+    ids = [r.run_id for r in plain.runs()]
+    assert ids == [r.run_id for r in explicit.runs()]
+    assert [r.init_seed for r in plain.runs()] == [r.init_seed for r in explicit.runs()]
+    assert all("activation" not in r.content() and "weight_decay" not in r.content()
+               for r in plain.runs())  # fmt: skip
+    relu = load_spec(spec_text(architecture={"activation": "relu"}))
+    assert not set(ids) & {r.run_id for r in relu.runs()}
+    # the same initial draw (common random numbers) for every activation
+    assert [r.init_seed for r in relu.runs()] == [r.init_seed for r in plain.runs()]
+    # alpha means nothing for relu: one id; for leaky_relu it is part of the run
+    relu_a = load_spec(spec_text(architecture={"activation": "relu", "alpha": 0.3}))
+    assert [r.run_id for r in relu_a.runs()] == [r.run_id for r in relu.runs()]
+    leaky = [load_spec(spec_text(architecture={"activation": "leaky_relu", "alpha": a}))
+             for a in (0.01, 0.3)]  # fmt: skip
+    assert not {r.run_id for r in leaky[0].runs()} & {r.run_id for r in leaky[1].runs()}
+    wd = load_spec(spec_text(optimizer={"weight_decay": 0.01}))
+    assert not set(ids) & {r.run_id for r in wd.runs()}
+    assert {r.content()["weight_decay"] for r in wd.runs()} == {0.01}
+
+
+def test_axes_expand_and_shape_blocks_separate_nets():
+    spec = load_spec(spec_text(
+        architecture={"activation": ["linear", "relu", "leaky_relu", "tanh"],
+                      "alpha": [0.01, 0.2]},
+        optimizer={"name": ["gd", "adam"], "weight_decay": [0, 0.01]},
+    ))  # fmt: skip
+    # (linear, relu, tanh) x 2 wd + leaky x 2 alphas x 2 wd = 10 nets; x 2 depths x 2 opts x 2 seeds
+    assert spec.n_runs == 10 * 2 * 2 * 2
+    runs = list(spec.runs())
+    assert len({r.run_id for r in runs}) == spec.n_runs
+    assert [spec.run(i).run_id for i in range(spec.n_runs)] == [r.run_id for r in runs]
+    nets = {(r.activation, r.alpha, r.weight_decay) for r in runs}
+    assert len(nets) == 10 and ("relu", 0.01, 0.01) in nets and ("leaky_relu", 0.2, 0.0) in nets
+    blocks = spec.shape_blocks()
+    assert blocks[0][0] == 0 and blocks[-1][1] == spec.n_runs
+    for a, b in blocks:
+        assert len({r.shape_key() for r in runs[a:b]}) == 1
+    keys = {r.shape_key() for r in runs}
+    assert len(keys) == 2 * 10 * 2  # depth x net x optimizer
+    assert "architecture.activation" in spec.summary() and "weight_decay" in spec.summary()
+    # zip pairs them element-wise
+    z = load_spec(spec_text(architecture={"activation": ["relu", "tanh"], "depth": [1, 2]},
+                            optimizer={"weight_decay": [0.0, 0.1]}).replace(
+        "max_steps", 'combine = "zip"\nmax_steps'))  # fmt: skip
+    assert [(r.activation, r.weight_decay, r.depth) for r in z.runs()] == [
+        ("relu", 0.0, 1), ("relu", 0.0, 1), ("tanh", 0.1, 2), ("tanh", 0.1, 2)]  # fmt: skip
+
+
+def test_bad_net_keys_are_all_reported_with_paths_and_valid_values():
+    text = spec_text(architecture={"activation": ["relu", "softplus"], "alpha": 1.5},
+                     optimizer={"weight_decay": [0.1, -1.0]})  # fmt: skip
+    with pytest.raises(SpecError) as e:
+        load_spec(text.replace('name = "gd"', 'name = "gd"\nmomentum = 1'))
+    errs = e.value.errors
+    assert len(errs) == 4, errs
+    joined = "\n".join(errs)
+    assert "architecture.activation[1] = 'softplus'" in joined
+    assert "['linear', 'relu', 'leaky_relu', 'tanh']" in joined
+    assert "architecture.alpha = 1.5" in joined and "[0, 1)" in joined
+    assert "optimizer.weight_decay[1] = -1.0" in joined and ">= 0" in joined
+    assert "optimizer.momentum" in joined and "'weight_decay'" in joined
+    with pytest.raises(SpecError, match=r"architecture.activation = 3"):
+        load_spec(spec_text(architecture={"activation": 3}))
+    with pytest.raises(SpecError, match=r"optimizer.weight_decay = nan"):
+        load_spec(spec_text(optimizer={"weight_decay": math.nan}).replace("nan", "nan"))
+
+
+# -- a real sweep on embedded Dask clusters ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nl_compiled(compiled):
+    from sweepengine.sweep.worker import warm_up
+
+    warm_up("nonlinear")
+
+
+SWEEP_AXES = {"architecture": {"activation": ["linear", "relu", "tanh"]},
+              "optimizer": {"weight_decay": [0, 0.01]}}  # fmt: skip
+
+
+def _frame(out, table="runs", keys=("run_id",)) -> pd.DataFrame:
+    df = ds.dataset(out / table, format="parquet").to_table().to_pandas()
+    df = df.drop(columns=[c for c in PLACEMENT if c in df])
+    return df.sort_values(list(keys)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def swept(nl_compiled, tmp_path_factory):
+    """The same sweep run twice (2 workers, default chunks; 1 worker, one run per chunk)."""
+    spec = load_spec(spec_text(**SWEEP_AXES))
+    root = tmp_path_factory.mktemp("nlsweep")
+    outs = {"two": root / "two", "one": root / "one"}
+    reports = {
+        "two": run_sweep(spec, outs["two"], n_workers=2, progress=False),
+        "one": run_sweep(spec, outs["one"], n_workers=1, max_chunk=1, progress=False),
+    }
+    return spec, outs, reports
+
+
+@pytest.mark.cluster
+def test_sweep_rows_columns_and_invariance(swept):
+    spec, outs, reports = swept
+    assert spec.n_runs == 2 * 3 * 2 * 2  # depth x activation x wd x seeds
+    for r in reports.values():
+        assert r.complete and r.trained == spec.n_runs and not r.failed_chunks
+    assert reports["one"].chunks == spec.n_runs
+    runs = _frame(outs["two"])
+    assert sorted(runs.run_id) == sorted(r.run_id for r in spec.runs())
+    assert runs.run_id.is_unique and len(runs) == spec.n_runs
+    # scheduling does not change a number
+    pd.testing.assert_frame_equal(_frame(outs["one"]), runs, check_exact=True)
+    keys = ("run_id", "stall_index")
+    pd.testing.assert_frame_equal(
+        _frame(outs["one"], "stalls", keys), _frame(outs["two"], "stalls", keys), check_exact=True
+    )
+    pd.testing.assert_frame_equal(_frame(outs["one"], "curves", ("run_id", "step")),
+                                  _frame(outs["two"], "curves", ("run_id", "step")),
+                                  check_exact=True)  # fmt: skip
+
+    assert set(runs.status) <= {"converged", "max_steps", "diverged"}
+    assert sorted(set(runs.activation)) == ["linear", "relu", "tanh"]
+    assert sorted(set(runs.weight_decay)) == [0.0, 0.01]
+    assert runs.alpha.isna().all()  # no leaky_relu here
+    lin = (runs.activation == "linear") & (runs.weight_decay == 0)
+    nl = ~lin
+    assert np.isfinite(runs.global_min[lin]).all() and runs.global_min[nl].isna().all()
+    assert (runs.loss_floor[lin] == runs.global_min[lin]).all()
+    assert (runs.loss_floor[nl] == 0).all()
+    half_yy = runs.gap_scale[nl].iloc[0]  # L(0) - 0 = 1/2 ||Y||^2 for every nonlinear run
+    assert half_yy > 0 and (runs.gap_scale[nl] == half_yy).all()
+    assert np.allclose(runs.final_gap_rel[nl], runs.final_loss[nl] / half_yy, rtol=1e-14)
+    assert np.allclose(runs.final_gap[nl], runs.final_loss[nl])
+    assert (runs.lam_ref[nl & (runs.weight_decay == 0.01)].to_numpy()
+            > runs.lam_ref[lin].min()).all()  # fmt: skip
+    relu = runs.activation == "relu"
+    for c in ("path_activation_rate", "input_dependence"):
+        v = runs.loc[relu, c].to_numpy(float)
+        assert np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all(), c
+        assert runs.loc[~relu, c].isna().all(), c
+    deep = relu & (runs.depth == 2)  # two hidden layers: paths can share a unit
+    assert np.isfinite(runs.loc[deep, "path_dependence_disjoint"].to_numpy(float)).any()
+    assert runs.loc[relu & (runs.depth == 1), "path_dependence_shared"].isna().all()
+
+    stalls = _frame(outs["two"], "stalls", ("run_id", "stall_index"))
+    srow = stalls.merge(runs[["run_id", "activation", "weight_decay"]], on="run_id")
+    snl = srow[~((srow.activation == "linear") & (srow.weight_decay == 0))]
+    assert len(snl) and set(snl.stall_class) <= {"strict_saddle", "minimum", "unresolved"}
+    assert (snl.critical_rank == -1).all() and (snl.nearest_rank == -1).all()
+    assert snl.nearest_value.isna().all() and (snl.modes.map(len) == 0).all()
+    assert (snl.occupancy.map(len) == 0).all()
+    # every nonlinear stall row counts in its run's totals
+    per_run = snl.groupby("run_id").size()
+    assert (runs.set_index("run_id").loc[per_run.index, "n_stalls"] >= per_run).all()
+
+
+@pytest.mark.cluster
+def test_linear_rows_equal_a_linear_only_sweep(swept, tmp_path):
+    spec, outs, _ = swept
+    plain = load_spec(spec_text())  # the same sweep name, no activation / weight decay keys
+    report = run_sweep(plain, tmp_path / "plain", n_workers=1, progress=False)
+    assert report.complete and report.trained == plain.n_runs
+    ref = _frame(tmp_path / "plain")
+    runs = _frame(outs["two"])
+    lin = runs[runs.run_id.isin(ref.run_id)].reset_index(drop=True)
+    assert len(lin) == plain.n_runs == spec.n_runs // 6
+    assert set(lin.activation) == {"linear"} and set(lin.weight_decay) == {0.0}
+    pd.testing.assert_frame_equal(lin, ref, check_exact=True)
+    keys = ("run_id", "stall_index")
+    s = _frame(outs["two"], "stalls", keys)
+    s = s[s.run_id.isin(ref.run_id)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(s, _frame(tmp_path / "plain", "stalls", keys),
+                                  check_exact=True)  # fmt: skip
+
+
+@pytest.mark.cluster
+def test_analysis_best_loss_at_load(swept):
+    _, outs, _ = swept
+    res = A.load(outs["two"])
+    assert res.schema_version == 3 and res.notes == []
+    df = res.frame(["run_id", "activation", "weight_decay", "depth", "status", "final_loss",
+                    "best_loss", "gap_to_best", "steps_in_minimum",
+                    "steps_in_minimum_above_best"])  # fmt: skip
+    lin = (df.activation == "linear") & (df.weight_decay == 0)
+    assert df.loc[lin, "best_loss"].isna().all() and df.loc[lin, "gap_to_best"].isna().all()
+    nl = df[~lin]
+    for _, g in nl.groupby(["activation", "weight_decay", "depth"]):
+        ok = g[g.status != "diverged"]
+        assert (g.best_loss == ok.final_loss.min()).all()
+        assert (ok.gap_to_best >= 0).all() and (ok.gap_to_best == 0).any()
+    # the stall classes the helpers group by include the derived one
+    s = res.stalls_frame(["stall_class"])
+    assert set(s.stall_class) <= {"strict_saddle", "bad_saddle", "minimum", "unresolved",
+                                  "minimum_above_best"}  # fmt: skip
+    A.time_shares(res, ["activation"], n_boot=0)
+    A.saddle_frequency(res, ["activation"], stall_class="minimum_above_best")
+    A.survival_summary(res, ["stall_class"])
+
+
+# -- schema versions at load ------------------------------------------------------------------
+
+
+def _v3_dir(tmp_path):
+    """Four nonlinear runs of one configuration (two seeds each of two lrs) and their stalls."""
+    nan = math.nan
+    runs = {
+        "run_id": ["a0", "a1", "b0", "b1"], "problem": ["whitened"] * 4,
+        "problem_params": ["{}"] * 4, "d_x": [2] * 4, "d_y": [2] * 4, "depth": [1] * 4,
+        "widths": [[3]] * 4, "min_width": [3] * 4, "seed": [0, 1, 0, 1],
+        "init_scheme": ["gaussian"] * 4, "init_scale": [0.1] * 4, "optimizer": ["gd"] * 4,
+        "lr": [0.1, 0.1, 0.2, 0.2], "optimizer_params": ["{}"] * 4, "max_steps": [100] * 4,
+        "status": ["max_steps", "max_steps", "diverged", "max_steps"], "steps": [100] * 4,
+        "final_loss": [0.5, 0.2, nan, 0.3], "global_min": [nan] * 4, "loss_floor": [0.0] * 4,
+        "final_gap": [0.5, 0.2, nan, 0.3], "gap_scale": [2.0] * 4,
+        "final_gap_rel": [0.25, 0.1, nan, 0.15], "time_unit": [1.0] * 4,
+        "n_stalls": [2, 1, 0, 1], "activation": ["relu"] * 4, "weight_decay": [0.0] * 4,
+        "steps_in_minimum": [60, 30, 0, 20], "time_in_minimum": [60.0, 30.0, 0.0, 20.0],
+        **{f"{u}_in_{c}": [0] * 4 for c in ("strict_saddle", "bad_saddle", "unstable",
+                                             "unresolved") for u in ("steps", "time")},
+        "first_stall_class": ["minimum", "minimum", None, "minimum"],
+        "longest_stall_class": ["minimum", "minimum", None, "minimum"],
+    }  # fmt: skip
+    stalls = {
+        "run_id": ["a0", "a0", "a1", "b1"], "stall_index": [0, 1, 0, 0],
+        "start_step": [10, 50, 70, 80], "end_step": [30, 90, 100, 100],
+        "start_time": [10.0, 50.0, 70.0, 80.0], "end_time": [30.0, 90.0, 100.0, 100.0],
+        "stall_class": ["minimum"] * 4,
+        # a0: one stall at the best loss of its config, one above; a1 at the best
+        "critical_value": [0.2 + BEST_TOL, 0.5, 0.2, 0.3],
+    }  # fmt: skip
+    plain = {s: pa.schema([pa.field(f.name, f.type) for f in sch])
+             for s, sch in (("runs", RUNS_SCHEMA), ("stalls", STALLS_SCHEMA))}  # fmt: skip
+    return write_directory(tmp_path / "v3", runs, stalls, runs_schema=plain["runs"],
+                           stalls_schema=plain["stalls"])  # fmt: skip
+
+
+def test_v3_best_loss_and_minimum_above_best(tmp_path):
+    res = A.load(_v3_dir(tmp_path))
+    assert res.schema_version == 3
+    df = res.frame().set_index("run_id")
+    assert df.loc[["a0", "a1"], "best_loss"].tolist() == [0.2, 0.2]
+    assert df.loc[["b0", "b1"], "best_loss"].tolist() == [0.3, 0.3]  # b0 diverged: left out
+    assert df.loc["a0", "gap_to_best"] == pytest.approx(0.3) and df.loc["a1", "gap_to_best"] == 0
+    s = res.stalls_frame(["run_id", "stall_index", "stall_class"])
+    assert s.stall_class.tolist() == ["minimum", "minimum_above_best", "minimum", "minimum"]
+    assert (
+        df.loc["a0", "steps_in_minimum"] == 20 and df.loc["a0", "steps_in_minimum_above_best"] == 40
+    )
+    assert df.loc["a0", "time_in_minimum_above_best"] == 40.0
+    assert df.loc["a0", "first_stall_class"] == "minimum"
+    assert df.loc["a0", "longest_stall_class"] == "minimum_above_best"
+    assert df.loc["a1", "steps_in_minimum_above_best"] == 0
+    sh = A.time_shares(res, ["activation"], n_boot=0)
+    assert "minimum_above_best" in sh and sh["minimum_above_best"].iloc[0] == pytest.approx(
+        40 / 400)  # fmt: skip
+
+
+def test_v2_directory_loads_with_v3_columns(tmp_path):
+    runs = {"run_id": ["r0", "r1"], "problem": ["whitened"] * 2, "depth": [1, 1],
+            "status": ["converged", "max_steps"], "steps": [10, 20], "max_steps": [20, 20],
+            "final_loss": [1.0, 1.5], "global_min": [1.0, 1.0], "final_gap": [0.0, 0.5],
+            "final_gap_rel": [0.0, 0.25], "time_unit": [0.5, 0.5]}  # fmt: skip
+    out = write_directory(tmp_path / "v2", runs)
+    res = A.load(out)
+    assert res.schema_version == 2 and res.notes == []
+    df = res.frame(["loss_floor", "gap_scale", "alpha", "path_activation_rate", "best_loss",
+                    "gap_to_best", "steps_in_minimum_above_best"])  # fmt: skip
+    assert df.loss_floor.tolist() == [1.0, 1.0]
+    cols = ["gap_scale", "alpha", "path_activation_rate", "best_loss", "gap_to_best"]
+    assert df[cols].isna().all().all()
+    assert df.steps_in_minimum_above_best.tolist() == [0, 0]
+
+
+def test_spec_doc_example_validates():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "relu-vs-linear" in b)
+    spec = load_spec(block)
+    # (linear, relu, tanh) + 2 leaky_relu alphas = 5 activations x 2 wd x 2 depths x 8 seeds
+    assert spec.n_runs == 5 * 2 * 2 * 8
