@@ -3,7 +3,9 @@ nonlinear runs on embedded Dask clusters, schema version 3 and the analysis at l
 
 The nonlinear trainer compiles once per test session (``nl_compiled``, in this
 process, under the machine-wide compile lock: about a minute cold on 2 cores, under a
-second from the cache); the Dask workers then load it from the on-disk cache.
+second from the cache); the Dask workers then load it from the on-disk cache. The
+tests that train are marked ``slow`` (CI runs them once with ``-m slow``): that compile
+would add a minute to the default suite.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ def swept(nl_compiled, tmp_path_factory):
     return spec, outs, reports
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_sweep_rows_columns_and_invariance(swept):
     spec, outs, reports = swept
@@ -199,6 +202,7 @@ def test_sweep_rows_columns_and_invariance(swept):
     assert (runs.set_index("run_id").loc[per_run.index, "n_stalls"] >= per_run).all()
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_linear_rows_equal_a_linear_only_sweep(swept, tmp_path):
     spec, outs, _ = swept
@@ -218,6 +222,7 @@ def test_linear_rows_equal_a_linear_only_sweep(swept, tmp_path):
                                   check_exact=True)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_analysis_best_loss_at_load(swept):
     _, outs, _ = swept
