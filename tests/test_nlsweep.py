@@ -338,10 +338,10 @@ def test_probe_points_are_kept_per_stall(nl_compiled):
     from sweepengine._layout import unflatten
     from sweepengine.nltraining import train_flat_nonlinear
 
-    rng = np.random.default_rng(3)
-    X, Y = rng.standard_normal((3, 12)), rng.standard_normal((2, 12))
+    rng = np.random.default_rng(0)  # from small init: a plateau near W = 0 in each run
+    X, Y = rng.standard_normal((3, 10)), rng.standard_normal((2, 10))
     dims = (3, 4, 4, 2)
-    theta0 = 0.05 * rng.standard_normal((3, 12 + 16 + 8))
+    theta0 = 0.01 * rng.standard_normal((3, 12 + 16 + 8))
     kw = dict(activation="relu", dims=dims, lam_ref=1.0, seeds=[0, 1, 2])
     plain = train_flat_nonlinear(X, Y, theta0, "gd", 0.05, 3000, **kw)
     kept = train_flat_nonlinear(X, Y, theta0, "gd", 0.05, 3000, keep_probes=True, **kw)
