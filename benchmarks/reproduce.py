@@ -6,7 +6,8 @@
 Studies (specs under sweeps/): ``saxe_plateau`` (Saxe et al. 2014 plateau timing),
 ``shamir_depth`` (Shamir 2019, exponential-in-depth stall of scalar chains),
 ``kawaguchi_class`` (Kawaguchi 2016, stall class of H = 1 vs H >= 2), ``iris``
-(real data). ``--size small`` (default) shrinks the seeds (for shamir_depth also
+(real data), ``nonlinear`` (issue 14: activations and weight decay at the same
+shapes). ``--size small`` (default) shrinks the seeds (for shamir_depth also
 the depths and the step budget) so that each study runs on 2 cores in minutes;
 ``--size full`` runs the spec as written. For each study: ``sweepengine run``
 into the scratch directory, then its report is copied to
@@ -39,6 +40,7 @@ STUDIES = {
         "max_steps": "100_000"}),
     "kawaguchi_class": ("sweeps/kawaguchi_class.toml", {"seeds": "{ range = [0, 8] }"}),
     "iris": ("sweeps/iris.toml", {"seeds": "{ range = [0, 4] }"}),
+    "nonlinear": ("sweeps/nonlinear.toml", {"seeds": "{ range = [0, 3] }"}),
 }  # fmt: skip
 
 
@@ -142,11 +144,45 @@ def study_numbers(study: str, out: Path) -> dict[str, str]:
         import pandas as pd
 
         nums["class_table"] = _table(pd.concat(rows, ignore_index=True))
+    if study == "nonlinear":
+        nums.update(_nonlinear_numbers(res))
     if res.stalls.num_rows:
         nums["escape"] = _table(A.survival_summary(res, ["stall_class", "depth"]))
     else:
         nums["escape"] = "no stalls"
     return nums
+
+
+def _nonlinear_numbers(res) -> dict[str, str]:
+    """The nonlinear study's tables: per activation and weight decay, the stall classes
+    per (activation, weight decay, depth), the independence measures and whether they
+    predict saddle stalls."""
+    from sweepengine import analysis as A
+    from sweepengine.analysis.report import summary_table
+    from sweepengine.analysis.tables import independence_summary, stall_prediction
+
+    out = {a: _table(summary_table(res, a, n_boot=1000)) for a in ("activation", "weight_decay")}
+    by = ["activation", "weight_decay", "depth"]
+    cls = A.saddle_frequency(res, by, "strict_saddle")[[*by, "n", "fraction"]]
+    cls = cls.rename(columns={"fraction": "strict_saddle"})
+    for c in ("bad_saddle", "minimum", "minimum_above_best", "unresolved"):
+        cls[c] = A.saddle_frequency(res, by, c)["fraction"].to_numpy()
+    gap = A.tables.runs_frame(res, by, columns=["status", "gap_to_best", "gap_scale",
+                                                 "final_gap_rel"])  # fmt: skip
+    gap = gap[gap["status"] != "failed"].assign(rel=gap["gap_to_best"] / gap["gap_scale"])
+    g = gap.groupby(by, sort=True)
+    cls["median final_gap_rel"] = g["final_gap_rel"].median().to_numpy()
+    cls["median gap to best (rel.)"] = g["rel"].median().to_numpy()
+    out["per_activation"], out["per_weight_decay"] = out.pop("activation"), out.pop("weight_decay")
+    out["class_by_net"] = _table(cls)
+    out["independence_table"] = _table(independence_summary(res, ["activation", "depth"]))
+    summ, bins = stall_prediction(res, "input_dependence")
+    out["prediction"] = (
+        f"point-biserial r = {_fmt(summ['r'])} (95 % CI {_fmt(summ['lo'])} to "
+        f"{_fmt(summ['hi'])}) over n = {summ['n']} relu / leaky_relu runs, {summ['k']} with "
+        f"a saddle stall\n\n" + _table(bins)
+    )
+    return out
 
 
 def write_up(study: str, out: Path, dest: Path, **extra: str) -> Path:

@@ -128,6 +128,9 @@ class NLBatchOutput:
     activation: str
     alpha: float
     weight_decay: float
+    #: (B, max_stalls, n): row [b, i] the probe point (weights at the smallest gradient
+    #: norm) of run b's i-th recorded stall; None unless ``keep_probes=True``
+    probe_theta: np.ndarray | None = None
 
     @property
     def status(self) -> np.ndarray:
@@ -371,6 +374,7 @@ def train_flat_nonlinear(
     lstar: float = 0.0,
     gap_scale: str | float = "zero",
     lam_ref: float | None = None,
+    keep_probes: bool = False,
     **optimizer_params: Any,
 ) -> NLBatchOutput:
     """:func:`train_batch_nonlinear` returning the raw per-run arrays (``NLBatchOutput``).
@@ -380,9 +384,11 @@ def train_flat_nonlinear(
     gap_scale (default 0); ``gap_scale``: ``"zero"`` (L(W=0) - lstar = 1/2 ||Y||^2 -
     lstar), ``"initial"`` (L(theta_0) - lstar per run) or a positive number;
     ``lam_ref``: the time unit's curvature (default: the linear problem's lam_ref plus
-    the weight decay). Other options as ``training.train_flat``: ``seeds``,
-    ``record_every``, ``target_gap`` (relative to the floor), ``stop_at_target``,
-    ``stall``, ``final_probe``, ``threads``, optimizer parameters.
+    the weight decay). ``keep_probes``: also return each recorded stall's probe point
+    (``NLBatchOutput.probe_theta``, B x max_stalls x n floats). Other options as
+    ``training.train_flat``: ``seeds``, ``record_every``, ``target_gap`` (relative to
+    the floor), ``stop_at_target``, ``stall``, ``final_probe``, ``threads``, optimizer
+    parameters.
     """
     act, alpha_v, wd = _activation(activation, alpha, weight_decay)
     theta, dims = _theta_and_dims(weights0, dims)
@@ -462,6 +468,7 @@ def train_flat_nonlinear(
     losses = np.empty((B, nrec))
     runs_out = np.zeros(B, dtype=state.RUN_OUT)
     stall_rows = np.zeros((B, cfg_stall.max_stalls), dtype=state.STALL_OUT)
+    probes = np.full((B, cfg_stall.max_stalls if keep_probes else 0, n), np.nan)
     n_threads = numba.get_num_threads() if threads is None else _positive_int("threads", threads)
     blas_cap = threadpool_limits(1, user_api="blas") if min(B, n_threads) > 1 else nullcontext()
     rec = state.records
@@ -471,7 +478,7 @@ def train_flat_nonlinear(
     def run_slice(a: int, z: int) -> None:
         r_in, r_out, r_st, r_cfg = (x[a:z] for x in args)
         knl.train_batch(theta[a:z], dims, X, Y, act, alpha_v, wd, code, r_in, max_steps,
-                        record_every, r_cfg, losses[a:z], r_out, r_st)  # fmt: skip
+                        record_every, r_cfg, losses[a:z], r_out, r_st, probes[a:z])  # fmt: skip
 
     with blas_cap:
         _slices(run_slice, B, n_threads)
@@ -481,6 +488,7 @@ def train_flat_nonlinear(
         stall_rows=stall_rows, configs=cfgs, time_unit=runs_in["dt"].copy(), lam_ref=lam,
         stall=cfg_stall, target_gap=float(target_gap), optimizers=opts, seeds=seeds_arr,
         activation=activation, alpha=alpha_v, weight_decay=wd,
+        probe_theta=probes if keep_probes else None,
     )  # fmt: skip
 
 

@@ -741,7 +741,8 @@ def test_reproduction_specs_and_templates():
 
     known = {"headline", "schema_version", "n_runs", "notes", "per_depth", "figures", "skipped",
              "scaling", "scaling_small", "small_scale", "depth_fit", "time_by_depth",
-             "class_table", "escape", "size", "wall_s", "spec", "command"}  # fmt: skip
+             "class_table", "escape", "size", "wall_s", "spec", "command", "per_activation",
+             "per_weight_decay", "class_by_net", "independence_table", "prediction"}  # fmt: skip
     for study in reproduce.STUDIES:
         small = load_spec(reproduce.spec_text(study, "small"))
         full = load_spec(reproduce.spec_text(study, "full"))

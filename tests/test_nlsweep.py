@@ -327,3 +327,182 @@ def test_spec_doc_example_validates():
     spec = load_spec(block)
     # (linear, relu, tanh) + 2 leaky_relu alphas = 5 activations x 2 wd x 2 depths x 8 seeds
     assert spec.n_runs == 5 * 2 * 2 * 8
+
+
+# -- independence measures per stall, and the report of nonlinear sweeps --------------------
+
+
+@pytest.mark.slow
+def test_probe_points_are_kept_per_stall(nl_compiled):
+    from sweepengine import nonlinear_loss
+    from sweepengine._layout import unflatten
+    from sweepengine.nltraining import train_flat_nonlinear
+
+    rng = np.random.default_rng(0)  # from small init: a plateau near W = 0 in each run
+    X, Y = rng.standard_normal((3, 10)), rng.standard_normal((2, 10))
+    dims = (3, 4, 4, 2)
+    theta0 = 0.01 * rng.standard_normal((3, 12 + 16 + 8))
+    kw = dict(activation="relu", dims=dims, lam_ref=1.0, seeds=[0, 1, 2])
+    plain = train_flat_nonlinear(X, Y, theta0, "gd", 0.05, 3000, **kw)
+    kept = train_flat_nonlinear(X, Y, theta0, "gd", 0.05, 3000, keep_probes=True, **kw)
+    assert plain.probe_theta is None
+    assert kept.probe_theta.shape == (3, kept.stall.max_stalls, theta0.shape[1])
+    np.testing.assert_array_equal(plain.losses, kept.losses)  # keeping them changes nothing
+    np.testing.assert_array_equal(plain.stall_rows, kept.stall_rows)
+    st = kept.stalls
+    assert st.run.size > 0
+    for b, i, loss in zip(st.run, st.index, st.rows["loss"], strict=True):
+        W = unflatten(kept.probe_theta[b, i], dims)  # the loss recorded at the probe step
+        assert nonlinear_loss(W, X, Y, "relu") == pytest.approx(loss, rel=1e-12, abs=1e-15)
+    n_rec = np.minimum(kept.runs["n_stalls"], kept.stall.max_stalls)
+    for b in range(3):  # rows beyond the recorded stalls stay NaN
+        assert np.isnan(kept.probe_theta[b, n_rec[b] :]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_stall_independence_columns(swept):
+    _, outs, _ = swept
+    runs = _frame(outs["two"])
+    stalls = _frame(outs["two"], "stalls", ("run_id", "stall_index"))
+    s = stalls.merge(runs[["run_id", "activation", "depth"]], on="run_id")
+    relu = s.activation == "relu"
+    assert relu.any()
+    for c in ("path_activation_rate", "input_dependence"):
+        v = s.loc[relu, c].to_numpy(float)
+        assert np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all(), c
+        assert s.loc[~relu, c].isna().all(), c
+    assert s.loc[relu & (s.depth == 1), "path_dependence_shared"].isna().all()
+    assert s.loc[~relu, "path_dependence_disjoint"].isna().all()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_report_on_a_nonlinear_sweep(swept):
+    from tests.test_analysis import _check_report
+
+    _, outs, _ = swept
+    out = outs["two"]
+    A.write_report(out, n_boot=100)
+    summary = _check_report(out)
+    assert {"nonlinear_classes", "independence"} <= set(summary["figures"])
+    assert "Time to target of nonlinear runs" in {s["figure"] for s in summary["skipped"]}
+    page = (out / "report" / "index.html").read_text()
+    for axis in ("depth", "activation", "weight decay"):
+        assert f"<h3>Per {axis}</h3>" in page
+    assert "runs with minimum above best" in page and "(linear runs)" in page
+    assert "Independence measures of relu" in page and "point-biserial" in page
+    text = (out / "report" / "headline.txt").read_text()
+    assert "By activation, runs with a strict-saddle stall" in text
+    assert "By weight decay" in text
+    assert set(summary["nonlinear"]) == {"activation", "weight_decay"}
+    _check_in_chromium(out, len(summary["figures"]))
+
+
+def _check_in_chromium(out, n_images):
+    from tests.browser import chromium, inspect_page
+
+    if chromium() is None:
+        return
+    got = inspect_page(out / "report" / "index.html")
+    assert len(got["images"]) == n_images
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in got["images"])
+    assert got["errors"] == []
+
+
+def _nl_dir(tmp_path, name="v3nl", activations=("linear", "relu"), with_measures=True):
+    """A hand-made v3 directory: activations x weight decay (0, 0.1) x depth (1, 2) x 4
+    seeds, one stall per run (relu: the measures at the probe point)."""
+    rows, stalls = [], []
+    i = 0
+    for act in activations:
+        for wd in (0.0, 0.1):
+            for depth in (1, 2):
+                for seed in range(4):
+                    lin = act == "linear" and wd == 0
+                    cls = ["strict_saddle", "minimum", "bad_saddle" if lin else "minimum",
+                           "strict_saddle"][seed]  # fmt: skip
+                    m = act == "relu" and with_measures
+                    rid = f"r{i}"
+                    i += 1
+                    rows.append({
+                        "run_id": rid, "problem": "whitened", "problem_params": "{}",
+                        "d_x": 3, "d_y": 2, "depth": depth, "widths": [3] * depth,
+                        "min_width": 3, "seed": seed, "init_scheme": "gaussian",
+                        "init_scale": 0.01, "optimizer": "gd", "lr": 0.1,
+                        "optimizer_params": "{}", "max_steps": 100,
+                        "status": "converged" if lin else "max_steps", "steps": 100,
+                        "final_loss": 0.1 * (1 + seed % 2) + depth, "time_unit": 1.0,
+                        "global_min": 0.1 if lin else math.nan,
+                        "loss_floor": 0.1 if lin else 0.0, "gap_scale": 2.0,
+                        "steps_to_target": 90 if lin else None,
+                        "time_to_target": 90.0 if lin else None, "n_stalls": 1,
+                        "activation": act, "weight_decay": wd, "lam_ref": 1.0,
+                        **{f"{u}_in_{c}": (40 if c == cls else 0) * (1.0 if u == "time" else 1)
+                           for c in ("strict_saddle", "bad_saddle", "minimum", "unstable",
+                                     "unresolved") for u in ("steps", "time")},
+                        "first_stall_class": cls, "longest_stall_class": cls,
+                        "path_activation_rate": 0.5 / depth if m else None,
+                        "input_dependence": 0.1 * (seed + 1) if m else None,
+                        "path_dependence_shared": 0.2 if m and depth == 2 else None,
+                        "path_dependence_disjoint": 0.01 if m else None,
+                    })  # fmt: skip
+                    stalls.append({
+                        "run_id": rid, "stall_index": 0, "start_step": 10, "end_step": 50,
+                        "probe_step": 30, "start_time": 10.0, "end_time": 50.0,
+                        "probe_time": 30.0, "loss": 1.0, "local_lam_min": -0.01,
+                        "local_rel_lam_min": -0.01, "lam_min": -0.01, "rel_lam_min": -0.01,
+                        "local_class": "strict_saddle", "stall_class": cls,
+                        "critical_value": 0.5 + depth, "polish_converged": True,
+                        "path_activation_rate": 0.4 / depth if m else None,
+                        "input_dependence": 0.15 * (seed + 1) if m else None,
+                        "path_dependence_shared": 0.3 if m and depth == 2 else None,
+                        "path_dependence_disjoint": 0.02 if m else None,
+                    })  # fmt: skip
+    runs = {k: [r[k] for r in rows] for k in rows[0]}
+    st = {k: [r[k] for r in stalls] for k in stalls[0]}
+    plain = {s: pa.schema([pa.field(f.name, f.type) for f in sch])
+             for s, sch in (("runs", RUNS_SCHEMA), ("stalls", STALLS_SCHEMA))}  # fmt: skip
+    return write_directory(tmp_path / name, runs, st, runs_schema=plain["runs"],
+                           stalls_schema=plain["stalls"])  # fmt: skip
+
+
+def test_report_on_a_hand_made_v3_directory(tmp_path):
+    from tests.test_analysis import _check_report
+
+    out = _nl_dir(tmp_path)
+    res = A.load(out)
+    ind = A.tables.independence_summary(res, ["activation", "depth"])
+    assert ind.activation.tolist() == ["relu", "relu"] and ind.n.tolist() == [8, 8]
+    assert ind.path_activation_rate.tolist() == pytest.approx([0.5, 0.25])
+    assert ind.stall_path_activation_rate.tolist() == pytest.approx([0.4, 0.2])
+    assert ind.n_stalls.tolist() == [8, 8]
+    summ, bins = A.tables.stall_prediction(res, "input_dependence")
+    # relu runs: seeds 0 and 3 had a strict-saddle stall; input dependence 0.1 (seed + 1)
+    x = np.tile(np.repeat([0.1, 0.2, 0.3, 0.4], 1), 4)
+    y = np.tile([1.0, 0, 0, 1], 4)
+    assert summ["n"] == 16 and summ["k"] == 8
+    assert summ["r"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+    assert summ["lo"] < summ["r"] < summ["hi"]
+    assert bins.n.sum() == 16
+    A.write_report(out, n_boot=50)
+    summary = _check_report(out)
+    assert {"nonlinear_classes", "independence"} <= set(summary["figures"])
+    page = (out / "report" / "index.html").read_text()
+    assert "<h3>Per activation</h3>" in page and "<h3>Per weight decay</h3>" in page
+    _check_in_chromium(out, len(summary["figures"]))
+
+
+def test_report_without_relu_skips_the_independence_figure(tmp_path):
+    from tests.test_analysis import _check_report
+
+    out = _nl_dir(tmp_path, "tanh", activations=("linear", "tanh"))
+    A.write_report(out, n_boot=0)
+    summary = _check_report(out)
+    assert "nonlinear_classes" in summary["figures"]
+    why = {s["figure"]: s["why"] for s in summary["skipped"]}
+    assert "relu" in why["Distance from the independence model"]
+    # a v2-shaped stalls table (no measures) still renders
+    out = _nl_dir(tmp_path, "nomeasures", with_measures=False)
+    A.write_report(out, n_boot=0)
+    _check_report(out)

@@ -156,6 +156,10 @@ EXPECTED_STALLS = [
     ("rel_lam_min", pa.float64()),
     ("kawaguchi_rank", pa.int32()),
     ("stall_class", pa.string()),
+    ("path_activation_rate", pa.float64()),
+    ("input_dependence", pa.float64()),
+    ("path_dependence_shared", pa.float64()),
+    ("path_dependence_disjoint", pa.float64()),
 ]
 EXPECTED_STALLS_NULLABLE = {
     "polish_grad_rel",
@@ -166,6 +170,10 @@ EXPECTED_STALLS_NULLABLE = {
     "lam_min_err",
     "rel_lam_min",
     "kawaguchi_rank",
+    "path_activation_rate",
+    "input_dependence",
+    "path_dependence_shared",
+    "path_dependence_disjoint",
 }
 EXPECTED_CURVES = [("run_id", pa.string()), ("step", pa.int64()), ("loss", pa.float64())]
 

@@ -23,7 +23,7 @@ from .tables import (
 )
 from .v2 import ALL_STALL_CLASSES
 
-__all__ = ["CLASS_STYLE", "FIGURES", "time_label"]
+__all__ = ["CLASS_STYLE", "FIGURES", "NONLINEAR_FIGURES", "time_label"]
 
 CLASS_STYLE = {
     "bad_saddle": {"color": "#a50f15", "hatch": "xxx", "marker": "o", "label": "bad saddle"},
@@ -380,3 +380,190 @@ FIGURES = [
     ("loss_curves", "Example loss curves", fig_curves),
     ("escape_survival", "Escape-time survival", fig_survival),
 ]
+
+
+# -- nonlinear sweeps (issue 14): drawn only when the sweep has nonlinear runs ----------
+
+
+def _nets(res: Results) -> pd.DataFrame:
+    return runs_frame(res, columns=["activation", "weight_decay", "depth", "status"])
+
+
+def fig_nonlinear_classes(res: Results):
+    """Time shares per stall class (top) and runs with a saddle stall (bottom), per depth,
+    activation and weight decay: the same shapes side by side."""
+    df = _nets(res)
+    acts = list(dict.fromkeys(a for a in ("linear", "relu", "leaky_relu", "tanh")
+                              if a in set(df["activation"])))  # fmt: skip
+    acts += sorted(set(df["activation"]) - set(acts))
+    wds = sorted(df["weight_decay"].unique())
+    if len(acts) * len(wds) < 2:
+        return None, "one activation and one weight decay: nothing to compare"
+    sh = time_shares(res, ["weight_decay", "depth", "activation"], n_boot=0)
+    runs = runs_frame(
+        res,
+        columns=[
+            "status",
+            "weight_decay",
+            "depth",
+            "activation",
+            *(f"steps_in_{c}" for c in ("strict_saddle", "bad_saddle")),
+        ],
+    )
+    runs = runs[runs["status"] != "failed"]
+    depths = sorted(df["depth"].unique())
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(wds), figsize=(4.2 * len(wds) + 2, 7.5), squeeze=False,
+                             layout="constrained", sharey="row")  # fmt: skip
+    nb = len(acts)
+    w = 0.8 / nb
+    for j, wd in enumerate(wds):
+        ax = axes[0, j]
+        s = sh[sh["weight_decay"] == wd]
+        for i, act in enumerate(acts):
+            sa = s[s["activation"] == act].set_index("depth").reindex(depths)
+            x = np.arange(len(depths)) + (i - (nb - 1) / 2) * w
+            bottom = np.zeros(len(depths))
+            for part in (*ALL_STALL_CLASSES, "descent"):
+                if part not in sa:
+                    continue
+                v = 100 * sa[part].fillna(0).to_numpy()
+                if part != "descent" and not (100 * s[part].fillna(0)).any():
+                    continue
+                st = CLASS_STYLE[part]
+                ax.bar(x, v, w * 0.95, bottom=bottom, color=st["color"], hatch=st["hatch"],
+                       edgecolor="black", linewidth=0.5, label=st["label"])  # fmt: skip
+                bottom += v
+            for xi in x:
+                ax.text(xi, 101, act.replace("leaky_relu", "leaky")[:6], rotation=90,
+                        ha="center", va="bottom", fontsize=6)  # fmt: skip
+        ax.set_xticks(np.arange(len(depths)), [f"H = {d}" for d in depths])
+        ax.set_ylim(0, 125)
+        ax.set_title(f"weight decay {wd:g}", fontsize=10)
+        if j == 0:
+            ax.set_ylabel("share of training time (%)")
+        ax = axes[1, j]
+        r = runs[runs["weight_decay"] == wd]
+        for i, act in enumerate(acts):
+            ra = r[r["activation"] == act]
+            if ra.empty:
+                continue
+            g = ra.assign(hit=(ra["steps_in_strict_saddle"] + ra["steps_in_bad_saddle"]) > 0)
+            g = g.groupby("depth")["hit"].agg(["sum", "count"]).reindex(depths)
+            k, n = g["sum"].fillna(0).to_numpy(), g["count"].fillna(0).to_numpy()
+            from .stats import wilson
+
+            lo, hi = wilson(k.astype(int), n.astype(int))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frac = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+            x = np.arange(len(depths)) + (i - (nb - 1) / 2) * w
+            err = 100 * np.maximum(np.vstack([frac - lo, hi - frac]), 0)
+            ax.errorbar(x, 100 * frac, yerr=np.nan_to_num(err), marker=_LINE_MARKERS[i % 8],
+                        ls="none", color=_GREYS[i % 6], capsize=3,
+                        mfc="white" if i % 2 else None, label=act)  # fmt: skip
+        ax.set_xticks(np.arange(len(depths)), [f"H = {d}" for d in depths])
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("depth H (hidden layers)")
+        if j == 0:
+            ax.set_ylabel("runs with a saddle stall (%)")
+        ax.grid(alpha=0.3)
+    for row, title in ((0, "stall class"), (1, "activation")):
+        seen: dict = {}
+        for ax in axes[row]:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(lab, h)
+        if seen:
+            axes[row, -1].legend(list(seen.values()), list(seen), loc="center left",
+                                 bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8,
+                                 title=title)  # fmt: skip
+    fig.suptitle("Stall classes by activation and weight decay at the same shapes "
+                 "(saddle: strict or bad; Wilson 95 %)")  # fmt: skip
+    return fig, None
+
+
+def fig_independence(res: Results):
+    """The independence-gap measures of relu / leaky_relu nets per depth (final weights:
+    filled, stall probe points: open) against the independence model's values, and the
+    fraction of runs with a saddle stall per bin of input dependence."""
+    from .tables import INDEPENDENCE_MEASURES, stall_prediction
+
+    names = res.runs.column_names if isinstance(res.runs, pa.Table) else list(res.runs.columns)
+    if not all(c in names for c in INDEPENDENCE_MEASURES):
+        return None, "no independence measures in this directory (schema version < 3)"
+    df = runs_frame(res, columns=["activation", "depth", "status", *INDEPENDENCE_MEASURES])
+    df = df[(df["status"] != "failed") & np.isfinite(df["path_activation_rate"].to_numpy(float))]
+    if df.empty:
+        return None, ("no relu or leaky_relu run with a hidden layer: the independence "
+                      "measures are defined for 0/1 activation patterns only")  # fmt: skip
+    st = None
+    s_names = res.fetch("stalls", list(INDEPENDENCE_MEASURES))
+    s_names = s_names.column_names if isinstance(s_names, pa.Table) else list(s_names.columns)
+    if len(res.stalls) and all(c in s_names for c in INDEPENDENCE_MEASURES):
+        st = res.stalls_frame(["run_row", *INDEPENDENCE_MEASURES])
+        allr = runs_frame(res, columns=["activation", "depth"])
+        row = st["run_row"].to_numpy()
+        st["activation"] = allr["activation"].to_numpy()[row]
+        st["depth"] = allr["depth"].to_numpy()[row]
+        st = st[np.isfinite(st["path_activation_rate"].to_numpy(float))]
+    acts = sorted(df["activation"].unique())
+    depths = sorted(df["depth"].unique())
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
+    panels = [
+        (axes[0, 0], ["path_activation_rate"], "path activation rate rho"),
+        (axes[0, 1], ["input_dependence"], "input dependence (mean max |corr|)"),
+        (axes[1, 0], ["path_dependence_shared", "path_dependence_disjoint"],
+         "path dependence (mean corr.)"),
+    ]  # fmt: skip
+    for ax, measures, label in panels:
+        for mi, m in enumerate(measures):
+            for i, act in enumerate(acts):
+                off = 0.12 * (i - (len(acts) - 1) / 2) + 0.05 * mi
+                for src, frame, filled in (("final", df, True), ("stalls", st, False)):
+                    if frame is None:
+                        continue
+                    f = frame[frame["activation"] == act]
+                    g = f.groupby("depth")[m].mean().reindex(depths)
+                    if not np.isfinite(g.to_numpy(float)).any():
+                        continue
+                    tag = m.replace("path_dependence_", "") if len(measures) > 1 else ""
+                    ax.plot(np.array(depths, float) + off + (0.03 if not filled else 0), g,
+                            marker=_LINE_MARKERS[(i + 2 * mi) % 8], ls=_LINE_STYLES[mi % 4],
+                            color=_GREYS[i % 6], mfc=None if filled else "white",
+                            label=f"{act} {tag} ({src})".replace("  ", " "))  # fmt: skip
+        if measures[0] == "path_activation_rate":
+            hd = np.array(depths, float)
+            ax.plot(hd, 0.5 ** hd, ":", color="#a50f15",
+                    label="random signs: 2^-H (model: rho is free)")  # fmt: skip
+        else:
+            ax.axhline(0, color="#a50f15", ls=":", label="independence model: 0")
+        ax.set_xticks(depths, [f"H = {d}" for d in depths])
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        _legend(ax, fontsize=7, frameon=False)
+    ax = axes[1, 1]
+    summ, bins = stall_prediction(res, "input_dependence")
+    if len(bins):
+        mid = 0.5 * (bins["lo_edge"] + bins["hi_edge"]).to_numpy(float)
+        frac = bins["fraction"].to_numpy(float)
+        err = 100 * np.maximum(np.vstack([frac - bins["lo"], bins["hi"] - frac]), 0)
+        ax.errorbar(mid, 100 * frac, yerr=np.nan_to_num(err), marker="o", color="black",
+                    capsize=3)  # fmt: skip
+    r = summ["r"]
+    rtxt = ("r undefined (a constant variable)" if not np.isfinite(r)
+            else f"point-biserial r = {r:.2f} [{summ['lo']:.2f}, {summ['hi']:.2f}]")  # fmt: skip
+    ax.set_title(f"{rtxt}, n = {summ['n']}", fontsize=9)
+    ax.set_xlabel("input dependence at the final weights (quantile bins)")
+    ax.set_ylabel("runs with a saddle stall (%)")
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    fig.suptitle("How far trained relu nets are from Kawaguchi's independence model")
+    return fig, None
+
+
+#: Figures of a sweep with nonlinear runs (activation or weight decay), after FIGURES.
+NONLINEAR_FIGURES = [
+    ("nonlinear_classes", "Stall classes by activation and weight decay",
+     fig_nonlinear_classes),
+    ("independence", "Distance from the independence model", fig_independence),
+]  # fmt: skip

@@ -22,11 +22,14 @@ import pandas as pd
 
 from .load import Results, load
 from .tables import (
+    independence_summary,
+    nonlinear_mask,
     outcomes,
     runs_frame,
     saddle_frequency,
     scale_scaling,
     slowdown,
+    stall_prediction,
     survival_summary,
     time_shares,
     time_to_target,
@@ -39,7 +42,20 @@ __all__ = ["headline", "summary_tables", "summary_text", "write_report"]
 SLIGHT = 0.05
 
 #: Axes that get their own summary table (and enter the headline) when they vary.
-TABLE_AXES = ("depth", "init_scale", "optimizer", "width", "init_scheme", "lr", "problem")
+TABLE_AXES = ("depth", "activation", "weight_decay", "init_scale", "optimizer", "width",
+              "init_scheme", "lr", "problem")  # fmt: skip
+#: Axes of nonlinear sweeps whose effect the headline spells out per value (issue 14).
+NET_AXES = ("activation", "weight_decay")
+#: Why a nonlinear run has no time to target in the tables (report "Skipped" list).
+NL_TIME_TO_TARGET = (
+    "not reported for nonlinear runs (activation or weight decay): L* is unknown, the "
+    "target of the trainer is a relative gap from the floor 0 (a perfect fit, which these "
+    "nets need not reach), and the gap to the best loss of the configuration (gap_to_best) "
+    "is known "
+    "only after the sweep, at the final weights, so no step is known at which a run came "
+    "within the target of it; time to target in the tables is over the deep linear runs only, "
+    "and the final gap to the best loss is reported instead"
+)
 
 
 def _pct(x: float) -> str:
@@ -91,7 +107,7 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
     bad = saddle_frequency(res, (), "bad_saddle").iloc[0]
     strict = saddle_frequency(res, (), "strict_saddle").iloc[0]
     sh = time_shares(res, (), n_boot=n_boot, seed=seed).iloc[0]
-    sl = slowdown(res, ()).iloc[0]
+    sl = slowdown(_linear_only(res), ()).iloc[0]  # L* known: deep linear runs only
     nums = {
         "n_runs": int(len(res.runs)), "n_analysed": int(bad["n"]),
         "bad_fraction": float(bad["fraction"]), "bad_lo": float(bad["lo"]),
@@ -119,7 +135,8 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
         s1 += " Every run met a bad saddle, so there are no runs without one to compare with."
     elif np.isfinite(sl["median_with"]) and np.isfinite(sl["median_without"]):
         s1 += (
-            f" Runs with a bad-saddle stall reached the target in a median "
+            f" {'Deep linear runs' if nonlinear_mask(res).any() else 'Runs'} with a "
+            f"bad-saddle stall reached the target in a median "
             f"{_num(sl['median_with'])} {unit}, those without in {_num(sl['median_without'])} "
             f"({sl['ratio']:.2g} times as long)."
         )
@@ -166,12 +183,69 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
             "It does not change detectably (overlapping 95 % intervals) with "
             + ", ".join(parts_same) + "."
         )  # fmt: skip
+    s3, nums["nonlinear"] = _nonlinear_sentence(res)
+    if s3:
+        s2 += (" " if s2 else "") + s3
     if res.schema_version < 2:
         s2 += (
             " (Schema version 1 data: classes are the probe-point threshold labels and "
             "time is counted in steps; see the notes.)"
         )
     return (s1 + (" " + s2.strip() if s2 else "")).strip(), nums
+
+
+def _nonlinear_sentence(res: Results) -> tuple[str, dict]:
+    """For a sweep with nonlinear runs: per activation and per weight decay (when they
+    vary), the fraction of runs with a strict-saddle stall and with a minimum above the
+    best loss, and whether it changes detectably (some Wilson intervals do not overlap)."""
+    if not nonlinear_mask(res).any():
+        return "", {}
+    axes = [a for a in NET_AXES if a in varying_axes(res)]
+    nums: dict = {}
+    parts = []
+    for axis in axes:
+        nums[axis] = {}
+        bits = []
+        for cls, name in (("strict_saddle", "a strict-saddle stall"),
+                          ("minimum_above_best", "a minimum above the best loss")):  # fmt: skip
+            f = saddle_frequency(res, [axis], cls)
+            f = f[f["n"] > 0]
+            if f.empty:
+                continue
+            changes = bool(len(f) > 1 and f["lo"].max() > f["hi"].min())
+            nums[axis][cls] = {
+                "changes": changes,
+                "fraction": {_plain_value(v): float(x) for v, x in
+                             zip(f[axis], f["fraction"], strict=True)},
+            }  # fmt: skip
+            vals = ", ".join(f"{_plain_value(v)} {_pct(x)}" for v, x in
+                             zip(f[axis], f["fraction"], strict=True))  # fmt: skip
+            verdict = "changes detectably" if changes else "no detectable change"
+            bits.append(f"{name} {vals} ({verdict})")
+        if bits:
+            parts.append(f"By {axis.replace('_', ' ')}, runs with " + "; with ".join(bits))
+    text = ". ".join(parts) + "." if parts else ""
+    text += (
+        " (Nonlinear nets have no bad-saddle class yet: without a canonical member of "
+        "a degenerate critical set their saddles are classed strict, docs/nonlinear.md.)"
+    )
+    return text.strip(), nums
+
+
+def _linear_only(res: Results) -> Results:
+    """The runs of deep linear nets (no activation, no weight decay): L* known."""
+    import dataclasses
+
+    keep = ~nonlinear_mask(res)
+    if keep.all():
+        return res
+    runs = res.runs
+    if hasattr(runs, "filter"):
+        res.fetch("runs", ["time_to_target", "status", "steps_in_bad_saddle", "global_min"])
+        runs = res.runs.filter(keep)
+    else:
+        runs = runs[keep].reset_index(drop=True)
+    return dataclasses.replace(res, runs=runs, _cache={}, _disk={})
 
 
 def _plain_value(v) -> str:
@@ -186,12 +260,19 @@ def _plain(v):
 
 def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per value of ``axis``: runs, outcomes, saddle frequencies, time shares, times."""
+    nl = nonlinear_mask(res)
     bad = saddle_frequency(res, [axis], "bad_saddle")
     strict = saddle_frequency(res, [axis], "strict_saddle")
     sh = time_shares(res, [axis], n_boot=n_boot, seed=seed)
     out = outcomes(res, [axis])
-    sl = slowdown(res, [axis])
-    tt = time_to_target(res, [axis], q=(0.5,), split=None)
+    lin = _linear_only(res) if nl.any() else res
+    sl = slowdown(lin, [axis])
+    tt = time_to_target(lin, [axis], q=(0.5,), split=None)
+    if nl.any():
+        above = saddle_frequency(res, [axis], "minimum_above_best")
+        gdf = runs_frame(res, [axis], columns=["status", "gap_to_best", "gap_scale"])
+        gdf = gdf[(gdf["status"] != "failed") & nl]
+        gap = (gdf["gap_to_best"] / gdf["gap_scale"]).groupby(gdf[axis]).median()
     rows = []
     for i in range(len(out)):
         key = out[axis].iloc[i]
@@ -222,7 +303,25 @@ def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0)
             "median with / without bad saddle":
                 f"{_num(one(w, 'median_with'))} / {_num(one(w, 'median_without'))}",
         })  # fmt: skip
-    return pd.DataFrame(rows)
+        if nl.any():  # nonlinear runs: the derived class, and the gap to the best loss
+            a = above[above[axis] == key]
+            row = rows[-1]
+            row["runs with minimum above best"] = (
+                f"{_pct(one(a, 'fraction'))} {_ci(one(a, 'lo'), one(a, 'hi'))}"
+            )
+            row["time in minima / above best"] = (
+                f"{_pct(one(h, 'minimum'))} / {_pct(one(h, 'minimum_above_best', 0.0))}"
+            )
+            row["median final gap to best (rel.)"] = _num(gap.get(key, np.nan))
+    df = pd.DataFrame(rows)
+    if nl.any():  # time to target: deep linear runs only (NL_TIME_TO_TARGET)
+        df = df.rename(
+            columns={
+                "median time to target": "median time to target (linear runs)",
+                "median with / without bad saddle": "with / without bad saddle (linear runs)",
+            }
+        )
+    return df
 
 
 def summary_tables(res: Results, *, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -242,6 +341,23 @@ def _extra_tables(res: Results) -> dict[str, pd.DataFrame]:
         )  # fmt: skip
     if len(res.stalls):
         out["Escape times per stall class (Kaplan-Meier)"] = survival_summary(res)
+    if nonlinear_mask(res).any():
+        ind = independence_summary(res, ["activation", "depth"])
+        if len(ind):
+            out[
+                "Independence measures of relu / leaky_relu nets (means; final weights and "
+                "stall probe points; model: rho free, input and path dependence 0)"
+            ] = ind
+            summ, bins = stall_prediction(res, "input_dependence")
+            bins = bins.assign(
+                r=[summ["r"]] + [np.nan] * (len(bins) - 1),
+                r_lo=[summ["lo"]] + [np.nan] * (len(bins) - 1),
+                r_hi=[summ["hi"]] + [np.nan] * (len(bins) - 1),
+            )
+            out[
+                "Runs with a saddle stall per input-dependence bin (Wilson 95 %; "
+                "point-biserial r with its Fisher-z 95 % interval)"
+            ] = bins
     return out
 
 
@@ -297,9 +413,10 @@ def write_report(
     Returns the path of index.html. Figures that do not apply are skipped and the
     page says why.
     """
-    from .figures import FIGURES
+    from .figures import FIGURES, NONLINEAR_FIGURES
 
     res = load(out_dir)
+    nl = bool(nonlinear_mask(res).any())
     rep = Path(out_dir) / "report"
     rep.mkdir(parents=True, exist_ok=True)
     text, nums = headline(res, n_boot=n_boot, seed=seed)
@@ -308,7 +425,9 @@ def write_report(
     figures, skipped = [], []
     import matplotlib.pyplot as plt
 
-    for stem, title, build in FIGURES:
+    if nl:
+        skipped.append(("Time to target of nonlinear runs", NL_TIME_TO_TARGET))
+    for stem, title, build in [*FIGURES, *(NONLINEAR_FIGURES if nl else [])]:
         if nums["n_analysed"] == 0:
             fig, why = None, "all runs failed: nothing to draw"
         else:

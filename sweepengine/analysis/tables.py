@@ -23,11 +23,15 @@ from .v2 import ALL_STALL_CLASSES, DERIVED_CLASSES, STALL_CLASSES
 
 __all__ = [
     "AXES",
+    "INDEPENDENCE_MEASURES",
     "depth_scaling",
+    "independence_summary",
+    "nonlinear_mask",
     "outcomes",
     "runs_frame",
     "saddle_frequency",
     "scale_scaling",
+    "stall_prediction",
     "survival",
     "theoretical_scale_slope",
     "time_shares",
@@ -358,3 +362,130 @@ def survival_summary(res: Results, by=("stall_class",)) -> pd.DataFrame:
         rows.append({**dict(zip(by, key, strict=True)), "n": km.n, "escaped": km.n_events,
                      "censored": km.n_censored, "median_escape": km.median()})  # fmt: skip
     return pd.DataFrame(rows, columns=[*by, "n", "escaped", "censored", "median_escape"])
+
+
+# -- nonlinear runs (issue 14): activation and weight decay ------------------------------
+
+#: The independence-gap measures (``sweepengine.independence``), per run at the final
+#: weights and per stall at its probe point; measured for relu and leaky_relu only.
+INDEPENDENCE_MEASURES = ("path_activation_rate", "input_dependence",
+                         "path_dependence_shared", "path_dependence_disjoint")  # fmt: skip
+#: The stall classes that count as "a saddle stall" in :func:`stall_prediction`.
+SADDLE_CLASSES = ("strict_saddle", "bad_saddle")
+
+
+def nonlinear_mask(res: Results) -> np.ndarray:
+    """Per run: True for a nonlinear net (an activation other than linear, or weight
+    decay): L* unknown, ``global_min`` NaN, gaps from the floor 0 (docs/nonlinear.md)."""
+    df = res.frame(["activation", "weight_decay"])
+    act = df["activation"].fillna("linear").to_numpy(dtype=object)
+    wd = df["weight_decay"].to_numpy(dtype=float)
+    return (act != "linear") | (np.nan_to_num(wd) != 0)
+
+
+def _has(res: Results, table: str, columns) -> bool:
+    """Whether the runs / stalls table has ``columns`` (in memory or in the files)."""
+    t = res.fetch(table, list(columns))
+    names = t.column_names if isinstance(t, pa.Table) else list(t.columns)
+    return all(c in names for c in columns)
+
+
+def independence_summary(res: Results, by=("activation", "depth")) -> pd.DataFrame:
+    """Means of the independence-gap measures per group, over the runs where they are
+    defined (relu / leaky_relu nets with a hidden layer), at the final weights
+    (``<measure>``) and at the stalls' probe points (``stall_<measure>``, when the
+    stalls table has them), with ``n`` runs and ``n_stalls`` stalls measured. The
+    independence model's values: path activation rate rho (a free parameter),
+    input dependence 0, path dependence 0."""
+    by = _by(by)
+    cols = list(INDEPENDENCE_MEASURES)
+    out_cols = [*by, "n", *cols, "n_stalls", *(f"stall_{c}" for c in cols)]
+    if not _has(res, "runs", cols):
+        return pd.DataFrame(columns=out_cols)
+    df = _analysed(runs_frame(res, by, columns=["status", *cols]))
+    df = df[np.isfinite(df["path_activation_rate"].to_numpy(float))]
+    stalls = None
+    if len(res.stalls) and _has(res, "stalls", cols):
+        s = res.stalls_frame(["run_row", *cols])
+        allruns = runs_frame(res, by, columns=["status"])
+        for c in by:
+            s[c] = allruns[c].to_numpy()[s["run_row"].to_numpy()]
+        stalls = s[np.isfinite(s["path_activation_rate"].to_numpy(float))]
+    rows = []
+    for key, sub in _groups(df, by):
+        row = {
+            **key,
+            "n": len(sub),
+            **{
+                c: float(np.nanmean(sub[c].to_numpy(float))) if sub[c].notna().any() else np.nan
+                for c in cols
+            },
+        }
+        st = stalls
+        if st is not None:
+            for c, v in key.items():
+                st = st[st[c] == v]
+            row["n_stalls"] = len(st)
+            for c in cols:
+                v = st[c].to_numpy(float)
+                row[f"stall_{c}"] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+        else:
+            row["n_stalls"] = 0
+        rows.append(row)
+    return pd.DataFrame(rows, columns=out_cols)
+
+
+def stall_prediction(res: Results, measure: str = "input_dependence", *, bins: int = 4,
+                     conf: float = 0.95) -> tuple[dict, pd.DataFrame]:  # fmt: skip
+    """Does the distance from the independence model predict saddle stalls?
+
+    Over the runs with ``measure`` defined (at the final weights): the point-biserial
+    correlation r between ``measure`` and "the run had a saddle stall" (a stall classed
+    strict_saddle or bad_saddle: ``steps_in_<class> > 0``), with the Fisher-z interval
+    tanh(atanh r +- z / sqrt(n - 3)); and the fraction of runs with a saddle stall per
+    quantile bin of ``measure`` (Wilson intervals). Returns ({n, k, r, lo, hi}, bins
+    frame with columns lo_edge, hi_edge, n, k, fraction, lo, hi). r is NaN when either
+    variable is constant or n < 4.
+    """
+    from .stats import _z
+
+    cols = [measure, "status", *(f"steps_in_{c}" for c in SADDLE_CLASSES)]
+    empty = pd.DataFrame(columns=["lo_edge", "hi_edge", "n", "k", "fraction", "lo", "hi"])
+    nan = {"n": 0, "k": 0, "r": np.nan, "lo": np.nan, "hi": np.nan}
+    if not _has(res, "runs", [measure]):
+        return nan, empty
+    df = _analysed(runs_frame(res, columns=cols))
+    x = df[measure].to_numpy(float)
+    ok = np.isfinite(x)
+    x = x[ok]
+    y = (sum(df[f"steps_in_{c}"].to_numpy(float) for c in SADDLE_CLASSES) > 0)[ok]
+    n, k = int(x.size), int(y.sum())
+    summary = {**nan, "n": n, "k": k}
+    if n >= 4 and 0 < k < n and np.ptp(x) > 0:
+        r = float(np.corrcoef(x, y.astype(float))[0, 1])
+        half = _z(conf) / np.sqrt(n - 3)
+        zr = np.arctanh(np.clip(r, -0.999999, 0.999999))
+        summary.update(r=r, lo=float(np.tanh(zr - half)), hi=float(np.tanh(zr + half)))
+    if n == 0:
+        return summary, empty
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+    if edges.size < 2:
+        edges = np.array([x.min(), x.max()])
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
+    rows = []
+    for b in range(edges.size - 1):
+        sel = idx == b
+        nb, kb = int(sel.sum()), int(y[sel].sum())
+        lo, hi = wilson(kb, nb, conf)
+        rows.append(
+            {
+                "lo_edge": edges[b],
+                "hi_edge": edges[b + 1],
+                "n": nb,
+                "k": kb,
+                "fraction": kb / nb if nb else np.nan,
+                "lo": float(lo),
+                "hi": float(hi),
+            }
+        )
+    return summary, pd.DataFrame(rows, columns=empty.columns)

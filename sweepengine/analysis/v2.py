@@ -19,7 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..store.schema import CURVES_SCHEMA, RUNS_SCHEMA, RUNS_V3_COLUMNS, STALLS_SCHEMA
+from ..store.schema import (
+    CURVES_SCHEMA,
+    RUNS_SCHEMA,
+    RUNS_V3_COLUMNS,
+    STALLS_SCHEMA,
+    STALLS_V3_COLUMNS,
+)
 
 __all__ = [
     "STALL_CLASSES",
@@ -45,7 +51,9 @@ _S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa
 RUNS_V2_SCHEMA = pa.schema(
     [pa.field(f.name, f.type) for f in RUNS_SCHEMA if f.name not in RUNS_V3_COLUMNS]
 )
-STALLS_V2_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in STALLS_SCHEMA])
+STALLS_V2_SCHEMA = pa.schema(
+    [pa.field(f.name, f.type) for f in STALLS_SCHEMA if f.name not in STALLS_V3_COLUMNS]
+)
 
 
 def _table(columns: Mapping[str, Any], schema: pa.Schema) -> pa.Table:

@@ -335,9 +335,10 @@ def finish(t, theta, st, out, dims, X, Y, act, alpha, lam, ws, gbuf, cfg, seed):
 
 @njit(**JIT)
 def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every, cfgs, losses,
-              out, stalls):  # fmt: skip
+              out, stalls, probes):  # fmt: skip
     """Train one run in place (``trainer.train_one``'s loop); ``cfgs``: this run's
-    ``CONFIG`` record as a 1-element array."""
+    ``CONFIG`` record as a 1-element array. ``probes`` (S, n): the probe point of the
+    run's i-th recorded stall is copied to ``probes[i]`` for i < S (S = 0: none kept)."""
     cfg = cfgs[0]
     n = theta.size
     m = X.shape[1]
@@ -384,8 +385,11 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
         if action & A_SAVE_PROBE:
             probe_theta[:] = theta
         if action & A_END_STALL:
+            i = st.n_stalls
             end_stall(t, st, stalls, probe_theta, dims, X, Y, act, alpha, lam, ws, gprobe, work,
                       cfg, rin.seed)  # fmt: skip
+            if st.n_stalls > i and i < stalls.shape[0] and i < probes.shape[0]:
+                probes[i, :] = probe_theta
         if action & A_STOP:
             break
         update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, st)
@@ -394,12 +398,13 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
 
 @njit(**JIT)
 def train_batch(theta, dims, X, Y, act, alpha, lam, opt, runs_in, max_steps, rec_every, cfgs,
-                losses, runs_out, stalls):  # fmt: skip
+                losses, runs_out, stalls, probes):  # fmt: skip
     """Train B runs of one shape: theta (B, n) in place; ``cfgs`` (B,) ``CONFIG`` records
-    (one per run); outputs indexed by run. A serial loop (threads take slices)."""
+    (one per run); outputs indexed by run, ``probes`` (B, S, n) the recorded stalls'
+    probe points (S = 0: none kept). A serial loop (threads take slices)."""
     for b in range(theta.shape[0]):
         train_one(theta[b], dims, X, Y, act, alpha, lam, opt, runs_in[b], max_steps, rec_every,
-                  cfgs[b : b + 1], losses[b], runs_out[b], stalls[b])  # fmt: skip
+                  cfgs[b : b + 1], losses[b], runs_out[b], stalls[b], probes[b])  # fmt: skip
 
 
 @njit(**JIT)

@@ -51,6 +51,8 @@ RUNS_V3_COLUMNS = (
     "path_dependence_shared",
     "path_dependence_disjoint",
 )
+#: Stalls columns new in schema version 3: the independence measures at the probe point.
+STALLS_V3_COLUMNS = RUNS_V3_COLUMNS[3:]
 
 RUN_STATUSES = ("converged", "max_steps", "diverged", "failed")
 
@@ -229,6 +231,30 @@ _STALLS = [
         _S,
         False,
         "class of the shadowed critical point: strict_saddle | bad_saddle | minimum | unresolved",
+    ),
+    (
+        "path_activation_rate",
+        _F64,
+        True,
+        "rho, fraction of active paths at the probe point (relu/leaky_relu; else null)",
+    ),
+    (
+        "input_dependence",
+        _F64,
+        True,
+        "mean over hidden units of max_i |corr(unit active, sign x_i)| at the probe point",
+    ),
+    (
+        "path_dependence_shared",
+        _F64,
+        True,
+        "mean corr. of path indicators sharing a hidden unit, probe point (<= 256 paths)",
+    ),
+    (
+        "path_dependence_disjoint",
+        _F64,
+        True,
+        "mean corr. of path indicators sharing no hidden unit, probe point (<= 256 paths)",
     ),
 ]
 

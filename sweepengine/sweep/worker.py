@@ -286,6 +286,7 @@ def train_chunk(chunk_id: str, runs: Sequence[Run], sweep: str) -> ChunkResult:
                 seeds=[r.rng_seed for r in runs],
                 record_every=run0.record_every or run0.max_steps, target_gap=run0.target_gap,
                 stall=run0.stall, threads=_threads(), lam_ref=ref.lam_ref + run0.weight_decay,
+                keep_probes=run0.activation in PATH_ACTIVATIONS,
             )  # fmt: skip
             out = _NLOut(out, X)
     except Exception as e:  # a failed chunk is an outcome: record it on every run
@@ -478,25 +479,41 @@ class _NLOut:
         leaky_relu nets with a hidden layer and finite weights; NaN otherwise, and
         path dependence NaN above ``PATH_DEPENDENCE_MAX`` hidden-unit paths)."""
         out = self.nl
-        B = out.theta.shape[0]
-        cols = {c: np.full(B, np.nan) for c in INDEPENDENCE_COLUMNS}
-        dims = out.dims
-        if out.activation not in ("relu", "leaky_relu") or len(dims) < 3:
-            return cols
-        n_paths = int(np.prod(dims[1:-1]))
-        for b in range(B):
-            if not np.isfinite(out.theta[b]).all():
-                continue
-            W = unflatten(out.theta[b], dims)
-            cols["path_activation_rate"][b] = indep.path_activation_rate(W, self.X)
-            cols["input_dependence"][b] = indep.input_dependence(W, self.X).mean_max_abs
-            if n_paths <= PATH_DEPENDENCE_MAX:
-                pd_ = indep.path_dependence(W, self.X)
-                cols["path_dependence_shared"][b] = pd_.shared
-                cols["path_dependence_disjoint"][b] = pd_.disjoint
+        return _independence(out.theta, out.dims, out.activation, self.X)
+
+    def stall_independence(self) -> dict[str, np.ndarray]:
+        """The same measures per recorded stall (the rows of ``self.stalls``), at the
+        stall's probe point: the weights training sat at (the smallest gradient norm in
+        the stall), defined for every stall, polished or not."""
+        out, st = self.nl, self.stalls
+        probes = out.probe_theta
+        if probes is None or probes.shape[1] == 0:
+            return {c: np.full(st.run.size, np.nan) for c in INDEPENDENCE_COLUMNS}
+        return _independence(probes[st.run, st.index], out.dims, out.activation, self.X)
+
+
+def _independence(thetas: np.ndarray, dims, activation: str, X: np.ndarray):
+    """The independence measures of each row of ``thetas`` (R, n); NaN where undefined."""
+    R = thetas.shape[0]
+    cols = {c: np.full(R, np.nan) for c in INDEPENDENCE_COLUMNS}
+    if activation not in PATH_ACTIVATIONS or len(dims) < 3:
         return cols
+    n_paths = int(np.prod(dims[1:-1]))
+    for b in range(R):
+        if not np.isfinite(thetas[b]).all():
+            continue
+        W = unflatten(thetas[b], dims)
+        cols["path_activation_rate"][b] = indep.path_activation_rate(W, X)
+        cols["input_dependence"][b] = indep.input_dependence(W, X).mean_max_abs
+        if n_paths <= PATH_DEPENDENCE_MAX:
+            pd_ = indep.path_dependence(W, X)
+            cols["path_dependence_shared"][b] = pd_.shared
+            cols["path_dependence_disjoint"][b] = pd_.disjoint
+    return cols
 
 
+#: activations with 0/1 path indicators, measured by ``sweepengine.independence``
+PATH_ACTIVATIONS = ("relu", "leaky_relu")
 INDEPENDENCE_COLUMNS = ("path_activation_rate", "input_dependence", "path_dependence_shared",
                         "path_dependence_disjoint")  # fmt: skip
 
@@ -598,6 +615,10 @@ def _failed_columns(runs, ids, err, sweep, chunk_id, params_json, share, compile
 def _stalls_columns(ids: np.ndarray, out) -> pa.Table:
     st = out.stalls
     r = st.rows
+    if isinstance(out, _NLOut):
+        extra = out.stall_independence()
+    else:
+        extra = {c: np.full(st.run.size, np.nan) for c in INDEPENDENCE_COLUMNS}
     polished = r["polished"]
 
     def when_polished(v):
@@ -642,6 +663,7 @@ def _stalls_columns(ids: np.ndarray, out) -> pa.Table:
         "rel_lam_min": when_polished(st.rel_lam_min),
         "kawaguchi_rank": pa.array(r["kawaguchi_rank"], mask=~polished, type=pa.int32()),
         "stall_class": st.stall_class,
+        **extra,
     }
     return columns_table(cols, STALLS_SCHEMA)
 
