@@ -239,7 +239,8 @@ def render(res: dict, command: str) -> str:
             "`elementwise` = loss_grad - products (activation, its derivative, the residual, "
             "the transposes for D A^T). `loop` = step - loss_grad (the trainer's bookkeeping, "
             "update and per-call costs spread over the steps). `GF/s` = 2 x multiply-adds of "
-            "the step's products / step time. `call` = a 1-step call (fixed cost per call).\n\n"
+            "the step's products / step time. `call` = a 1-step call (fixed cost per call). Kernel "
+            "times: fastest of 5 batches of calls, from Python (one call each).\n\n"
         )
         hdr = ["size", "activation", "step (us)", "loss_grad (us)", "forward (us)",
                "backward (us)", "products (us)", "elementwise (us)", "loop (us)", "GF/s",
