@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 log = logging.getLogger("bench")
+#: How long ``wait_quiet`` waits at most before each worker (seconds); scripts may raise it.
+QUIET_MAX_WAIT = 15.0
 
 # Widths d (d_x = d_y = every hidden width), samples m, hidden layers H.
 SIZES: tuple[tuple[int, int, int], ...] = (
@@ -144,8 +146,10 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def wait_quiet(max_wait: float = 15.0, limit: float = 0.15) -> float:
-    """Wait (up to ``max_wait`` s) until other processes use under ``limit`` cores; return it."""
+def wait_quiet(max_wait: float | None = None, limit: float = 0.15) -> float:
+    """Wait (up to ``max_wait`` s, default ``QUIET_MAX_WAIT``) until other processes use
+    under ``limit`` cores; return it."""
+    max_wait = QUIET_MAX_WAIT if max_wait is None else max_wait
     deadline = time.monotonic() + max_wait
     while True:
         b0, t0 = _busy_seconds(), time.monotonic()

@@ -104,10 +104,12 @@ class Trainer:
 
     name = "jax"
 
-    def __init__(self, p, inits, form, chunk):
+    def __init__(self, p, inits, form, chunk, loss=None):
+        """``loss``: another loss of (Ws, X, Y) for the data form (default ``loss_data``)."""
         self.form = form
         self.chunk = chunk
-        loss = loss_data if form == "data" else loss_stats
+        if loss is None:
+            loss = loss_data if form == "data" else loss_stats
         if form == "data":
             self.args = (jnp.asarray(p.X), jnp.asarray(p.Y))
         else:

@@ -104,7 +104,8 @@ class Trainer:
 
     name = "torch"
 
-    def __init__(self, p, inits, form):
+    def __init__(self, p, inits, form, loss=None):
+        """``loss``: another loss of (Ws, X, Y) for the data form (batched: per run)."""
         self.form = form
         self.lr = p.lr
         self.args = (_t(p.X), _t(p.Y)) if form == "data" else (_t(p.Cxx), _t(p.Cyx), p.yy)
@@ -115,6 +116,8 @@ class Trainer:
         else:
             self.W0 = [np.asarray(w) for w in inits[0]]
             self.loss = loss_data if form == "data" else loss_stats
+        if loss is not None:
+            self.loss = loss
 
     def run(self, steps: int) -> np.ndarray:
         """`steps` GD steps from the start, recording the loss each step; final losses."""

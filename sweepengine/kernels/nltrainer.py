@@ -28,6 +28,11 @@ What differs from the linear trainer:
   (no callback), hence the copies here.
 
 Bit-identical whatever the batch size or slicing: each run owns its buffers and RNG.
+
+Numba's on-disk cache keys this module's compiled code on this file alone, not on
+``activation.py``, whose kernels are compiled into it: after a change there, change
+this file too (or clear ``NUMBA_CACHE_DIR``), or cached trainers keep running the old
+activation code. (Last for ``activation._tanh``, the branch-free tanh.)
 """
 
 import numpy as np
