@@ -23,7 +23,7 @@ _EXPORTS = {
     "hvp": "landscape",
     "loss": "landscape",
     "loss_and_gradient": "landscape",
-    "ACTIVATIONS": "nonlinear",
+    "ACTIVATIONS": "options",
     "nonlinear_gradient": "nonlinear",
     "nonlinear_hessian": "nonlinear",
     "nonlinear_hessian_extremes": "nonlinear",
@@ -76,13 +76,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .landscape import hvp as hvp
     from .landscape import loss as loss
     from .landscape import loss_and_gradient as loss_and_gradient
-    from .nonlinear import ACTIVATIONS as ACTIVATIONS
     from .nonlinear import nonlinear_gradient as nonlinear_gradient
     from .nonlinear import nonlinear_hessian as nonlinear_hessian
     from .nonlinear import nonlinear_hessian_extremes as nonlinear_hessian_extremes
     from .nonlinear import nonlinear_hvp as nonlinear_hvp
     from .nonlinear import nonlinear_loss as nonlinear_loss
     from .nonlinear import nonlinear_loss_and_gradient as nonlinear_loss_and_gradient
+    from .options import ACTIVATIONS as ACTIVATIONS
     from .options import INIT_SCHEMES as INIT_SCHEMES
     from .options import OPTIMIZERS as OPTIMIZERS
     from .options import StallConfig as StallConfig

@@ -26,8 +26,8 @@ import numpy as np
 from ._layout import dims_of, flatten
 from ._validate import as_data, as_direction, as_weights
 from .kernels import activation as _k
+from .options import ACTIVATIONS
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh")
 _CODES = {"linear": _k.LINEAR, "relu": _k.RELU, "leaky_relu": _k.LEAKY_RELU, "tanh": _k.TANH}
 # dense eigen-decomposition only (no Lanczos on these HVPs yet): at most this many parameters
 DENSE_MAX = 2000

@@ -26,6 +26,9 @@ OPTIMIZERS: dict[str, tuple[int, dict[str, float]]] = {
 N_HYPER = 4  # hyper-parameter slots per run after lr
 
 INIT_SCHEMES = ("gaussian", "orthogonal", "balanced", "zero_perturbed")
+#: Hidden-layer activations (``nonlinear``; the index is the kernels' activation code).
+#: Here, not in ``nonlinear``, so that validating a spec loads no compiled kernels.
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..nonlinear import ACTIVATIONS
-from ..options import OPTIMIZERS, StallConfig, check_init, make_optimizer
+from ..options import ACTIVATIONS, OPTIMIZERS, StallConfig, check_init, make_optimizer
 from ..problems import (
     LIST_KINDS,
     PARAM_KINDS,
