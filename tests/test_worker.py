@@ -230,3 +230,26 @@ def test_compile_lock_refuses_a_directory_others_can_write(tmp_path, monkeypatch
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     with pytest.raises(PermissionError, match="not be writable by others"):
         cl.lock_dir()
+
+
+def test_embedded_workers_drop_only_closed_comm_get_data_errors():
+    """Ctrl-C closes the client of the embedded cluster while a result may be on its way:
+    the worker's "failed during get data" traceback for that closed comm is dropped,
+    every other record passes."""
+    import logging
+
+    from distributed.comm.core import CommClosedError
+
+    from sweepengine.sweep.worker import _QuietShutdown
+
+    def record(msg, err):
+        exc = (type(err), err, None) if err is not None else None
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg,
+                                 ("a", "b"), exc)  # fmt: skip
+
+    f = _QuietShutdown()
+    get_data = "failed during get data with %s -> %s"
+    assert not f.filter(record(get_data, CommClosedError("closed")))
+    assert f.filter(record(get_data, OSError("disk full")))  # another cause: kept
+    assert f.filter(record("Compute Failed", CommClosedError("closed")))
+    assert f.filter(record(get_data, None))

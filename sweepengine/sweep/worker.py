@@ -58,12 +58,26 @@ from .compile_lock import compile_units
 from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
 
+
+class _QuietShutdown(logging.Filter):
+    """Drops "failed during get data" records whose cause is a closed comm: the client of
+    a private embedded cluster went away (Ctrl-C, or the end of the sweep) while a
+    result was on its way to it. Nothing is lost (results count once written), and the
+    traceback would read as a crash on the terminal the user just interrupted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        closed = err is not None and type(err).__name__ in ("CommClosedError", "StreamClosedError")
+        return not (closed and str(record.msg).startswith("failed during get data"))
+
+
 # A worker of the embedded cluster (``schedule.connect``) shares the terminal's process
 # group: Ctrl-C is for its client, which stops the cluster cleanly (``cli``).
 # (Closing it mid-task cancels the running task: a warning per worker, not worth showing.)
 if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+    logging.getLogger("distributed.worker").addFilter(_QuietShutdown())
 
 # What a sweep worker's cold warm_up costs on an idle 2-core machine (results/coldstart.md:
 # 45 s with two workers sharing the units, 59 s alone), for the "compiling kernels,
