@@ -29,7 +29,6 @@ import functools
 import math
 import types
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any
 
@@ -43,10 +42,20 @@ from .kernels import activation as _act
 from .kernels import nltrainer as knl
 from .kernels import state
 from .nonlinear import ACTIVATIONS
-from .options import Optimizer, StallConfig, make_optimizer
+from .options import Optimizer, StallConfig
 from .stalls import Stall, classify
 from .stats import Stats
-from .training import DIVERGENCE_FACTOR, STATUS, StallArrays, reference, run_inputs
+from .training import (  # the linear trainer's validation and thread slicing, shared
+    DIVERGENCE_FACTOR,
+    STATUS,
+    StallArrays,
+    _in_slices,
+    _optimizers,
+    _positive_int,
+    _stall_config,
+    reference,
+    run_inputs,
+)
 
 _CODES = {"linear": _act.LINEAR, "relu": _act.RELU, "leaky_relu": _act.LEAKY_RELU,
           "tanh": _act.TANH}  # fmt: skip
@@ -54,7 +63,6 @@ _STATUS_NAMES = np.array([STATUS[c] for c in sorted(STATUS)])
 #: classes of a nonlinear stall (``minimum_above_best`` only after :func:`best_loss_gaps`)
 NL_STALL_CLASSES = ("strict_saddle", "minimum", "minimum_above_best", "unresolved")
 #: Slices per thread (as ``training``): threads take slices as they finish.
-SLICES_PER_THREAD = 4
 
 
 def classify_nonlinear(converged, rel_lam_min, *, psd_tol: float) -> np.ndarray:
@@ -252,49 +260,6 @@ class NLBatchOutput:
         )  # fmt: skip
 
 
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _stall_config(stall) -> StallConfig:
-    if stall is None or isinstance(stall, StallConfig):
-        return stall or StallConfig()
-    if isinstance(stall, Mapping):
-        return StallConfig.from_dict(stall)
-    raise ValueError(f"stall must be a StallConfig or a dict of its fields, got {stall!r}")
-
-
-def _optimizers(optimizer, lr, params: Mapping[str, Any], B: int) -> list[Optimizer]:
-    """One validated Optimizer per run (``training.train_batch``'s rules): lr and the
-    optimizer's parameters may be scalars or one value per run; one kind per batch."""
-    if isinstance(optimizer, Optimizer):
-        opts = [optimizer] * B
-    elif isinstance(optimizer, Sequence) and not isinstance(optimizer, str):
-        opts = list(optimizer)
-        if len(opts) != B or not all(isinstance(o, Optimizer) for o in opts):
-            raise ValueError(f"optimizer list must hold {B} Optimizer objects (one per run)")
-    else:
-
-        def pick(name, v, b):
-            if isinstance(v, Sequence | np.ndarray) and not isinstance(v, str):
-                if len(v) != B:
-                    raise ValueError(f"{name} has {len(v)} values, expected 1 or {B} (runs)")
-                return v[b]
-            return v
-
-        opts = [
-            make_optimizer(
-                str(optimizer), pick("lr", lr, b), **{k: pick(k, v, b) for k, v in params.items()}
-            )
-            for b in range(B)
-        ]
-    if len({o.name for o in opts}) != 1:
-        raise ValueError(f"a batch needs one optimizer kind, got {sorted({o.name for o in opts})}")
-    return opts
-
-
 def _activation(activation, alpha, weight_decay) -> tuple[int, float, float]:
     if not isinstance(activation, str) or activation not in _CODES:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -480,8 +445,9 @@ def train_flat_nonlinear(
         knl.train_batch(theta[a:z], dims, X, Y, act, alpha_v, wd, code, r_in, max_steps,
                         record_every, r_cfg, losses[a:z], r_out, r_st, probes[a:z])  # fmt: skip
 
+    run_slice.kernel = knl.train_batch
     with blas_cap:
-        _slices(run_slice, B, n_threads)
+        _in_slices(run_slice, B, n_threads, 1)
     return NLBatchOutput(
         theta=theta, dims=dims, losses=losses,
         loss_steps=np.arange(nrec, dtype=np.int64) * record_every, runs=runs_out,
@@ -490,24 +456,6 @@ def train_flat_nonlinear(
         activation=activation, alpha=alpha_v, weight_decay=wd,
         probe_theta=probes if keep_probes else None,
     )  # fmt: skip
-
-
-def _slices(fn, B: int, n_threads: int) -> None:
-    """``fn(a, z)`` over consecutive slices of ``range(B)`` on ``n_threads`` threads (the
-    compiled driver releases the GIL); inline when one is enough. Before the driver's
-    first compile in this process the first slice runs alone (compiled once, not by
-    every thread). The idea of ``training``'s slicing, for the nonlinear driver."""
-    workers = min(n_threads, B)
-    if workers <= 1:
-        fn(0, B)
-        return
-    per = max(1, -(-B // (workers * SLICES_PER_THREAD)))
-    bounds = [(a, min(B, a + per)) for a in range(0, B, per)]
-    if not knl.train_batch.signatures:
-        fn(*bounds.pop(0))
-    with ThreadPoolExecutor(workers, thread_name_prefix="sweepengine-nltrain") as pool:
-        for f in [pool.submit(fn, a, z) for a, z in bounds]:
-            f.result()
 
 
 @dataclasses.dataclass(frozen=True)
