@@ -276,12 +276,15 @@ def part_warm(n_runs: int) -> dict:
 
 def part_anatomy(n_chunks: int = 4) -> dict:
     """One thread, no Dask: each step of a chunk's life, per run (the sweep's chunk size)."""
+    import numba
+
     from sweepengine.kernels import lockstep as LS
     from sweepengine.kernels import trainer as kt
     from sweepengine.store import open_store
     from sweepengine.sweep import chunk_runs, chunk_size
     from sweepengine.sweep.worker import _initial_weights, train_chunk, warm_up
 
+    numba.set_num_threads(1)  # train_chunk outside Dask uses numba's thread count
     spec = _load(spec_text(10_000))
     chunk = chunk_size(spec, 2)
     warm_up()
@@ -297,7 +300,8 @@ def part_anatomy(n_chunks: int = 4) -> dict:
     n = sum(len(r) for _, r in chunks)
 
     kernel = [0.0]
-    origs = {kt: kt.train_batch, LS: LS.train_batch_lockstep}  # both drivers train_batch may pick
+    # both drivers train_batch may pick, and the stall examination that follows them
+    origs = {"kt": kt.train_batch, "LS": LS.train_batch_lockstep, "ex": kt.examine_runs}
 
     def timer(orig):
         def timed(*a):
@@ -313,15 +317,17 @@ def part_anatomy(n_chunks: int = 4) -> dict:
     for _, runs in chunks:
         _initial_weights(runs)
     init = (time.perf_counter() - t0) / n
-    kt.train_batch = timer(origs[kt])
-    LS.train_batch_lockstep = timer(origs[LS])
+    kt.train_batch = timer(origs["kt"])
+    LS.train_batch_lockstep = timer(origs["LS"])
+    kt.examine_runs = timer(origs["ex"])
     try:
         t0 = time.perf_counter()
         results = [train_chunk(cid, runs, "b") for cid, runs in chunks]
         total = (time.perf_counter() - t0) / n
     finally:
-        kt.train_batch = origs[kt]
-        LS.train_batch_lockstep = origs[LS]
+        kt.train_batch = origs["kt"]
+        LS.train_batch_lockstep = origs["LS"]
+        kt.examine_runs = origs["ex"]
     inner = sum(r.wall_s for r in results) / n  # train_chunk up to the end of training
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "out", spec.source)
