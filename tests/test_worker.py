@@ -190,6 +190,73 @@ def test_compile_units_skips_a_busy_unit_then_loads_it(tmp_path, monkeypatch):
         cl.lock_paths("../x")
 
 
+def test_compile_units_compile_a_unit_after_the_units_it_needs(tmp_path, monkeypatch, caplog):
+    """While another process compiles unit "a", a unit that needs "a" waits for it and a
+    unit that does not goes first; "a" is then loaded (the other process warmed it) and
+    only then its dependant runs. A unit needing one not listed before it is refused;
+    a holder that never finishes is waited for at most the timeout."""
+    import subprocess
+    import sys
+
+    from sweepengine.sweep import compile_lock as cl
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    lock, marker = cl.lock_paths("a")
+    holder = subprocess.Popen(  # another process: compiling "a" for 2 s
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2); "
+         "open(sys.argv[2], 'w').close(); time.sleep(60)", str(lock), str(marker)],
+        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        order = []
+
+        def unit(name, *needs):
+            return name, lambda: order.append((name, marker.exists())), needs
+
+        cl.compile_units([unit("a"), unit("b", "a"), unit("c")])
+        assert order == [("c", False), ("a", True), ("b", True)]
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(ValueError, match=r"unit 'b' needs \['x'\], which are not listed"):
+        cl.compile_units([unit("b", "x"), unit("x")])
+    # a holder that never lets go: after the timeout this process compiles the unit itself
+    lock, marker = cl.lock_paths("d")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(lock)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        order.clear()
+        with caplog.at_level("WARNING"):
+            cl.compile_units([unit("d"), unit("e", "d")], timeout=0.5)
+        assert [n for n, _ in order] == ["d", "e"] and marker.exists()
+        assert "compile unit 'd' still being compiled by another process" in caplog.text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_units_for_a_chunk_include_what_they_call_in_order():
+    from sweepengine.sweep import worker
+
+    lock = worker.units_for("lockstep")
+    assert lock == ["objective", "lockstep", "hvp", "polish", "lanczos", "modes", "reference",
+                    "examine"]  # fmt: skip
+    assert "lockstep" not in worker.units_for("per_run")
+    assert worker.units_for(None) == list(worker.UNITS) and "nonlinear" not in worker.UNITS
+    assert worker.units_for("nonlinear") == ["objective", "hvp", "reference", "nonlinear"]
+    for units in (lock, worker.units_for("per_run"), worker.units_for("nonlinear")):
+        for i, u in enumerate(units):  # every unit after the ones it needs
+            assert set(worker._UNITS[u][1]) <= set(units[:i])
+    with pytest.raises(ValueError, match="driver must be one of"):
+        worker.warm_up("bogus")
+
+
 def test_compile_lock_times_out_with_a_clear_message(tmp_path, monkeypatch, caplog):
     """A holder that never lets go (another process, sleeping with the lock) does not
     block a worker forever: after the timeout it logs who holds what and goes on."""

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT
-from .linalg import mm, set_identity
+from .linalg import copy2, mm, set_identity
 from .simd import view2
 
 
@@ -56,7 +56,7 @@ def prefix(theta, dims, poff, noff, pre):
         W = weight(theta, dims, poff, k)
         cur = node(pre, dims, noff, k)
         if k == 1:
-            cur[:, :] = W
+            copy2(cur, W)
         else:
             mm(W, node(pre, dims, noff, k - 1), cur)
 
@@ -65,6 +65,6 @@ def prefix(theta, dims, poff, noff, pre):
 def backprop(theta, dims, poff, noff, G, E):
     """Fill node k of ``E`` with (W_K ... W_{k+1})^T G for k = 1..K."""
     K = dims.size - 1
-    node(E, dims, noff, K)[:, :] = G
+    copy2(node(E, dims, noff, K), G)
     for k in range(K, 1, -1):
         mm(weight(theta, dims, poff, k).T, node(E, dims, noff, k), node(E, dims, noff, k - 1))

@@ -11,7 +11,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node, node_offsets, param_offsets, weight
-from .linalg import mm, mm_acc, mm_nt
+from .linalg import copy1, copy2, mm, mm_acc, mm_nt
 from .objective import ws_views
 
 
@@ -32,7 +32,7 @@ def hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, out):
         Vk = weight(v, dims, poff, k)
         cur = node(dB, dims, noff, k)
         if k == 1:
-            cur[:, :] = Vk
+            copy2(cur, Vk)
         else:
             mm(Vk, node(pre, dims, noff, k - 1), cur)
             mm_acc(weight(theta, dims, poff, k), node(dB, dims, noff, k - 1), cur, scratch)
@@ -46,7 +46,7 @@ def hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, out):
     for k in range(1, K + 1):
         o = weight(out, dims, poff, k)
         if k == 1:
-            o[:, :] = node(dE, dims, noff, 1)
+            copy2(o, node(dE, dims, noff, 1))
         else:
             mm_nt(node(dE, dims, noff, k), node(pre, dims, noff, k - 1), o, scratch)
             mm_nt(node(E, dims, noff, k), node(dB, dims, noff, k - 1), o, scratch, True)
@@ -62,5 +62,5 @@ def hessian_prepared(theta, dims, Cxx, ws, H):
     for j in range(n):
         e[j] = 1.0
         hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, e, col)
-        H[:, j] = col
+        copy1(H[:, j], col)
         e[j] = 0.0

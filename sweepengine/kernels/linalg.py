@@ -26,6 +26,23 @@ SMALL_STRIDED = 8 * 8 * 8
 
 
 @njit(**JIT)
+def copy1(dst, src):
+    """dst[:] = src for vectors of one length. Kernels copy with these loops rather than
+    NumPy slice assignment, whose shape-mismatch error message costs every process that
+    compiles one about 3 s with a cold cache (its formatting code is compiled)."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(**JIT)
+def copy2(dst, src):
+    """dst[:, :] = src for matrices of one shape (any layouts); see :func:`copy1`."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@njit(**JIT)
 def _gemm(A, B, out, acc):
     """out = A @ B (acc False) or out += A @ B (acc True).
 

@@ -17,6 +17,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node_offsets, param_offsets
+from .linalg import copy1, copy2
 from .simd import add4, load4, madd4, madd4s, splat4, store4, zero4
 from .state import GD, MOMENTUM, NESTEROV, PGD, RING, new_states
 from .trainer import (
@@ -252,7 +253,7 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
     K = dims.size - 1
     Cxx, Cyx, yy = prob.Cxx, prob.Cyx, prob.yy
     soa = np.zeros((n, lanes))
-    soa[:, :nb] = theta.T
+    copy2(soa[:, :nb], theta.T)
     cyx = Cyx.copy().reshape(Cyx.size)
     cxx = np.empty((Cxx.size, lanes))
     for r in range(Cxx.size):
@@ -281,7 +282,7 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
         lr[b] = runs_in[b].hyper[0]
     hyper = np.empty((nb, runs_in[0].hyper.size))
     for b in range(nb):
-        hyper[b, :] = runs_in[b].hyper
+        copy1(hyper[b], runs_in[b].hyper)
     active = nb
     for t in range(max_steps + 1):
         if active == 0:
@@ -297,13 +298,13 @@ def train_block(theta, dims, prob, opt, runs_in, max_steps, rec_every, cfgs, los
             action = track(t, L[b], gnorm, st, rings[b], rin, cfg, max_steps, rec_every,
                            losses[b])  # fmt: skip
             if action & A_SAVE_PROBE:
-                probe[b, :] = soa[:, b]
+                copy1(probe[b], soa[:, b])
             if action & A_END_STALL:
                 end_stall(t, st, stalls[b], probes[b], probe[b], cfg)
             if action & A_STOP:
                 st.done = True
                 last[b] = t
-                theta[b, :] = soa[:, b]
+                copy1(theta[b], soa[:, b])
                 active -= 1
                 lr[b] = 0.0
                 soa[:, b] = 0.0

@@ -14,7 +14,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import backprop, node, node_offsets, param_offsets, prefix, weight
-from .linalg import dot, mm, mm_nt
+from .linalg import copy2, dot, mm, mm_nt
 from .simd import view2
 
 
@@ -87,7 +87,7 @@ def assemble_grad(theta, dims, poff, noff, pre, E, grad, scratch):
     for k in range(1, K + 1):
         out = weight(grad, dims, poff, k)
         if k == 1:
-            out[:, :] = node(E, dims, noff, 1)
+            copy2(out, node(E, dims, noff, 1))
         else:
             mm_nt(node(E, dims, noff, k), node(pre, dims, noff, k - 1), out, scratch)
 

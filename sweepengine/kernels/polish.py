@@ -59,7 +59,7 @@ from numba import njit
 from .._config import JIT
 from .chain import node, prefix, weight
 from .hvp import hvp_prepared_at
-from .linalg import dot
+from .linalg import copy1, dot
 from .objective import loss_grad_stats_at, ws_views
 
 # Armijo constant of the line search on ||g||^2 (Newton-MR uses 1e-4): accept any
@@ -256,7 +256,7 @@ def newton_mr(
     base = vecs[3]
     d = vecs[4]
     mr = vecs[5:]
-    start[:] = theta
+    copy1(start, theta)
     loss = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
     gg = dot(g, g)
     it = 0
@@ -270,7 +270,7 @@ def newton_mr(
         hvps += k
         it += 1
         slope = -(gg - min(rnorm * rnorm, gg))  # <H g, d> = -(||g||^2 - ||r||^2)
-        base[:] = theta
+        copy1(base, theta)
         ggx = np.inf
         if extrap > 1.0:
             _axpy_into(theta, base, extrap, d)
@@ -291,13 +291,13 @@ def newton_mr(
             lt = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
             ggt = dot(gt, gt)
         elif not accepted:
-            theta[:] = base
+            copy1(theta, base)
             loss = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
             gg = dot(g, g)
             break
         loss = lt
         gg = ggt
-        g[:] = gt
+        copy1(g, gt)
     s = 0.0
     for i in range(n):
         t = theta[i] - start[i]

@@ -13,7 +13,7 @@ from numba import njit
 from .._config import JIT
 from .chain import node_offsets, param_offsets
 from .hvp import hvp_prepared_at
-from .linalg import dot
+from .linalg import copy1, dot
 from .rng import mix64
 
 
@@ -54,7 +54,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
     beta = np.zeros(m)
     w = np.empty(n)
     coef = np.empty(m)
-    Q[0] = _start_vector(n, seed)
+    copy1(Q[0], _start_vector(n, seed))
     scale = 0.0
     lo = hi = elo = ehi = 0.0
     j = 0

@@ -28,6 +28,7 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node_offsets, param_offsets, weight
+from .linalg import copy1
 from .objective import (
     loss_grad_data_at,
     loss_grad_stats_at,
@@ -196,7 +197,7 @@ def examine_stall(row, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work,
     n = probe_theta.size
     x = work[:n]
     scratch = work[n:]
-    x[:] = probe_theta
+    copy1(x, probe_theta)
     rough = np.empty(6)
     fine = np.empty(6)
     polish(x, dims, poff, noff, prob.Cxx, prob.Cyx, prob.yy, ws, scratch, cfg.g_ref,
@@ -248,7 +249,7 @@ def end_stall(t, st, stalls, probes, probe_theta, cfg):
         row.gnorm = st.min_g
         row.rise = st.rise
         row.start_gap = st.start_gap
-        probes[i, :] = probe_theta
+        copy1(probes[i], probe_theta)
     st.n_stalls = i + 1
 
 
@@ -387,8 +388,8 @@ def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, o
             for i in range(bsz):  # partial Fisher-Yates: a uniform b-subset
                 j = i + int(next_uniform(rng) * (m - i))
                 perm[i], perm[j] = perm[j], perm[i]
-                Xb[:, i] = X[:, perm[i]]
-                Yb[:, i] = Y[:, perm[i]]
+                copy1(Xb[:, i], X[:, perm[i]])
+                copy1(Yb[:, i], Y[:, perm[i]])
             loss_grad_data_at(theta, dims, poff, noff, Xb, Yb, ws, Rb, g)
             s = m / bsz
             for i in range(n):
@@ -398,7 +399,7 @@ def train_one(theta, dims, prob, opt, rin, max_steps, rec_every, cfgs, losses, o
         gnorm = np.sqrt(sq_norm(g))
         action = track(t, l, gnorm, st, ring, rin, cfg, max_steps, rec_every, losses)
         if action & A_SAVE_PROBE:
-            probe_theta[:] = theta
+            copy1(probe_theta, theta)
         if action & A_END_STALL:
             end_stall(t, st, stalls, probes, probe_theta, cfg)
         if action & A_STOP:

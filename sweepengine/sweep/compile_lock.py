@@ -72,27 +72,57 @@ def _timeout() -> float:
 
 
 def compile_units(units, timeout: float | None = None) -> None:
-    """Call each ``fn`` of ``units`` (pairs ``(name, fn)``; ``fn`` compiles or loads its
-    kernels) once, taking turns per unit with the other processes of this install.
+    """Call each ``fn`` of ``units`` once, taking turns per unit with the other processes
+    of this install; each unit is ``(name, fn)`` or ``(name, fn, needs)``, ``needs`` the
+    names of units listed before it whose kernels ``fn``'s kernels call.
 
-    First pass, in order: the units no other process is compiling; the others are
-    skipped. Then the skipped ones, waiting for their compiler and loading its
-    result. With a cold cache, two workers that need (driver, reference,
-    examination) thus compile the driver in one and the reference kernels, then the
-    stall examination (which reuses them), in the other, side by side.
+    Repeatedly, in list order: the first unit whose ``needs`` this process has done and
+    that no other process is compiling (a unit another process has warmed counts: it is
+    a load from the cache). When none is, poll until one is, for at most ``timeout``
+    seconds without progress (then compile the first pending unit without its lock,
+    logging who holds it, as :func:`compile_lock` does). A unit is thus compiled after
+    its callees and loads them from the cache instead of compiling them again, and
+    with a cold cache two processes that need the same units compile different ones
+    side by side.
     """
-    skipped = []
-    for name, fn in units:
-        with compile_lock(timeout, unit=name, wait=False) as warm:
-            if warm is None:
-                skipped.append((name, fn))
+    pending = [(u[0], u[1], tuple(u[2]) if len(u) > 2 else ()) for u in units]
+    seen: set[str] = set()
+    for name, _, needs in pending:
+        missing = [d for d in needs if d not in seen]
+        if missing:
+            raise ValueError(f"unit {name!r} needs {missing}, which are not listed before it")
+        seen.add(name)
+    limit = _timeout() if timeout is None else timeout
+    done: set[str] = set()
+    deadline = time.monotonic() + limit
+    while pending:
+        for i, (name, fn, needs) in enumerate(pending):
+            if not done.issuperset(needs):
                 continue
+            with compile_lock(timeout, unit=name, wait=False) as warm:
+                if warm is None:  # another process is compiling it
+                    continue
+                fn()
+                warm()
+            done.add(name)
+            del pending[i]
+            deadline = time.monotonic() + limit
+            break
+        else:  # every runnable unit is being compiled elsewhere
+            if time.monotonic() < deadline:
+                time.sleep(_POLL_S)
+                continue
+            name, fn, _ = pending.pop(0)  # its needs are done: they are listed before it
+            log.warning(
+                "compile unit %r still being compiled by another process after %.0f s: "
+                "compiling it here without the lock (set SWEEPENGINE_COMPILE_LOCK_TIMEOUT "
+                "to wait longer; a stuck holder can be stopped)", name, limit,
+            )  # fmt: skip
             fn()
-            warm()
-    for name, fn in skipped:
-        with compile_lock(timeout, unit=name) as warm:
-            fn()
-            warm()
+            with contextlib.suppress(OSError):
+                lock_paths(name)[1].touch()
+            done.add(name)
+            deadline = time.monotonic() + limit
 
 
 @contextlib.contextmanager

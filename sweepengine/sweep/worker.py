@@ -40,7 +40,13 @@ from .. import independence as indep
 from .._layout import n_params, unflatten
 from .._version import package_version
 from ..initialization import init_batch
+from ..kernels import chain as kc
+from ..kernels import hvp as khvp
 from ..kernels import lockstep
+from ..kernels import objective as ko
+from ..kernels import polish as kpol
+from ..kernels import spectrum as kspec
+from ..kernels import trainer as kt
 from ..nltraining import train_flat_nonlinear
 from ..problems import make_problem
 from ..stalls import STALL_CLASSES
@@ -107,13 +113,17 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
 
 
 # Compile units (each compiled by one process of a machine at a time, see
-# ``compile_lock.compile_units``): each trainer driver, the reference kernels and the
-# stall examination. A chunk needs the driver its batch uses (``training.driver_kind``),
-# the reference and the examination, so a sweep of narrow nets never compiles the
-# per-run driver. Measured cold on 2 cores: results/coldstart.md. The nonlinear trainer
+# ``compile_lock.compile_units``). A chunk needs the driver its batch uses
+# (``training.driver_kind``: "lockstep" or "per_run"), the reference kernels and the
+# stall examination, so a sweep of narrow nets never compiles the per-run driver. The
+# reference and the examination are split into the kernels they share, each a unit that
+# lists the units whose kernels it calls (``_UNITS``), so that with a cold cache two
+# processes compile different units side by side, each unit once, and a unit is compiled
+# after the ones it calls (it then loads them from the cache instead of compiling them
+# again). Measured cold on 2 cores: results/coldstart.md. The nonlinear trainer
 # (activation or weight decay, ``nltraining``) is a unit of its own, ``NONLINEAR``, warmed
 # only by a chunk that needs it (or ``warm_up("nonlinear")``), not by ``warm_up()``.
-UNITS = ("lockstep", "per_run", "reference", "examine")
+DRIVERS = ("lockstep", "per_run")
 NONLINEAR = "nonlinear"
 # Above this many hidden-unit paths (the product of the hidden widths) the run's
 # path_dependence columns are NaN: the measure forms all pairs of paths (p^2 x m work).
@@ -150,13 +160,84 @@ def _warm_nonlinear() -> None:
                          threads=1, lam_ref=1.0)  # fmt: skip
 
 
-_WARM = {
-    NONLINEAR: _warm_nonlinear,
-    "reference": _warm_reference,
-    "lockstep": functools.partial(_warm, "train", "lockstep"),
-    "per_run": functools.partial(_warm, "train", "per_run"),
-    "examine": functools.partial(_warm, "examine"),
+def _toy_kernel_args():
+    """(stats, dims, theta, poff, noff, ws) of the toy problem, typed as the trainer's
+    kernels pass them to the kernels they share (1-d C-contiguous float64 vectors, int64
+    offsets), so that a unit compiled from here is the specialisation the others call."""
+    X, theta = _toy()
+    dims = np.array((2, 2, 2), dtype=np.int64)
+    return Stats.from_data(X, X), dims, theta[0].copy(), kc.param_offsets(dims), \
+        kc.node_offsets(dims), np.zeros(ko.ws_size(dims))  # fmt: skip
+
+
+def _warm_objective() -> None:
+    st, dims, theta, _, _, ws = _toy_kernel_args()
+    ko.loss_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws)
+    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
+
+
+def _warm_hvp() -> None:
+    st, dims, theta, _, _, ws = _toy_kernel_args()
+    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
+    khvp.hessian_prepared(theta, dims, st.Cxx, ws, np.empty((theta.size, theta.size)))
+
+
+def _warm_lanczos() -> None:
+    st, dims, theta, _, _, ws = _toy_kernel_args()
+    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
+    kspec.lanczos_extremes(theta, dims, st.Cxx, ws, 4, 1e-6, np.uint64(0), np.empty(5))
+
+
+def _warm_polish() -> None:
+    st, dims, theta, poff, noff, ws = _toy_kernel_args()
+    work = np.empty(kpol.polish_work_size(theta.size))
+    kpol.polish(theta, dims, poff, noff, st.Cxx, st.Cyx, float(st.yy), ws, work, 1.0, 1e-6, 2,
+                4, np.empty(6))  # fmt: skip
+
+
+def _warm_modes() -> None:
+    st, dims, theta, poff, noff, ws = _toy_kernel_args()
+    eye = np.eye(2)
+    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
+    kpol.occupancy(theta, dims, poff, noff, ws, eye, eye.copy(), np.empty((1, 2))[0])
+    kpol.balance(theta, dims, poff, noff, ws, 1)
+    kt.middle_rank(theta, dims, poff, 1e-9)
+
+
+# unit -> (what compiles it, the units whose kernels it calls). Listed in the order a
+# process tries them (``compile_units``): the longest chain first (objective, hvp,
+# polish, examine), the drivers early, so that a second process starts on a driver.
+_UNITS = {
+    "objective": (_warm_objective, ()),
+    "lockstep": (functools.partial(_warm, "train", "lockstep"), ()),
+    # the per-run driver compiles the objective kernels it calls itself rather than wait
+    "per_run": (functools.partial(_warm, "train", "per_run"), ()),
+    "hvp": (_warm_hvp, ("objective",)),
+    "polish": (_warm_polish, ("objective", "hvp")),
+    "lanczos": (_warm_lanczos, ("objective", "hvp")),
+    "modes": (_warm_modes, ("objective",)),
+    "reference": (_warm_reference, ("objective", "hvp")),
+    "examine": (functools.partial(_warm, "examine"), ("polish", "lanczos", "modes")),
+    NONLINEAR: (_warm_nonlinear, ()),
 }
+UNITS = tuple(u for u in _UNITS if u != NONLINEAR)
+
+
+def units_for(driver: str | None) -> list[str]:
+    """The units a chunk with trainer ``driver`` needs, with every unit they call, in
+    ``_UNITS`` order (None: every linear unit)."""
+    if driver is None:
+        return list(UNITS)
+    need = {driver, "reference"} if driver == NONLINEAR else {driver, "reference", "examine"}
+    todo = list(need)
+    while todo:
+        for d in _UNITS[todo.pop()][1]:
+            if d not in need:
+                need.add(d)
+                todo.append(d)
+    return [u for u in _UNITS if u in need]
+
+
 _warmed: set[str] = set()  # units this process has compiled or loaded
 
 
@@ -170,16 +251,15 @@ def warm_up(driver: str | None = None) -> float:
     (``sweepengine warmup``). Every kernel has one type signature whatever the
     architecture, so tiny calls cover all later chunks. Processes of one install on
     one machine share the work per unit (``compile_lock.compile_units``): with a cold
-    cache one compiles the driver while another compiles the reference kernels and
-    then the examination, and each then loads what the other compiled.
+    cache, while one compiles the objective kernels, another compiles the driver; then
+    they take the HVP, the polishing, the Lanczos and the mode kernels and the
+    examination as their callees are ready, each unit compiled once and loaded by the
+    others.
     """
-    if driver is not None and driver not in (*UNITS[:2], NONLINEAR):
-        raise ValueError(f"driver must be one of {(*UNITS[:2], NONLINEAR)}, got {driver!r}")
-    if driver == NONLINEAR:  # its own stall examination; lam_ref from the reference
-        wanted: tuple[str, ...] = (NONLINEAR, "reference")
-    else:
-        wanted = UNITS if driver is None else (driver, "reference", "examine")
-    todo = [u for u in wanted if u not in _warmed]
+    if driver is not None and driver not in (*DRIVERS, NONLINEAR):
+        raise ValueError(f"driver must be one of {(*DRIVERS, NONLINEAR)}, got {driver!r}")
+    # the nonlinear trainer has its own stall examination; lam_ref from the reference
+    todo = [u for u in units_for(driver) if u not in _warmed]
     if not todo:
         return 0.0
     t = time.perf_counter()
@@ -189,7 +269,7 @@ def warm_up(driver: str | None = None) -> float:
     notice.daemon = True
     notice.start()
     try:
-        compile_units([(u, _WARM[u]) for u in todo])
+        compile_units([(u, *_UNITS[u]) for u in todo])
         _warmed.update(todo)
     finally:
         notice.cancel()
