@@ -6,10 +6,8 @@ that runs the whole loop for every run; ``threads`` threads each take slices of
 the batch (the kernels release the GIL). ``train`` is a batch of one, so batched
 and single runs are the same code and give bit-identical results.
 
-With ``activation=`` other than "linear" or ``weight_decay=`` > 0, ``train`` and
-``train_batch`` hand the runs to the nonlinear trainer
-(``nltraining.train_batch_nonlinear``, imported then: it imports this module) and
-return its ``NLTrainResult``s.
+The public ``sweepengine.train`` / ``train_batch`` are ``trainers``': these functions
+for the deep linear net, ``nltraining``'s with ``activation=`` or ``weight_decay=``.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numba
 import numpy as np
@@ -31,12 +29,9 @@ from .initialization import balanced_factors
 from .kernels import lockstep, state
 from .kernels import trainer as kt
 from .landscape import hessian_extremes_info
-from .options import ALPHA, Optimizer, StallConfig, check_network, make_optimizer, time_per_step
+from .options import Optimizer, StallConfig, make_optimizer, time_per_step
 from .stalls import Stall, classify, classify_critical
 from .stats import Stats
-
-if TYPE_CHECKING:
-    from .nltraining import NLTrainResult
 
 STATUS = {state.CONVERGED: "converged", state.MAX_STEPS: "max_steps", state.DIVERGED: "diverged"}
 _STATUS_NAMES = np.array([STATUS[c] for c in sorted(STATUS)])
@@ -178,40 +173,6 @@ def _stall_config(stall) -> StallConfig:
     raise ValueError(f"stall must be a StallConfig or a dict of its fields, got {stall!r}")
 
 
-#: Options of one trainer that the other does not take, with what to pass instead.
-_LINEAR_ONLY = {
-    "ref": "the linear problem's precomputed reference; pass lam_ref= (the time unit's "
-    "curvature), lstar= and gap_scale= instead",
-    "_stages": "internal to the linear trainer's warm-up",
-    "dims": "goes with a flat (B, n) weights0 array: use nltraining.train_flat_nonlinear",
-}
-_NONLINEAR_ONLY = ("lstar", "gap_scale", "lam_ref", "keep_probes")
-
-
-def _uses_nonlinear_trainer(activation, alpha, weight_decay, options: Mapping) -> bool:
-    """Whether the runs go to the nonlinear trainer (an activation other than linear, or
-    weight decay); checks that the options are that trainer's, before anything runs."""
-    act, _, wd = check_network(activation, alpha, weight_decay)
-    if act != "linear" or wd != 0.0:
-        bad = sorted(set(options) & set(_LINEAR_ONLY))
-        if bad:
-            why = "; ".join(f"{k}: {_LINEAR_ONLY[k]}" for k in bad)
-            raise ValueError(
-                f"option(s) {bad} are not supported with activation={act!r}, "
-                f"weight_decay={wd!r} (the nonlinear trainer, nltraining."
-                f"train_batch_nonlinear) ({why})"
-            )
-        return True
-    bad = sorted(set(options) & set(_NONLINEAR_ONLY))
-    if bad:
-        raise ValueError(
-            f"option(s) {bad} belong to the nonlinear trainer: they apply with an activation "
-            "other than 'linear' or weight_decay > 0 (the deep linear trainer measures gaps "
-            "from the analytic L*)"
-        )
-    return False
-
-
 def train_batch(
     X,
     Y,
@@ -219,12 +180,8 @@ def train_batch(
     optimizer: str | Optimizer | Sequence[Optimizer] = "gd",
     lr: float | Sequence[float] | None = None,
     max_steps: int = 1000,
-    *,
-    activation: str = "linear",
-    alpha: float = ALPHA,
-    weight_decay: float = 0.0,
     **options: Any,
-) -> list[TrainResult] | list[NLTrainResult]:
+) -> list[TrainResult]:
     """Train B runs of one architecture on one data set in one compiled call.
 
     ``weights0`` is a list of B weight lists of identical shapes. ``lr`` and any
@@ -233,22 +190,9 @@ def train_batch(
     ``stall``, ``final_probe``, ``threads``, ``ref`` and optimizer parameters) are
     those of :func:`train_flat`. Results are bit-identical to training each run
     alone, whatever B or the thread count.
-
-    ``activation`` (``ACTIVATIONS``; "linear" by default), ``alpha`` (the leaky_relu
-    slope) and ``weight_decay`` (lam/2 ||theta||^2 added to the loss, default 0): other
-    than the defaults, the runs are ``nltraining.train_batch_nonlinear``'s, which
-    returns ``NLTrainResult``s (no L*: gaps from a floor ``lstar``, default 0, over
-    ``gap_scale``; docs/nonlinear.md, "Trainer"). It takes ``lstar``, ``gap_scale``
-    and ``lam_ref`` besides the options above, and not ``ref``.
     """
     if isinstance(weights0, np.ndarray) or not isinstance(weights0, Sequence) or not weights0:
         raise ValueError("weights0 must be a non-empty list of weight lists (one per run)")
-    if _uses_nonlinear_trainer(activation, alpha, weight_decay, options):
-        from .nltraining import train_batch_nonlinear  # it imports this module
-
-        return train_batch_nonlinear(X, Y, weights0, optimizer, lr, max_steps,
-                                     activation=activation, alpha=alpha,
-                                     weight_decay=weight_decay, **options)  # fmt: skip
     chains = [as_weights(w, f"weights0[{b}]") for b, w in enumerate(weights0)]
     dims = dims_of(chains[0])
     for b, c in enumerate(chains):
@@ -632,20 +576,13 @@ def train(
     max_steps: int = 1000,
     *,
     seed: int = 0,
-    activation: str = "linear",
-    alpha: float = ALPHA,
-    weight_decay: float = 0.0,
     **options: Any,
-) -> TrainResult | NLTrainResult:
+) -> TrainResult:
     """Train one deep linear network from ``weights0`` ([W_1..W_K] or ``init_weights(...)``).
 
     Optimizers: "gd" (full batch, the theory's), "momentum" (heavy ball, beta),
     "nesterov" (beta), "sgd" (batch_size; unbiased m/b-scaled mini-batch
     gradient), "adam" (beta1, beta2, eps), "pgd" (perturbed GD, Jin et al. 2017:
-    radius, grad_tol, interval). Other keyword options as in :func:`train_batch`;
-    with an ``activation`` other than "linear" or ``weight_decay`` > 0 the network is
-    trained by the nonlinear trainer and the result is an ``NLTrainResult``.
+    radius, grad_tol, interval). Other keyword options as in :func:`train_batch`.
     """
-    return train_batch(X, Y, [weights0], optimizer, lr, max_steps, seeds=[seed],
-                       activation=activation, alpha=alpha, weight_decay=weight_decay,
-                       **options)[0]  # fmt: skip
+    return train_batch(X, Y, [weights0], optimizer, lr, max_steps, seeds=[seed], **options)[0]

@@ -235,7 +235,7 @@ def test_trainer_options_are_checked_before_anything_runs(rng):
 
 
 def test_train_defaults_are_the_linear_trainer(rng):
-    from sweepengine.training import TrainResult, train_batch, train_flat
+    from sweepengine.training import TrainResult, train_flat
 
     W, X, Y, _ = _problem(rng, (3, 4, 2), 10)
     W = [0.3 * w for w in W]
@@ -243,7 +243,7 @@ def test_train_defaults_are_the_linear_trainer(rng):
     b = se.train(X, Y, W, "gd", 0.02, 200, seed=3, activation="linear", alpha=0.5,
                  weight_decay=0.0)  # fmt: skip
     c = train_flat(X, Y, _flat(W)[None], [3, 4, 2], "gd", 0.02, 200, seeds=[3]).results()[0]
-    assert isinstance(a, TrainResult) and train_batch is se.train_batch
+    assert isinstance(a, TrainResult)
     for r in (b, c):
         assert np.array_equal(a.losses, r.losses, equal_nan=True)
         assert all(np.array_equal(x, y) for x, y in zip(a.weights, r.weights, strict=True))
