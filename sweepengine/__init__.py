@@ -30,6 +30,7 @@ _EXPORTS = {
     "nonlinear_hvp": "nonlinear",
     "nonlinear_loss": "nonlinear",
     "nonlinear_loss_and_gradient": "nonlinear",
+    "NLTrainResult": "nltraining",
     "Objective": "prepared",
     "objective": "prepared",
     "INIT_SCHEMES": "options",
@@ -45,8 +46,8 @@ _EXPORTS = {
     "nearest_critical_value": "theory",
     "sigma_spectrum": "theory",
     "TrainResult": "training",
-    "train": "training",
-    "train_batch": "training",
+    "train": "trainers",
+    "train_batch": "trainers",
     "ZeroPoint": "weight_decay",
     "zero_point_hessian": "weight_decay",
 }
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .landscape import hvp as hvp
     from .landscape import loss as loss
     from .landscape import loss_and_gradient as loss_and_gradient
+    from .nltraining import NLTrainResult as NLTrainResult
     from .nonlinear import nonlinear_gradient as nonlinear_gradient
     from .nonlinear import nonlinear_hessian as nonlinear_hessian
     from .nonlinear import nonlinear_hessian_extremes as nonlinear_hessian_extremes
@@ -97,9 +99,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .theory import global_minimum as global_minimum
     from .theory import nearest_critical_value as nearest_critical_value
     from .theory import sigma_spectrum as sigma_spectrum
+    from .trainers import train as train
+    from .trainers import train_batch as train_batch
     from .training import TrainResult as TrainResult
-    from .training import train as train
-    from .training import train_batch as train_batch
     from .weight_decay import ZeroPoint as ZeroPoint
     from .weight_decay import zero_point_hessian as zero_point_hessian
 

@@ -8,6 +8,14 @@ data, each call picks the cheaper form by an operation count (``_use_stats``):
 the statistics form costs computing Cyx (and Cxx) first, the data form two
 products with m columns per call. For many calls at one data set, use
 :func:`sweepengine.objective`, which validates and prepares once.
+
+Each also takes ``activation=`` (``ACTIVATIONS``, default "linear"), ``alpha=``
+(the leaky_relu slope) and ``weight_decay=`` (lam/2 ||theta||^2 added to the loss,
+default 0), keyword only. The deep linear network keeps its statistics form: weight
+decay is added here, exactly (gradient + lam theta, HVP + lam V, Hessian + lam I,
+extremes + lam). Any other activation has no sufficient statistics: the call goes to
+:mod:`sweepengine.nonlinear` (data form; imported on first such call, so the linear
+path never loads its kernels) and ``stats=`` is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from ._validate import _finite, as_data, as_direction, as_stats, as_weights
 from .kernels.hvp import hessian_prepared, hvp_prepared
 from .kernels.objective import loss_data, loss_grad_data, loss_grad_stats, loss_stats, ws_size
 from .kernels.spectrum import lanczos_extremes
+from .options import ALPHA, check_network
 
 # Dense eigen-decomposition up to this many parameters under method="auto".
 DENSE_MAX = 400
@@ -121,6 +130,23 @@ def _problem(weights, X, Y, stats, *, need_cxx: bool) -> _Problem:
     return _Problem(theta, dims, plan, X, Y, Cxx, None, 0.0)
 
 
+def _network(activation, alpha, weight_decay, stats) -> tuple[str, float, float]:
+    """Validated (activation, alpha, weight_decay); ``stats`` only for the linear net."""
+    net = check_network(activation, alpha, weight_decay)
+    if net[0] != "linear" and stats is not None:
+        raise ValueError(
+            f"stats= holds the sufficient statistics of the deep linear loss, and a network "
+            f"with activation={net[0]!r} has none: pass the data X and Y instead"
+        )
+    return net
+
+
+def _nonlinear():
+    from . import nonlinear  # on first use: the linear path never imports its kernels
+
+    return nonlinear
+
+
 def _prepare(p: _Problem) -> tuple[float, np.ndarray, np.ndarray]:
     """Evaluate loss and gradient; return (loss, flat gradient, workspace with B and E)."""
     ws = np.zeros(p.plan.ws_size)
@@ -133,54 +159,103 @@ def _prepare(p: _Problem) -> tuple[float, np.ndarray, np.ndarray]:
     return l, g, ws
 
 
-def loss(weights, X=None, Y=None, *, stats=None) -> float:
-    """L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2."""
+def loss(
+    weights, X=None, Y=None, *, stats=None, activation="linear", alpha=ALPHA, weight_decay=0.0
+) -> float:
+    """L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2 (+ weight_decay/2 ||theta||^2; with an
+    activation, W_K s(... s(W_1 X)) in place of the product)."""
+    act, alpha, wd = _network(activation, alpha, weight_decay, stats)
+    if act != "linear":
+        return _nonlinear().nonlinear_loss(weights, X, Y, act, alpha, wd)
     p = _problem(weights, X, Y, stats, need_cxx=False)
     ws = np.zeros(p.plan.ws_size)
     if p.X is None:
-        return float(loss_stats(p.theta, p.dims, p.Cxx, p.Cyx, p.yy, ws))
-    R = np.empty((p.dims[-1], p.X.shape[1]))
-    return float(loss_data(p.theta, p.dims, p.X, p.Y, ws, R))
+        l = float(loss_stats(p.theta, p.dims, p.Cxx, p.Cyx, p.yy, ws))
+    else:
+        R = np.empty((p.dims[-1], p.X.shape[1]))
+        l = float(loss_data(p.theta, p.dims, p.X, p.Y, ws, R))
+    return l + 0.5 * wd * float(np.dot(p.theta, p.theta)) if wd else l
 
 
-def loss_and_gradient(weights, X=None, Y=None, *, stats=None) -> tuple[float, list[np.ndarray]]:
-    """(L, [dL/dW_1, ..., dL/dW_K]) with dL/dW_k = A_k^T (P Cxx - Cyx) B_k^T."""
+def loss_and_gradient(
+    weights, X=None, Y=None, *, stats=None, activation="linear", alpha=ALPHA, weight_decay=0.0
+) -> tuple[float, list[np.ndarray]]:
+    """(L, [dL/dW_1, ..., dL/dW_K]) with dL/dW_k = A_k^T (P Cxx - Cyx) B_k^T (+ weight_decay
+    W_k; by backpropagation with an activation)."""
+    act, alpha, wd = _network(activation, alpha, weight_decay, stats)
+    if act != "linear":
+        return _nonlinear().nonlinear_loss_and_gradient(weights, X, Y, act, alpha, wd)
     p = _problem(weights, X, Y, stats, need_cxx=False)
     l, g, _ = _prepare(p)
+    if wd:
+        l += 0.5 * wd * float(np.dot(p.theta, p.theta))
+        g += wd * p.theta
     return float(l), _split(g, p.plan)
 
 
-def gradient(weights, X=None, Y=None, *, stats=None) -> list[np.ndarray]:
+def gradient(
+    weights, X=None, Y=None, *, stats=None, activation="linear", alpha=ALPHA, weight_decay=0.0
+) -> list[np.ndarray]:
     """[dL/dW_1, ..., dL/dW_K], each shaped like its W_k."""
-    return loss_and_gradient(weights, X, Y, stats=stats)[1]
+    return loss_and_gradient(weights, X, Y, stats=stats, activation=activation, alpha=alpha,
+                             weight_decay=weight_decay)[1]  # fmt: skip
 
 
-def hvp(weights, X=None, Y=None, direction=None, *, stats=None) -> list[np.ndarray]:
+def hvp(
+    weights,
+    X=None,
+    Y=None,
+    direction=None,
+    *,
+    stats=None,
+    activation="linear",
+    alpha=ALPHA,
+    weight_decay=0.0,
+) -> list[np.ndarray]:
     """Exact Hessian-vector product H(W) V (analytic, no finite differences).
 
     ``direction`` is a list shaped like ``weights`` or a flat vector; the result
-    is a list shaped like ``weights``.
+    is a list shaped like ``weights``. With an activation: the R-operator of
+    :func:`sweepengine.nonlinear_hvp` (at a relu kink, the z <= 0 piece's).
     """
+    act, alpha, wd = _network(activation, alpha, weight_decay, stats)
+    missing = "direction is required: a list shaped like weights or a flat vector"
+    if act != "linear":
+        if direction is None:
+            raise ValueError(missing)
+        return _nonlinear().nonlinear_hvp(weights, X, Y, direction, act, alpha, wd)
     p = _problem(weights, X, Y, stats, need_cxx=True)
     if direction is None:
-        raise ValueError("direction is required: a list shaped like weights or a flat vector")
+        raise ValueError(missing)
     v = as_direction(direction, _split(p.theta, p.plan))
     if not v.flags.writeable:  # a read-only array is another Numba type
         v = v.copy()
     _, _, ws = _prepare(p)
     out = np.empty_like(p.theta)
     hvp_prepared(p.theta, p.dims, p.Cxx, ws, v, out)
+    if wd:
+        out += wd * v
     return _split(out, p.plan)
 
 
-def hessian(weights, X=None, Y=None, *, stats=None) -> np.ndarray:
-    """Dense Hessian (n x n), parameters ordered W_1..W_K, each flattened row-major."""
-    p = _problem(weights, X, Y, stats, need_cxx=True)
+def _linear_hessian(p: _Problem, wd: float) -> np.ndarray:
     _, _, ws = _prepare(p)
     n = p.theta.size
     H = np.empty((n, n))
     hessian_prepared(p.theta, p.dims, p.Cxx, ws, H)
+    if wd:
+        H.flat[:: n + 1] += wd
     return H
+
+
+def hessian(
+    weights, X=None, Y=None, *, stats=None, activation="linear", alpha=ALPHA, weight_decay=0.0
+) -> np.ndarray:
+    """Dense Hessian (n x n), parameters ordered W_1..W_K, each flattened row-major."""
+    act, alpha, wd = _network(activation, alpha, weight_decay, stats)
+    if act != "linear":
+        return _nonlinear().nonlinear_hessian(weights, X, Y, act, alpha, wd)
+    return _linear_hessian(_problem(weights, X, Y, stats, need_cxx=True), wd)
 
 
 class Extremes(NamedTuple):
@@ -213,13 +288,17 @@ def hessian_extremes_info(
     maxiter: int = 300,
     tol: float = 1e-10,
     seed: int = 0,
+    activation: str = "linear",
+    alpha: float = ALPHA,
+    weight_decay: float = 0.0,
 ) -> Extremes:
     """lam_min and lam_max of the Hessian, with error bounds and diagnostics.
 
     ``method``: "dense" (eigvalsh of the full Hessian), "lanczos" (Lanczos with
     full re-orthogonalisation on exact HVPs, stopping when both residual bounds
     are below ``tol`` relative to max |lam|), or "auto" (dense up to
-    ``DENSE_MAX`` parameters).
+    ``DENSE_MAX`` parameters). With an activation the HVPs are the nonlinear ones
+    (Lanczos: ``kernels.nltrainer.lanczos_extremes``, at most n iterations).
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -227,20 +306,34 @@ def hessian_extremes_info(
         raise ValueError(f"maxiter must be a positive integer, got {maxiter}")
     if not (tol > 0):
         raise ValueError(f"tol must be positive, got {tol}")
-    p = _problem(weights, X, Y, stats, need_cxx=True)
-    n = p.theta.size
-    _, _, ws = _prepare(p)
-    if method == "dense" or (method == "auto" and n <= DENSE_MAX):
-        H = np.empty((n, n))
-        hessian_prepared(p.theta, p.dims, p.Cxx, ws, H)
-        ev = np.linalg.eigvalsh(0.5 * (H + H.T))
-        err = n * np.finfo(float).eps * max(abs(ev[0]), abs(ev[-1]))
-        return Extremes(float(ev[0]), float(ev[-1]), err, err, "dense", n)
-    out = np.zeros(5)
-    lanczos_extremes(p.theta, p.dims, p.Cxx, ws, int(maxiter), float(tol), int(seed), out)
+    act, alpha, wd = _network(activation, alpha, weight_decay, stats)
+    if act != "linear":
+        nl = _nonlinear()
+        p = nl._net(weights, X, Y, act, alpha, wd)
+        n = p.theta.size
+        if method == "dense" or (method == "auto" and n <= DENSE_MAX):
+            return _dense_extremes(nl._dense(p))
+        out = nl._lanczos(p, int(maxiter), float(tol), int(seed))
+    else:
+        p = _problem(weights, X, Y, stats, need_cxx=True)
+        n = p.theta.size
+        if method == "dense" or (method == "auto" and n <= DENSE_MAX):
+            return _dense_extremes(_linear_hessian(p, wd))
+        _, _, ws = _prepare(p)
+        out = np.zeros(5)
+        lanczos_extremes(p.theta, p.dims, p.Cxx, ws, int(maxiter), float(tol), int(seed), out)
+        if wd:  # the Ritz values of H + wd I on the same Krylov space, same residuals
+            out[:2] += wd
     return Extremes(
         float(out[0]), float(out[1]), float(out[2]), float(out[3]), "lanczos", int(out[4])
     )
+
+
+def _dense_extremes(H: np.ndarray) -> Extremes:
+    n = H.shape[0]
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    err = n * np.finfo(float).eps * max(abs(ev[0]), abs(ev[-1]))
+    return Extremes(float(ev[0]), float(ev[-1]), err, err, "dense", n)
 
 
 def hessian_extremes(weights, X=None, Y=None, **options) -> tuple[float, float]:

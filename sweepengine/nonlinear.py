@@ -18,7 +18,6 @@ and calls the kernels in ``sweepengine.kernels.activation``.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -26,10 +25,12 @@ import numpy as np
 from ._layout import dims_of, flatten
 from ._validate import as_data, as_direction, as_weights
 from .kernels import activation as _k
-from .options import ACTIVATIONS
+from .options import ACTIVATIONS as ACTIVATIONS  # re-exported (nltraining)
+from .options import check_network
 
 _CODES = {"linear": _k.LINEAR, "relu": _k.RELU, "leaky_relu": _k.LEAKY_RELU, "tanh": _k.TANH}
-# dense eigen-decomposition only (no Lanczos on these HVPs yet): at most this many parameters
+# nonlinear_hessian_extremes is dense only, up to this many parameters (Lanczos on these
+# HVPs: sweepengine.hessian_extremes_info(..., activation=...), via _lanczos)
 DENSE_MAX = 2000
 
 
@@ -45,19 +46,8 @@ class _Net(NamedTuple):
 
 
 def _options(activation, alpha, weight_decay) -> tuple[int, float, float]:
-    if not isinstance(activation, str) or activation not in _CODES:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    try:
-        alpha, wd = float(alpha), float(weight_decay)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"alpha and weight_decay must be numbers, got {alpha!r} and {weight_decay!r}"
-        ) from None
-    if not (math.isfinite(wd) and wd >= 0.0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    if activation == "leaky_relu" and not (0.0 <= alpha < 1.0):
-        raise ValueError(f"alpha (the leaky_relu slope) must lie in [0, 1), got {alpha!r}")
-    return _CODES[activation], alpha if activation == "leaky_relu" else 0.0, wd
+    activation, alpha, wd = check_network(activation, alpha, weight_decay)
+    return _CODES[activation], alpha, wd
 
 
 def _net(weights, X, Y, activation, alpha, weight_decay) -> _Net:
@@ -134,6 +124,18 @@ def _dense(p: _Net) -> np.ndarray:
     H = np.empty((n, n))
     _k.hessian_prepared(p.theta, p.dims, p.X, p.act, p.alpha, p.wd, ws, H)
     return H
+
+
+def _lanczos(p: _Net, maxiter: int, tol: float, seed: int) -> np.ndarray:
+    """(lam_min, lam_max, err_min, err_max, iterations) by Lanczos on the exact HVPs
+    (the trainer's ``kernels.nltrainer.lanczos_extremes``; at most n iterations)."""
+    from .kernels import nltrainer  # on first use: it loads the trainer's modules
+
+    _, _, ws = _prepare(p)
+    out = np.zeros(5)
+    nltrainer.lanczos_extremes(p.theta, p.dims, p.X, p.act, p.alpha, p.wd, ws, maxiter, tol,
+                               seed, out)  # fmt: skip
+    return out
 
 
 def nonlinear_hessian(

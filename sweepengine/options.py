@@ -29,6 +29,27 @@ INIT_SCHEMES = ("gaussian", "orthogonal", "balanced", "zero_perturbed")
 #: Hidden-layer activations (``nonlinear``; the index is the kernels' activation code).
 #: Here, not in ``nonlinear``, so that validating a spec loads no compiled kernels.
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh")
+#: Default leaky_relu slope (``alpha``) of every function that takes an activation.
+ALPHA = 0.01
+
+
+def check_network(activation: Any, alpha: Any, weight_decay: Any) -> tuple[str, float, float]:
+    """Validate a network's activation, leaky_relu slope and weight decay; return
+    (activation, alpha, weight_decay) as (str, float, float), alpha 0.0 unless
+    leaky_relu (it means nothing elsewhere). Loads no compiled kernels."""
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    try:
+        alpha, wd = float(alpha), float(weight_decay)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"alpha and weight_decay must be numbers, got {alpha!r} and {weight_decay!r}"
+        ) from None
+    if not (math.isfinite(wd) and wd >= 0.0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if activation == "leaky_relu" and not (0.0 <= alpha < 1.0):
+        raise ValueError(f"alpha (the leaky_relu slope) must lie in [0, 1), got {alpha!r}")
+    return activation, alpha if activation == "leaky_relu" else 0.0, wd
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,9 @@ lock-step ``kernels.lockstep.train_batch_lockstep`` for batches of narrow nets)
 that runs the whole loop for every run; ``threads`` threads each take slices of
 the batch (the kernels release the GIL). ``train`` is a batch of one, so batched
 and single runs are the same code and give bit-identical results.
+
+The public ``sweepengine.train`` / ``train_batch`` are ``trainers``': these functions
+for the deep linear net, ``nltraining``'s with ``activation=`` or ``weight_decay=``.
 """
 
 from __future__ import annotations
