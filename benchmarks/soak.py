@@ -75,7 +75,7 @@ def _cli(spec: Path, out: Path, chunk: int, workers: int) -> subprocess.Popen:
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "sweepengine.cli", "run", str(spec), "--out", str(out), "-q",
-         "--workers", str(workers), "--chunk", str(chunk)],
+         "--workers", str(workers), "--chunk", str(chunk), "--processes"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip

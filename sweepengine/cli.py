@@ -120,7 +120,9 @@ def _check_run_args(args: argparse.Namespace) -> None:
     if args.scheduler and args.cluster:
         raise UsageError("--scheduler and --cluster exclude each other")
     if args.scheduler or args.cluster:
-        local = [o for o, v in (("--workers", args.workers), ("--threads", args.threads)) if v]
+        local = [o for o, v in (("--workers", args.workers), ("--threads", args.threads),
+                                ("--in-process", args.in_process is True),
+                                ("--processes", args.in_process is False)) if v]  # fmt: skip
         if local:
             where = "--scheduler" if args.scheduler else "--cluster"
             raise UsageError(f"{' and '.join(local)} set the embedded cluster: not with {where}")
@@ -209,7 +211,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 spec, out, client=client, scheduler=args.scheduler, n_workers=args.workers,
                 threads_per_worker=args.threads or 1, max_chunk=args.chunk,
                 progress=not args.quiet, retries=args.retries, retry_failed=args.retry_failed,
-                allow_version_change=args.allow_version_change,
+                allow_version_change=args.allow_version_change, in_process=args.in_process,
             )  # fmt: skip
         except (SpecMismatchError, StoreLockedError, VersionMismatchError) as e:
             return _fail(str(e))
@@ -480,6 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local worker processes, >= 1 (default: cores // threads)")  # fmt: skip
     r.add_argument("--threads", type=_positive_int, metavar="T",
                    help="threads per local worker, >= 1 (default 1)")  # fmt: skip
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--in-process", dest="in_process", action="store_const", const=True,
+                       help="the embedded cluster's workers are threads of this process "
+                       "(default for a short sweep on a warm kernel cache: no worker "
+                       "processes to start)")  # fmt: skip
+    where.add_argument("--processes", dest="in_process", action="store_const", const=False,
+                       help="the embedded cluster's workers are processes (default for "
+                       "longer sweeps and a cold kernel cache)")  # fmt: skip
     r.add_argument("--chunk", type=_positive_int, metavar="N",
                    help="at most N runs per Dask task, >= 1 (default: adaptive)")  # fmt: skip
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

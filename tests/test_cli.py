@@ -120,6 +120,9 @@ def test_no_command_is_a_usage_error():
         (["--jobs", "2"], "--jobs needs --cluster"),
         (["--cluster", "slurm", "--workers", "2"], "--workers"),
         (["--scheduler", "tcp://127.0.0.1:9", "--cluster", "pbs"], "exclude each other"),
+        (["--in-process", "--processes"], "not allowed with argument --in-process"),
+        (["--scheduler", "tcp://127.0.0.1:9", "--in-process"], "--in-process"),
+        (["--cluster", "slurm", "--processes"], "--processes"),
     ],
 )
 def test_bad_option_is_one_line_exit_2_before_anything_starts(spec_file, tmp_path, args, named):

@@ -330,7 +330,7 @@ def test_embedded_cluster_without_workers_stops_instead_of_waiting(tiny, tmp_pat
     t.start()
     t0 = time.monotonic()
     try:
-        report = run_sweep(spec, out, n_workers=1, max_chunk=1, progress=False)
+        report = run_sweep(spec, out, n_workers=1, max_chunk=1, progress=False, in_process=False)
     finally:
         stop.set()
         t.join(10)

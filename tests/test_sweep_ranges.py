@@ -151,11 +151,13 @@ def test_results_equal_whoever_writes_and_however_chunked(dask_cluster, tmp_path
         "workers-write": {"scheduler": addr},
         "chunk5": {"scheduler": addr, "max_chunk": 5},
         "chunk1": {"scheduler": addr, "max_chunk": 1},
-        "one-worker": {"n_workers": 1, "max_chunk": 3},
+        "one-worker": {"n_workers": 1, "max_chunk": 3, "in_process": False},
+        "in-process": {"max_chunk": 2, "in_process": True},
     }.items():
         out = tmp_path / name
         report = run_sweep(spec, out, progress=False, **kw)
         assert report.complete and report.trained == spec.n_runs, name
+        assert report.in_process == (name == "in-process"), name
         assert report.written_by_workers == report.chunks, name
         _assert_same(out, ref, name)
         assert_one_row_per_run(out, spec)
@@ -170,6 +172,30 @@ def test_results_equal_whoever_writes_and_however_chunked(dask_cluster, tmp_path
             f"{t}/{p.name}" for t in ("runs", "stalls", "curves") for p in part_files(out, t)
         }
         assert written <= logged
+
+
+def test_in_process_is_chosen_for_short_sweeps_on_a_warm_cache(tmp_path, monkeypatch):
+    """The embedded cluster's workers are threads of the client for a short sweep whose
+    compile units are warm, processes for a long one (estimated) or a cold cache."""
+    from sweepengine.sweep import compile_lock, schedule
+
+    spec = load_spec(SMALL)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert not schedule.in_process_auto(spec, spec.n_runs)  # cold: processes compile
+    for unit in compile_lock.UNIT_NEEDS:
+        if unit not in ("per_run", "nonlinear"):  # one driver is enough
+            compile_lock.lock_paths(unit)[1].touch()
+    assert schedule.in_process_auto(spec, spec.n_runs)
+    cost = schedule.estimated_cost_s(spec, spec.n_runs)
+    assert 0 < cost <= schedule.IN_PROCESS_MAX_S
+    monkeypatch.setattr(schedule, "IN_PROCESS_MAX_S", cost / 2)
+    assert not schedule.in_process_auto(spec, spec.n_runs)  # long: processes
+    assert schedule.in_process_auto(spec, spec.n_runs // 4)  # what is left of it: short
+    compile_lock.lock_paths("lockstep")[1].unlink()
+    monkeypatch.setattr(schedule, "IN_PROCESS_MAX_S", 60.0)
+    assert not schedule.in_process_auto(spec, spec.n_runs)  # no driver warm
 
 
 @pytest.mark.cluster

@@ -64,6 +64,48 @@ def lock_paths(unit: str = "trainer") -> tuple[Path, Path]:
     return base.with_suffix(".lock"), base.with_suffix(".warm")
 
 
+# The compile units of a sweep worker and, for each, the units whose kernels its kernels
+# call (compiled first, see :func:`compile_units`); ``worker`` supplies what compiles
+# each. Here, not in ``worker``, so that the client can tell a warm cache (``warm``)
+# without importing Numba.
+UNIT_NEEDS = {
+    "objective": (),
+    "lockstep": (),
+    "per_run": (),  # compiles the objective kernels it calls itself rather than wait
+    "hvp": ("objective",),
+    "polish": ("objective", "hvp"),
+    "lanczos": ("objective", "hvp"),
+    "modes": ("objective",),
+    "reference": ("objective", "hvp"),
+    "examine": ("polish", "lanczos", "modes"),
+    "nonlinear": (),
+}
+DRIVERS = ("lockstep", "per_run")
+
+
+def warm(units) -> bool:
+    """Whether a process of this install has warmed up every unit of ``units`` (their
+    markers exist: the Numba cache holds them, a process loads them in well under a
+    second)."""
+    try:
+        return all(lock_paths(u)[1].exists() for u in units)
+    except (OSError, PermissionError):
+        return False
+
+
+def sweep_warm(linear: bool, nonlinear: bool) -> bool:
+    """Whether a sweep with deep linear and/or nonlinear runs finds its units warm: the
+    linear ones but the drivers and at least one driver (a chunk needs one of the two),
+    and the nonlinear trainer with what it calls."""
+    ok = True
+    if linear:
+        shared = [u for u in UNIT_NEEDS if u not in (*DRIVERS, "nonlinear")]
+        ok = warm(shared) and any(warm([d]) for d in DRIVERS)
+    if nonlinear:
+        ok = ok and warm(["objective", "hvp", "reference", "nonlinear"])
+    return ok
+
+
 def _timeout() -> float:
     try:
         return float(os.environ.get("SWEEPENGINE_COMPILE_LOCK_TIMEOUT", LOCK_TIMEOUT_S))

@@ -88,6 +88,12 @@ NO_QUEUING = {"distributed.scheduler.worker-saturation": float("inf")}
 # rest is left for a rerun): a worker process killed while its nanny is still starting
 # it is not restarted, and with none left the sweep would otherwise wait for ever.
 NO_WORKER_S = 120.0
+# The embedded cluster runs its workers as threads of this process (``in_process``: no
+# worker processes to start, about 2 s less fixed cost, results/startup.md; the kernels
+# release the GIL) for a sweep of at most this many estimated core-seconds of training
+# (``estimated_cost_s``) whose kernels are compiled already; longer sweeps, and the first
+# on a machine (two processes compile side by side), get worker processes.
+IN_PROCESS_MAX_S = 60.0
 # Errors that follow from a chunk's inputs: trying again gives the same error.
 PERMANENT_ERRORS = frozenset({
     "ValueError", "TypeError", "KeyError", "IndexError", "ZeroDivisionError",
@@ -121,6 +127,7 @@ class SweepReport:
     resumed_by: str = "ranges"  # "ranges": done runs read from chunk ids; "ids": hashed
     wall_s: float = 0.0
     dashboard: str | None = None
+    in_process: bool = False  # the embedded cluster's workers were threads of this process
 
     @property
     def complete(self) -> bool:
@@ -139,6 +146,33 @@ def step_cost_s(dims: tuple[int, ...]) -> float:
     return 3e-7 + flops / 2e9
 
 
+def _cost_sample(spec: Spec, sample: int = 256) -> tuple[list[Run], list[float]]:
+    """``sample`` runs spread evenly over the sweep and their estimated seconds."""
+    n = spec.n_runs
+    k = max(1, min(n, sample))
+    runs = [r for i in sorted({j * (n - 1) // max(1, k - 1) for j in range(k)})
+            for r in spec.runs(i, i + 1)]  # fmt: skip
+    return runs, [r.max_steps * step_cost_s(r.dims) for r in runs] or [1.0]
+
+
+def estimated_cost_s(spec: Spec, n_runs: int, sample: int = 256) -> float:
+    """Rough core-seconds of training for ``n_runs`` runs of ``spec`` (at max_steps)."""
+    costs = _cost_sample(spec, sample)[1]
+    return n_runs * sum(costs) / len(costs)
+
+
+def in_process_auto(spec: Spec, n_runs: int) -> bool:
+    """Whether the embedded cluster of a sweep training ``n_runs`` runs of ``spec`` runs
+    in this process (see ``IN_PROCESS_MAX_S``)."""
+    from .compile_lock import sweep_warm
+
+    if estimated_cost_s(spec, n_runs) > IN_PROCESS_MAX_S:
+        return False
+    runs = _cost_sample(spec)[0]
+    linear = any(r.linear for r in runs)
+    return sweep_warm(linear, nonlinear=not all(r.linear for r in runs))
+
+
 def chunk_size(spec: Spec, n_workers: int, sample: int = 256) -> int:
     """Runs per chunk: about TARGET_CHUNK_S of compute for the costliest runs, enough
     chunks of that cost for every worker (CHUNKS_PER_WORKER of the sweep's estimated
@@ -148,10 +182,7 @@ def chunk_size(spec: Spec, n_workers: int, sample: int = 256) -> int:
     Costs are estimated from ``sample`` runs spread evenly over the sweep.
     """
     n = spec.n_runs
-    k = max(1, min(n, sample))
-    runs = [r for i in sorted({j * (n - 1) // max(1, k - 1) for j in range(k)})
-            for r in spec.runs(i, i + 1)]  # fmt: skip
-    costs = [r.max_steps * step_cost_s(r.dims) for r in runs] or [1.0]
+    runs, costs = _cost_sample(spec, sample)
     per_run, mean = max(costs), sum(costs) / len(costs)
     records = max((r.max_steps // (r.record_every or r.max_steps) + 1 for r in runs), default=1)
     by_cost = max(1, int(TARGET_CHUNK_S / per_run))
@@ -201,13 +232,16 @@ def connect(
     threads_per_worker: int = 1,
     client: Any = None,
     tls: bool = True,
+    in_process: bool = False,
 ) -> Iterator[Any]:
     """A Dask client: the given one, one joined to ``scheduler``, or an embedded LocalCluster.
 
     The local cluster has ``n_workers`` processes (default: cores // threads) of
     ``threads_per_worker`` threads, so workers x threads <= cores, and (``tls``,
     the default) talks TLS with temporary credentials of its own, so only this
-    process and its workers can connect. ``scheduler`` may be ``tcp://`` or
+    process and its workers can connect. With ``in_process`` it is one worker in this
+    process with n_workers x threads_per_worker threads (default: cores), talking over
+    in-process queues (``inproc://``): nothing listens on a port. ``scheduler`` may be ``tcp://`` or
     ``tls://`` (with the site's credentials, see :func:`site_security`). While the
     block runs, comms created in this process keep short message logs (``COMM_LOG``).
     """
@@ -221,6 +255,22 @@ def connect(
     if scheduler is not None:
         sec = site_security(scheduler)
         with dask.config.set(COMM_LOG), Client(scheduler, security=sec) as c:
+            yield c
+        return
+    if in_process:
+        with (
+            dask.config.set({**COMM_LOG, **NO_QUEUING}),
+            LocalCluster(
+                n_workers=1,
+                threads_per_worker=(n_workers or 1) * threads_per_worker
+                if n_workers
+                else max(1, os.cpu_count() or 1),
+                processes=False,
+                preload=["sweepengine.sweep.worker"],
+                dashboard_address="127.0.0.1:0",
+            ) as cluster,
+            Client(cluster) as c,
+        ):
             yield c
         return
     security = None
@@ -441,12 +491,16 @@ def run_sweep(
     allow_version_change: bool = False,
     progress: bool = True,
     worker_writes: bool = True,
+    in_process: bool | None = None,
 ) -> SweepReport:
     """Run every run of ``spec`` whose id is not done in ``out_dir``; see the module
     docstring. ``retries``: further attempts of a chunk after an error that may not
     recur (in training, or of the task: ``KilledWorker``). ``retry_failed``: train runs recorded as
     failed too. ``allow_version_change``: accept a directory made by another
-    package version, moving its results aside (see ``store.open_store``)."""
+    package version, moving its results aside (see ``store.open_store``).
+    ``in_process``: the embedded cluster's workers are threads of this process (True),
+    processes (False), or (None) threads for a short sweep whose kernels are compiled
+    already (``in_process_auto``). Ignored with ``client`` or ``scheduler``."""
     import pickle
 
     from distributed import as_completed
@@ -493,8 +547,14 @@ def run_sweep(
         spec_key = f"{store.spec_hash}-{hashlib.sha256(spec_blob).hexdigest()[:16]}"
         where = (str(Path(out_dir).resolve()), store.lock_token) if worker_writes else (None, None)
         version = _version.package_version()  # the run ids' (the worker checks it has it)
+        embedded = client is None and scheduler is None
+        if embedded and in_process is None:
+            in_process = in_process_auto(spec, spec.n_runs - ours - report.skipped_failed)
+        report.in_process = bool(embedded and in_process)
         with (
-            connect(scheduler, n_workers, threads_per_worker, client) as c,
+            connect(
+                scheduler, n_workers, threads_per_worker, client, in_process=report.in_process
+            ) as c,  # fmt: skip
             _watchdog(c, embedded=client is None and scheduler is None),
         ):
             report.dashboard = c.dashboard_link

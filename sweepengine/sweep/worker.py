@@ -60,7 +60,7 @@ from ..store.schema import (
     stalls_table,
 )
 from ..training import Reference, driver_kind, reference, train_flat
-from .compile_lock import compile_units
+from .compile_lock import DRIVERS, UNIT_NEEDS, compile_units
 from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
 
@@ -123,7 +123,6 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
 # again). Measured cold on 2 cores: results/coldstart.md. The nonlinear trainer
 # (activation or weight decay, ``nltraining``) is a unit of its own, ``NONLINEAR``, warmed
 # only by a chunk that needs it (or ``warm_up("nonlinear")``), not by ``warm_up()``.
-DRIVERS = ("lockstep", "per_run")
 NONLINEAR = "nonlinear"
 # Above this many hidden-unit paths (the product of the hidden widths) the run's
 # path_dependence columns are NaN: the measure forms all pairs of paths (p^2 x m work).
@@ -204,22 +203,22 @@ def _warm_modes() -> None:
     kt.middle_rank(theta, dims, poff, 1e-9)
 
 
-# unit -> (what compiles it, the units whose kernels it calls). Listed in the order a
-# process tries them (``compile_units``): the longest chain first (objective, hvp,
-# polish, examine), the drivers early, so that a second process starts on a driver.
-_UNITS = {
-    "objective": (_warm_objective, ()),
-    "lockstep": (functools.partial(_warm, "train", "lockstep"), ()),
-    # the per-run driver compiles the objective kernels it calls itself rather than wait
-    "per_run": (functools.partial(_warm, "train", "per_run"), ()),
-    "hvp": (_warm_hvp, ("objective",)),
-    "polish": (_warm_polish, ("objective", "hvp")),
-    "lanczos": (_warm_lanczos, ("objective", "hvp")),
-    "modes": (_warm_modes, ("objective",)),
-    "reference": (_warm_reference, ("objective", "hvp")),
-    "examine": (functools.partial(_warm, "examine"), ("polish", "lanczos", "modes")),
-    NONLINEAR: (_warm_nonlinear, ()),
+# unit -> (what compiles it, the units whose kernels it calls: ``UNIT_NEEDS``). Listed in
+# the order a process tries them (``compile_units``): the longest chain first (objective,
+# hvp, polish, examine), the drivers early, so that a second process starts on a driver.
+_WARM = {
+    "objective": _warm_objective,
+    "lockstep": functools.partial(_warm, "train", "lockstep"),
+    "per_run": functools.partial(_warm, "train", "per_run"),
+    "hvp": _warm_hvp,
+    "polish": _warm_polish,
+    "lanczos": _warm_lanczos,
+    "modes": _warm_modes,
+    "reference": _warm_reference,
+    "examine": functools.partial(_warm, "examine"),
+    NONLINEAR: _warm_nonlinear,
 }
+_UNITS = {u: (_WARM[u], needs) for u, needs in UNIT_NEEDS.items()}
 UNITS = tuple(u for u in _UNITS if u != NONLINEAR)
 
 
