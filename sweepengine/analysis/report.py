@@ -282,8 +282,8 @@ def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0)
         w = sl[sl[axis] == key]
         t = tt[tt[axis] == key]
 
-        def one(frame, col, default=np.nan):
-            return frame[col].iloc[0] if len(frame) else default
+        def one(frame, col, default=np.nan):  # a derived class no run met has no column
+            return frame[col].iloc[0] if len(frame) and col in frame else default
 
         rows.append({
             axis.replace("_", " "): f"H = {key}" if axis == "depth" else _plain_value(key),
