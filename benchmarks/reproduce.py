@@ -155,8 +155,8 @@ def study_numbers(study: str, out: Path) -> dict[str, str]:
 
 def _nonlinear_numbers(res) -> dict[str, str]:
     """The nonlinear study's tables: per activation and weight decay, the stall classes
-    per (activation, weight decay, depth), the independence measures and whether they
-    predict saddle stalls."""
+    per (activation, weight decay, depth), the time to the best loss at each shape, the
+    independence measures and whether they predict saddle stalls."""
     from sweepengine import analysis as A
     from sweepengine.analysis.report import summary_table
     from sweepengine.analysis.tables import independence_summary, stall_prediction
@@ -175,6 +175,10 @@ def _nonlinear_numbers(res) -> dict[str, str]:
     cls["median gap to best (rel.)"] = g["rel"].median().to_numpy()
     out["per_activation"], out["per_weight_decay"] = out.pop("activation"), out.pop("weight_decay")
     out["class_by_net"] = _table(cls)
+    from sweepengine.analysis.report import _format_ttb, _net_keys
+
+    ttb = A.time_to_best(res, _net_keys(res), q=(0.25, 0.5, 0.75))
+    out["time_to_best"] = _table(_format_ttb(ttb))
     out["independence_table"] = _table(independence_summary(res, ["activation", "depth"]))
     summ, bins = stall_prediction(res, "input_dependence")
     out["prediction"] = (

@@ -436,8 +436,9 @@ def _sql(query: str, out: Path) -> pd.DataFrame:
 
 
 def test_every_documented_query_is_checked():
-    assert set(_queries()) == {"frequency", "time_shares", "time_to_target", "scale_scaling",
-                               "survival", "outcomes"}  # fmt: skip
+    # time_to_best is checked on a nonlinear directory (tests/test_nlsweep.py)
+    assert set(_queries()) == {"frequency", "time_shares", "time_to_target", "time_to_best",
+                               "scale_scaling", "survival", "outcomes"}  # fmt: skip
 
 
 @pytest.mark.parametrize("which", ["hand", "syn"])
@@ -742,7 +743,8 @@ def test_reproduction_specs_and_templates():
     known = {"headline", "schema_version", "n_runs", "notes", "per_depth", "figures", "skipped",
              "scaling", "scaling_small", "small_scale", "depth_fit", "time_by_depth",
              "class_table", "escape", "size", "wall_s", "spec", "command", "per_activation",
-             "per_weight_decay", "class_by_net", "independence_table", "prediction"}  # fmt: skip
+             "per_weight_decay", "class_by_net", "time_to_best", "independence_table",
+             "prediction"}  # fmt: skip
     for study in reproduce.STUDIES:
         small = load_spec(reproduce.spec_text(study, "small"))
         full = load_spec(reproduce.spec_text(study, "full"))

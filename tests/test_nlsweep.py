@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,26 @@ def test_analysis_best_loss_at_load(swept):
     A.time_shares(res, ["activation"], n_boot=0)
     A.saddle_frequency(res, ["activation"], stall_class="minimum_above_best")
     A.survival_summary(res, ["stall_class"])
+    # time to the best loss against the curves the trainer recorded, point by point
+    runs = res.frame(["run_id", "activation", "weight_decay", "depth", "status", "steps",
+                      "final_loss", "best_loss", "target_gap", "gap_scale", "time_unit",
+                      "time_to_target", "time_to_best"])  # fmt: skip
+    curves = _frame(outs["two"], "curves", ("run_id", "step"))
+    for r in runs.itertuples():
+        if r.activation == "linear" and r.weight_decay == 0:
+            assert r.time_to_best == r.time_to_target or (
+                pd.isna(r.time_to_best) and pd.isna(r.time_to_target))  # fmt: skip
+            continue
+        target = r.best_loss + r.target_gap * r.gap_scale
+        c = curves[curves.run_id == r.run_id]
+        points = [*zip(c.step, c.loss, strict=True), (r.steps, r.final_loss)]
+        hit = next((s for s, loss in points if loss <= target), None)
+        if hit is None:
+            assert pd.isna(r.time_to_best)
+        else:
+            assert r.time_to_best == hit * r.time_unit
+        if r.final_loss == r.best_loss:
+            assert hit is not None  # the best run of a configuration always gets there
 
 
 # -- schema versions at load ------------------------------------------------------------------
@@ -385,12 +406,15 @@ def test_report_on_a_nonlinear_sweep(swept):
     out = outs["two"]
     A.write_report(out, n_boot=100)
     summary = _check_report(out)
-    assert {"nonlinear_classes", "independence"} <= set(summary["figures"])
-    assert "Time to target of nonlinear runs" in {s["figure"] for s in summary["skipped"]}
+    assert {"nonlinear_classes", "nonlinear_time_to_target", "independence"} <= set(
+        summary["figures"])  # fmt: skip
+    # the sweep keeps curves: time to target of every net, to its configuration's best
+    assert "Time to target of nonlinear runs" not in {s["figure"] for s in summary["skipped"]}
     page = (out / "report" / "index.html").read_text()
     for axis in ("depth", "activation", "weight decay"):
         assert f"<h3>Per {axis}</h3>" in page
     assert "runs with minimum above best" in page and "(linear runs)" in page
+    assert "median time to target (best loss; L* for linear runs)" in page
     assert "Independence measures of relu" in page and "point-biserial" in page
     text = (out / "report" / "headline.txt").read_text()
     assert "By activation, runs with a strict-saddle stall" in text
@@ -506,3 +530,210 @@ def test_report_without_relu_skips_the_independence_figure(tmp_path):
     out = _nl_dir(tmp_path, "nomeasures", with_measures=False)
     A.write_report(out, n_boot=0)
     _check_report(out)
+
+
+# -- time to target of nonlinear runs: to the best loss of their configuration ---------------
+
+# (run_id, activation, weight_decay, depth, max_steps, seed, status, steps, final_loss, curve
+# every 10 steps from step 0, time_unit); gap_scale 2 and target_gap 0.01 everywhere, so the
+# target lies 0.02 above the configuration's best final loss.
+_INF = math.inf
+TTB_RUNS = [
+    # relu, no decay, depth 1: best 0.20 (r1), target 0.22
+    ("r0", "relu", 0.0, 1, 100, 0, "max_steps", 100, 0.40,
+     [2.0, 1.5, 1.0, 0.8, 0.6, 0.5, 0.45, 0.42, 0.40, 0.40, 0.40], 0.5),
+    ("r1", "relu", 0.0, 1, 100, 1, "max_steps", 100, 0.20,
+     [2.0, 1.8, 1.2, 0.7, 0.4, 0.3, 0.25, 0.215, 0.21, 0.205, 0.20], 0.5),  # reached at 70
+    ("r2", "relu", 0.0, 1, 100, 2, "max_steps", 100, 0.60,  # dips below at 40, rises again
+     [2.0, 1.0, 0.5, 0.3, 0.21, 0.3, 0.5, 0.6, 0.6, 0.6, 0.6], 0.5),
+    ("r3", "relu", 0.0, 1, 100, 3, "diverged", 60, _INF,  # below at 20, then diverged
+     [2.0, 1.0, 0.21, 0.5, 5.0, 100.0, _INF], 0.5),
+    ("r4", "relu", 0.0, 1, 100, 4, "failed", 0, math.nan, [], math.nan),
+    # tanh, decay 0.1, depth 2, runs of 95 steps (the final point is off the curve grid):
+    # best 0.50 (t0), target 0.52
+    ("t0", "tanh", 0.1, 2, 95, 0, "max_steps", 95, 0.50,
+     [2.0, 1.6, 1.2, 0.9, 0.7, 0.6, 0.55, 0.525, 0.51, 0.505], 0.25),  # reached at 80
+    ("t1", "tanh", 0.1, 2, 95, 1, "max_steps", 95, 0.515,  # only its final point is below
+     [2.0, 1.9, 1.8, 1.5, 1.0, 0.8, 0.6, 0.55, 0.53, 0.525], 0.25),
+    ("t2", "tanh", 0.1, 2, 95, 2, "max_steps", 95, 2.0, [2.0] * 10, 0.25),  # never: censored
+    # deep linear runs: their time to target (to L*) as the trainer recorded it
+    ("l0", "linear", 0.0, 1, 100, 0, "converged", 50, 0.1001, [2.0, 1.0, 0.5, 0.2, 0.15, 0.11],
+     0.5),
+    ("l1", "linear", 0.0, 1, 100, 1, "max_steps", 100, 0.9, [2.0] + [0.9] * 10, 0.5),
+]  # fmt: skip
+# a seed that does better than r1: relu's best becomes 0.10, its target 0.12
+TTB_BETTER = ("r5", "relu", 0.0, 1, 100, 5, "max_steps", 100, 0.10,
+              [2.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.13, 0.119, 0.11, 0.105, 0.10], 0.5)  # fmt: skip
+
+
+def _ttb_columns(rows, curves=True):
+    runs = {k: [] for k in ("run_id", "activation", "weight_decay", "depth", "max_steps", "seed",
+                            "status", "steps", "final_loss", "time_unit")}  # fmt: skip
+    pts = {"run_id": [], "step": [], "loss": []}
+    for rid, act, wd, depth, ms, seed, status, steps, final, curve, tu in rows:
+        for k, v in zip(runs, (rid, act, wd, depth, ms, seed, status, steps, final, tu),
+                        strict=True):  # fmt: skip
+            runs[k].append(v)
+        pts["run_id"] += [rid] * len(curve)
+        pts["step"] += list(range(0, 10 * len(curve), 10))
+        pts["loss"] += curve
+    n = len(rows)
+    lin = [a == "linear" and w == 0 for a, w in zip(runs["activation"], runs["weight_decay"],
+                                                    strict=True)]  # fmt: skip
+    stt = [50 if r == "l0" else None for r in runs["run_id"]]
+    runs.update({
+        "problem": ["whitened"] * n, "problem_params": ["{}"] * n, "d_x": [3] * n,
+        "d_y": [2] * n, "widths": [[3] * d for d in runs["depth"]],
+        "min_width": [3] * n, "init_scheme": ["gaussian"] * n, "init_scale": [0.1] * n,
+        "optimizer": ["gd"] * n, "lr": [0.1] * n, "optimizer_params": ["{}"] * n,
+        "global_min": [0.1 if x else math.nan for x in lin],
+        "loss_floor": [0.1 if x else 0.0 for x in lin], "gap_scale": [2.0] * n,
+        "target_gap": [0.01] * n, "steps_to_target": stt,
+        "time_to_target": [None if s is None else s * t for s, t in
+                           zip(stt, runs["time_unit"], strict=True)],
+        "n_stalls": [0] * n, "lam_ref": [1.0] * n,
+        **{f"{u}_in_{c}": [0] * n for c in ("strict_saddle", "bad_saddle", "minimum",
+                                             "unstable", "unresolved") for u in ("steps", "time")},
+    })  # fmt: skip
+    return runs, (pts if curves else None)
+
+
+def _ttb_dir(path, rows=TTB_RUNS, curves=True):
+    runs, pts = _ttb_columns(rows, curves)
+    plain = pa.schema([pa.field(f.name, f.type) for f in RUNS_SCHEMA])
+    return write_directory(path, runs, None, pts, parts=2, runs_schema=plain)
+
+
+def _naive_time_to_best(rows) -> dict[str, float | None]:
+    """The definition, run by run: best = the smallest final loss of the configuration's
+    runs that neither diverged nor failed, target = best + target_gap x gap_scale, the
+    first recorded point (curve points by step, then the final point) at or below it,
+    times the run's time unit; deep linear runs keep their time to target."""
+    out = {}
+    for rid, act, wd, depth, ms, _, _, steps, final, curve, tu in rows:
+        if act == "linear" and wd == 0:
+            out[rid] = 25.0 if rid == "l0" else None
+            continue
+        finals = [r[8] for r in rows if r[1:5] == (act, wd, depth, ms)
+                  and r[6] in ("converged", "max_steps") and math.isfinite(r[8])]  # fmt: skip
+        target = min(finals) + 0.01 * 2.0
+        points = [(10 * i, loss) for i, loss in enumerate(curve)] + [(steps, final)]
+        hit = next((s for s, loss in points if loss <= target), None) if curve else None
+        out[rid] = None if hit is None else hit * tu
+    return out
+
+
+def _naive_km_median(times, totals) -> float:
+    """Product-limit median: runs not reached (None) censored at their training time."""
+    d = [(t, True) if t is not None else (T, False) for t, T in zip(times, totals, strict=True)]
+    s = 1.0
+    for t in sorted({t for t, e in d if e}):
+        at_risk = sum(1 for u, _ in d if u >= t)
+        s *= 1 - sum(1 for u, e in d if e and u == t) / at_risk
+        if s <= 0.5:
+            return t
+    return math.nan
+
+
+def test_time_to_best_against_the_curves_by_hand(tmp_path):
+    res = A.load(_ttb_dir(tmp_path / "ttb"))
+    assert res.notes == [] and res.has_curves
+    df = res.frame(["run_id", "best_loss", "best_target", "steps_to_best",
+                    "time_to_best"]).set_index("run_id")  # fmt: skip
+    naive = _naive_time_to_best(TTB_RUNS)
+    got = {r: (None if pd.isna(v) else v) for r, v in df["time_to_best"].items()}
+    assert got == naive
+    # the cases the rows were built for, spelled out
+    assert got["r1"] == 70 * 0.5 and got["r0"] is None
+    assert got["r2"] == 40 * 0.5  # the first passage counts, though the loss rose again
+    assert got["r3"] == 20 * 0.5  # reached, then diverged (the trainer's rule for L*)
+    assert got["r4"] is None  # failed
+    assert got["t0"] == 80 * 0.25 and got["t1"] == 95 * 0.25  # t1: at its final point
+    assert got["t2"] is None and got["l0"] == 25.0 and got["l1"] is None
+    assert df.loc["r1", "best_target"] == 0.20 + 0.01 * 2.0
+    assert pd.isna(df.loc["l0", "best_target"]) and df.loc["t1", "steps_to_best"] == 95
+    # grouped: exact quantiles over the runs that reached it, KM median censored at T
+    t = A.time_to_best(res, ["activation", "weight_decay", "depth"])
+    by = {row.activation: row for row in t.itertuples()}
+    relu = [naive[r] for r in ("r0", "r1", "r2", "r3")]
+    assert (by["relu"].n, by["relu"].n_reached) == (4, 3)  # the failed run is not analysed
+    assert by["relu"].median == statistics.median([v for v in relu if v is not None])
+    assert by["relu"].km_median == _naive_km_median(relu, [50.0, 50.0, 50.0, 30.0])
+    tanh = [naive[r] for r in ("t0", "t1", "t2")]
+    assert by["tanh"].n_reached == 2 and by["tanh"].median == statistics.median([20.0, 23.75])
+    assert by["tanh"].km_median == _naive_km_median(tanh, [23.75] * 3) == 23.75
+    assert by["linear"].median == 25.0 and by["linear"].km_median == 25.0  # S(25) = 1/2
+    # the trainer's time to target (from the floor 0) is untouched and separate
+    tt = A.time_to_target(res, ["activation"], split=None)
+    assert tt.set_index("activation").loc["relu", "n_reached"] == 0
+
+
+def test_time_to_best_follows_a_better_seed(tmp_path):
+    out = _ttb_dir(tmp_path / "grow")
+    before = A.load(out).frame(["run_id", "time_to_best"]).set_index("run_id")["time_to_best"]
+    assert before["r1"] == 35.0
+    # a seed that does better arrives (another unit, as a growing sweep writes it)
+    more = _ttb_dir(tmp_path / "more", rows=[TTB_BETTER])
+    for table in ("runs", "curves"):
+        (more / table / "part-00000.parquet").rename(out / table / "part-late.parquet")
+    res = A.load(out)
+    df = res.frame(["run_id", "best_loss", "time_to_best"]).set_index("run_id")
+    assert (df.loc[["r0", "r1", "r2", "r3", "r5"], "best_loss"] == 0.10).all()
+    naive = _naive_time_to_best([*TTB_RUNS, TTB_BETTER])
+    assert {r: (None if pd.isna(v) else v) for r, v in df["time_to_best"].items()} == naive
+    assert naive["r5"] == 70 * 0.5 and naive["r1"] is None and naive["r2"] is None
+    assert naive["t0"] == 20.0  # other configurations keep theirs
+    t = A.time_to_best(res, ["activation"]).set_index("activation")
+    assert t.loc["relu", "n_reached"] == 1 and t.loc["relu", "median"] == 35.0
+
+
+def test_time_to_best_without_curves(tmp_path):
+    res = A.load(_ttb_dir(tmp_path / "nocurves", curves=False))
+    assert not res.has_curves
+    assert any("no loss curve" in n and n.startswith("7 nonlinear") for n in res.notes)
+    df = res.frame(["run_id", "time_to_best"]).set_index("run_id")["time_to_best"]
+    assert df.drop(["l0"]).isna().all() and df["l0"] == 25.0
+    t = A.time_to_best(res, ["activation"])  # nonlinear runs unknown: left out
+    assert t["activation"].tolist() == ["linear"] and t["n"].tolist() == [2]
+
+
+def test_time_to_best_sql_matches_the_helper(tmp_path):
+    from tests.test_analysis import _queries, _sql
+
+    out = _ttb_dir(tmp_path / "sql")
+    more = _ttb_dir(tmp_path / "more", rows=[TTB_BETTER])
+    for table in ("runs", "curves"):
+        (more / table / "part-00000.parquet").rename(out / table / "part-late.parquet")
+    got = _sql(_queries()["time_to_best"], out)
+    ref = A.time_to_best(A.load(out), ["depth", "weight_decay", "activation"],
+                         q=(0.25, 0.5, 0.75))  # fmt: skip
+    assert got["activation"].tolist() == ref["activation"].tolist()
+    assert got["n"].tolist() == ref["n"].tolist()
+    assert got["n_reached"].tolist() == ref["n_reached"].tolist()
+    for c in ("q25", "median", "q75"):
+        assert got[c].to_numpy(float) == pytest.approx(ref[c].to_numpy(float), rel=1e-12,
+                                                       nan_ok=True)  # fmt: skip
+
+
+def test_report_compares_time_to_best(tmp_path):
+    from sweepengine.analysis.report import NL_TIME_TO_TARGET, TTB_COLUMN
+    from tests.test_analysis import _check_report
+
+    out = _ttb_dir(tmp_path / "rep")
+    A.write_report(out, n_boot=0)
+    summary = _check_report(out)
+    assert "nonlinear_time_to_target" in summary["figures"]
+    assert "Time to target of nonlinear runs" not in {s["figure"] for s in summary["skipped"]}
+    page = (out / "report" / "index.html").read_text()
+    assert TTB_COLUMN in page and "Time to target per depth, weight decay and activation" in page
+    ttb = summary["nonlinear"]["activation"]["time_to_best"]
+    assert ttb["relu"]["reached"] == 3 and ttb["tanh"]["median"] == pytest.approx(21.875)
+    _check_in_chromium(out, len(summary["figures"]))
+    # without curves: the deep linear runs only, and the report says why
+    out = _ttb_dir(tmp_path / "rep-nocurves", curves=False)
+    A.write_report(out, n_boot=0)
+    summary = _check_report(out)
+    why = {s["figure"]: s["why"] for s in summary["skipped"]}
+    assert why["Time to target of nonlinear runs"] == NL_TIME_TO_TARGET
+    assert "record_every = 0" in why["Time to target by activation and weight decay"]
+    assert "median time to target (linear runs)" in (out / "report" / "index.html").read_text()

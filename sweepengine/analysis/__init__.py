@@ -22,6 +22,7 @@ from .tables import (
     survival,
     survival_summary,
     time_shares,
+    time_to_best,
     time_to_target,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "survival",
     "survival_summary",
     "time_shares",
+    "time_to_best",
     "time_to_target",
     "wilson",
     "write_report",

@@ -389,13 +389,17 @@ def _nets(res: Results) -> pd.DataFrame:
     return runs_frame(res, columns=["activation", "weight_decay", "depth", "status"])
 
 
+def _activations(df: pd.DataFrame) -> list[str]:
+    acts = list(dict.fromkeys(a for a in ("linear", "relu", "leaky_relu", "tanh")
+                              if a in set(df["activation"])))  # fmt: skip
+    return acts + sorted(set(df["activation"]) - set(acts))
+
+
 def fig_nonlinear_classes(res: Results):
     """Time shares per stall class (top) and runs with a saddle stall (bottom), per depth,
     activation and weight decay: the same shapes side by side."""
     df = _nets(res)
-    acts = list(dict.fromkeys(a for a in ("linear", "relu", "leaky_relu", "tanh")
-                              if a in set(df["activation"])))  # fmt: skip
-    acts += sorted(set(df["activation"]) - set(acts))
+    acts = _activations(df)
     wds = sorted(df["weight_decay"].unique())
     if len(acts) * len(wds) < 2:
         return None, "one activation and one weight decay: nothing to compare"
@@ -478,6 +482,78 @@ def fig_nonlinear_classes(res: Results):
                                  title=title)  # fmt: skip
     fig.suptitle("Stall classes by activation and weight decay at the same shapes "
                  "(saddle: strict or bad; Wilson 95 %)")  # fmt: skip
+    return fig, None
+
+
+def fig_nonlinear_time_to_target(res: Results):
+    """Time to target per depth, activation and weight decay: median and quartiles over the
+    runs that reached it (top, log) and the fraction that did (bottom, Wilson 95 %).
+
+    The target is target_gap x L(0) above the configuration's best final loss (L* for
+    deep linear runs), read from the loss curves (resolution record_every steps).
+    """
+    from .stats import wilson
+    from .tables import time_to_best
+
+    if not res.has_curves:
+        return None, ("no curves recorded (record_every = 0): the time to the best loss "
+                      "of nonlinear runs is read from the loss curves")  # fmt: skip
+    df = _nets(res)
+    acts = _activations(df)
+    wds = sorted(df["weight_decay"].unique())
+    if len(acts) * len(wds) < 2:
+        return None, "one activation and one weight decay: nothing to compare"
+    t = time_to_best(res, ["weight_decay", "depth", "activation"], q=(0.25, 0.5, 0.75))
+    if not (t["median"] > 0).any():
+        return None, "no run reached the target: no time-to-target comparison"
+    depths = sorted(df["depth"].unique())
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(wds), figsize=(4.2 * len(wds) + 2, 7.5), squeeze=False,
+                             layout="constrained", sharey="row")  # fmt: skip
+    nb = len(acts)
+    w = 0.8 / nb
+    for j, wd in enumerate(wds):
+        s = t[t["weight_decay"] == wd]
+        for i, act in enumerate(acts):
+            sa = s[s["activation"] == act].set_index("depth").reindex(depths)
+            if sa["n"].fillna(0).sum() == 0:
+                continue
+            x = np.arange(len(depths)) + (i - (nb - 1) / 2) * w
+            y = sa["median"].to_numpy(float)
+            err = np.maximum(np.vstack([y - sa["q25"].to_numpy(float),
+                                        sa["q75"].to_numpy(float) - y]), 0)  # fmt: skip
+            style = dict(marker=_LINE_MARKERS[i % 8], ls="none", color=_GREYS[i % 6],
+                         capsize=3, mfc="white" if i % 2 else None, label=act)  # fmt: skip
+            ok = np.isfinite(y) & (y > 0)
+            if ok.any():
+                axes[0, j].errorbar(x[ok], y[ok], yerr=np.nan_to_num(err[:, ok]), **style)
+            k = sa["n_reached"].fillna(0).to_numpy(int)
+            n = sa["n"].fillna(0).to_numpy(int)
+            lo, hi = wilson(k, n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frac = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+            err = 100 * np.maximum(np.vstack([frac - lo, hi - frac]), 0)
+            axes[1, j].errorbar(x, 100 * frac, yerr=np.nan_to_num(err), **style)
+        for row in (0, 1):
+            ax = axes[row, j]
+            ax.set_xticks(np.arange(len(depths)), [f"H = {d}" for d in depths])
+            ax.grid(alpha=0.3, which="both")
+        axes[0, j].set_yscale("log")
+        axes[0, j].set_title(f"weight decay {wd:g}", fontsize=10)
+        axes[1, j].set_ylim(-3, 103)
+        axes[1, j].set_xlabel("depth H (hidden layers)")
+    axes[0, 0].set_ylabel(time_label(res).replace("training time", "time to target"),
+                          fontsize=7)  # fmt: skip
+    axes[1, 0].set_ylabel("runs that reached the target (%)")
+    seen: dict = {}
+    for ax in axes[1]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    axes[1, -1].legend(list(seen.values()), list(seen), loc="center left",
+                       bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8,
+                       title="activation")  # fmt: skip
+    fig.suptitle("Time to target by activation and weight decay at the same shapes "
+                 "(within target_gap x L(0) of the best loss; median, IQR)")  # fmt: skip
     return fig, None
 
 
@@ -565,5 +641,7 @@ def fig_independence(res: Results):
 NONLINEAR_FIGURES = [
     ("nonlinear_classes", "Stall classes by activation and weight decay",
      fig_nonlinear_classes),
+    ("nonlinear_time_to_target", "Time to target by activation and weight decay",
+     fig_nonlinear_time_to_target),
     ("independence", "Distance from the independence model", fig_independence),
 ]  # fmt: skip

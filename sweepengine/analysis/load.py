@@ -34,6 +34,16 @@ failed runs left out), ``gap_to_best`` = final_loss - best_loss, and their
 more than ``BEST_TOL`` x ``gap_scale`` relabelled ``minimum_above_best`` (with the
 runs' ``steps_in_*`` / ``time_in_*`` and first / longest stall class moved to
 match). Both columns are null for linear runs (their gap is to L*).
+
+The time to target of those runs is measured against the same best loss
+(:func:`best_target_times`, also at every load): ``best_target`` = best_loss +
+target_gap x gap_scale, ``steps_to_best`` the first step at which the run's loss was
+at or below it, read from the recorded loss curves (points every ``record_every``
+steps) and the final loss at ``steps``, and ``time_to_best`` = steps_to_best x
+time_unit; null when the run never got there, or when the directory has no curves
+(a note says so). For deep linear runs the best is L* itself, so ``steps_to_best``
+and ``time_to_best`` are their ``steps_to_target`` and ``time_to_target`` (exact to
+the step: the trainer checks every step) and ``best_target`` is null.
 """
 
 from __future__ import annotations
@@ -51,8 +61,8 @@ import pyarrow.parquet as pq
 
 from .v2 import DERIVED_CLASSES, STALL_CLASSES
 
-__all__ = ["AnalysisError", "BEST_TOL", "Results", "best_losses", "load", "RUN_COLUMNS",
-           "STALL_COLUMNS"]  # fmt: skip
+__all__ = ["AnalysisError", "BEST_TOL", "Results", "best_losses", "best_target_times", "load",
+           "RUN_COLUMNS", "STALL_COLUMNS"]  # fmt: skip
 
 #: ``minimum`` stalls of nonlinear runs whose polished loss exceeds the configuration's
 #: best loss by more than BEST_TOL x gap_scale (L(0) - floor) are ``minimum_above_best``
@@ -325,9 +335,10 @@ def load(out_dir: str | os.PathLike, *, pandas: bool = False) -> Results:
     )  # fmt: skip
     if _nonlinear(runs).any():
         # nonlinear runs: what best_losses needs, read now (linear directories stay lazy)
-        res.fetch("runs", [*CONFIG_COLUMNS, "final_loss"])
+        res.fetch("runs", [*CONFIG_COLUMNS, "final_loss", "target_gap"])
         res.fetch("stalls", ["critical_value"])
     res.runs, res.stalls = best_losses(res.runs, res.stalls)
+    res.runs = best_target_times(res.runs, _files(out, "curves"), notes)
     if pandas:  # everything on disk, then DataFrames
         for table, (_, schema, _) in disk.items():
             res.fetch(table, schema.names)
@@ -413,6 +424,83 @@ def best_losses(runs: pa.Table, stalls: pa.Table) -> tuple[pa.Table, pa.Table]:
     runs = _set(runs, "first_stall_class", pa.array(first.tolist(), pa.string()))
     runs = _set(runs, "longest_stall_class", pa.array(longest.tolist(), pa.string()))
     return runs, stalls
+
+
+def _floats(t: pa.Table, name: str) -> np.ndarray:
+    """Column ``name`` as float64 (nulls NaN); all NaN when the table lacks it."""
+    if name not in t.column_names:
+        return np.full(t.num_rows, np.nan)
+    return t.column(name).to_numpy(zero_copy_only=False).astype(float)
+
+
+def _first_passage(files: list[Path], run_ids: pa.Array, level: np.ndarray):
+    """Per run: the first curve step whose loss is <= ``level`` (int64 max if none) and
+    whether the run has any curve point. Curves are read in batches, only for the runs
+    with a finite level, so memory stays bounded whatever the directory's size."""
+    n = level.size
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    want = run_ids.filter(pa.array(np.isfinite(level)))
+    if not len(want) or not files:
+        return first, seen
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    for batch in dataset.to_batches(columns=["run_id", "step", "loss"],
+                                    filter=ds.field("run_id").isin(want)):  # fmt: skip
+        if not batch.num_rows:
+            continue
+        row = pc.index_in(batch.column("run_id"), value_set=run_ids).to_numpy(
+            zero_copy_only=False).astype(np.int64)  # fmt: skip
+        step = batch.column("step").to_numpy(zero_copy_only=False).astype(np.int64)
+        loss = batch.column("loss").to_numpy(zero_copy_only=False).astype(float)
+        seen[row] = True
+        hit = loss <= level[row]
+        np.minimum.at(first, row[hit], step[hit])
+    return first, seen
+
+
+def best_target_times(runs: pa.Table, curve_files: list[Path],
+                      notes: list[str] | None = None) -> pa.Table:  # fmt: skip
+    """``best_target``, ``steps_to_best`` and ``time_to_best`` (see the module docstring).
+
+    Nonlinear runs: the first step t with L_t <= best_loss + target_gap x gap_scale
+    among the recorded curve points (steps 0, r, 2r, ... for ``record_every`` r) and the
+    final point (``steps``, ``final_loss``): exact at those points, so for a loss that
+    does not rise again the first passage lies in (t - r, t]. The run of the
+    configuration whose final loss is the best always gets there (by its last step).
+    Null: never got there (censored at its last step, ``steps``), or no curve points
+    (``notes`` gets a line). Linear runs: ``steps_to_target`` / ``time_to_target``.
+    """
+    n = runs.num_rows
+    nl = _nonlinear(runs)
+    level = np.full(n, np.nan)
+    steps_best = np.full(n, np.nan)
+    if nl.any():
+        tol = _floats(runs, "target_gap") * _floats(runs, "gap_scale")
+        level = np.where(nl, _floats(runs, "best_loss") + tol, np.nan)
+        first, seen = _first_passage(curve_files, runs.column("run_id").combine_chunks(), level)
+        steps = runs.column("steps").to_numpy(zero_copy_only=False).astype(np.int64)
+        with np.errstate(invalid="ignore"):
+            at_end = _floats(runs, "final_loss") <= level
+        first = np.where((first == np.iinfo(np.int64).max) & at_end, steps, first)
+        known = np.isfinite(level) & seen & (first != np.iinfo(np.int64).max)
+        steps_best = np.where(nl & known, first, np.nan)
+        status = np.asarray(runs.column("status").to_pylist(), dtype=object)
+        blind = nl & np.isfinite(level) & ~seen & (status != "failed")
+        if blind.any() and notes is not None:
+            notes.append(
+                f"{int(blind.sum())} nonlinear run(s) have no loss curve (record_every = 0): "
+                "their time to the best loss (time_to_best) is unknown (null)"
+            )
+    lin = ~nl
+    steps_best = np.where(lin, _floats(runs, "steps_to_target"), steps_best)
+    time_best = np.where(lin, _floats(runs, "time_to_target"),
+                         steps_best * _floats(runs, "time_unit"))  # fmt: skip
+    ok = np.isfinite(steps_best)
+    runs = _set(runs, "best_target", pa.array(level, from_pandas=True))
+    runs = _set(runs, "steps_to_best",
+                pa.array(np.where(ok, steps_best, 0).astype(np.int64), mask=~ok))  # fmt: skip
+    runs = _set(runs, "time_to_best", pa.array(time_best, mask=~np.isfinite(time_best)))
+    return runs
 
 
 def read_curves(out_dir: str | os.PathLike, run_ids: list[str]) -> pa.Table:

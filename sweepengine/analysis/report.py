@@ -32,6 +32,7 @@ from .tables import (
     stall_prediction,
     survival_summary,
     time_shares,
+    time_to_best,
     time_to_target,
 )
 
@@ -46,16 +47,16 @@ TABLE_AXES = ("depth", "activation", "weight_decay", "init_scale", "optimizer", 
               "init_scheme", "lr", "problem")  # fmt: skip
 #: Axes of nonlinear sweeps whose effect the headline spells out per value (issue 14).
 NET_AXES = ("activation", "weight_decay")
-#: Why a nonlinear run has no time to target in the tables (report "Skipped" list).
+#: Why a sweep with nonlinear runs but no curves has no time to target for them.
 NL_TIME_TO_TARGET = (
-    "not reported for nonlinear runs (activation or weight decay): L* is unknown, the "
-    "target of the trainer is a relative gap from the floor 0 (a perfect fit, which these "
-    "nets need not reach), and the gap to the best loss of the configuration (gap_to_best) "
-    "is known "
-    "only after the sweep, at the final weights, so no step is known at which a run came "
-    "within the target of it; time to target in the tables is over the deep linear runs only, "
-    "and the final gap to the best loss is reported instead"
+    "no loss curves recorded (record_every = 0): the target of a nonlinear run is the best "
+    "final loss of its configuration, known only after the sweep, so the step at which it "
+    "came within target_gap x L(0) of it is read from the curves; time to target in the "
+    "tables is over the deep linear runs only, and the final gap to the best loss is "
+    "reported instead"
 )
+#: The median time to target column of the summary tables of nonlinear sweeps.
+TTB_COLUMN = "median time to target (best loss; L* for linear runs)"
 
 
 def _pct(x: float) -> str:
@@ -224,6 +225,14 @@ def _nonlinear_sentence(res: Results) -> tuple[str, dict]:
             bits.append(f"{name} {vals} ({verdict})")
         if bits:
             parts.append(f"By {axis.replace('_', ' ')}, runs with " + "; with ".join(bits))
+        if res.has_curves:  # the numbers only: the tables and figure show them
+            tb = time_to_best(res, [axis], q=(0.5,))
+            nums[axis]["time_to_best"] = {
+                _plain_value(v): {"median": float(m), "km_median": float(km),
+                                  "reached": int(k), "n": int(n)}
+                for v, m, km, k, n in zip(tb[axis], tb["median"], tb["km_median"],
+                                          tb["n_reached"], tb["n"], strict=True)
+            }  # fmt: skip
     text = ". ".join(parts) + "." if parts else ""
     text += (
         " (Nonlinear nets have no bad-saddle class yet: without a canonical member of "
@@ -267,7 +276,10 @@ def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0)
     out = outcomes(res, [axis])
     lin = _linear_only(res) if nl.any() else res
     sl = slowdown(lin, [axis])
-    tt = time_to_target(lin, [axis], q=(0.5,), split=None)
+    if nl.any() and res.has_curves:  # one measure for every net: to the configuration's best
+        tt = time_to_best(res, [axis], q=(0.5,))
+    else:
+        tt = time_to_target(lin, [axis], q=(0.5,), split=None)
     if nl.any():
         above = saddle_frequency(res, [axis], "minimum_above_best")
         gdf = runs_frame(res, [axis], columns=["status", "gap_to_best", "gap_scale"])
@@ -282,8 +294,8 @@ def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0)
         w = sl[sl[axis] == key]
         t = tt[tt[axis] == key]
 
-        def one(frame, col, default=np.nan):
-            return frame[col].iloc[0] if len(frame) else default
+        def one(frame, col, default=np.nan):  # a derived class no run met has no column
+            return frame[col].iloc[0] if len(frame) and col in frame else default
 
         rows.append({
             axis.replace("_", " "): f"H = {key}" if axis == "depth" else _plain_value(key),
@@ -314,10 +326,11 @@ def summary_table(res: Results, axis: str, *, n_boot: int = 1000, seed: int = 0)
             )
             row["median final gap to best (rel.)"] = _num(gap.get(key, np.nan))
     df = pd.DataFrame(rows)
-    if nl.any():  # time to target: deep linear runs only (NL_TIME_TO_TARGET)
+    if nl.any():  # time to target: to the best loss, or deep linear runs only without curves
+        ttb = TTB_COLUMN if res.has_curves else "median time to target (linear runs)"
         df = df.rename(
             columns={
-                "median time to target": "median time to target (linear runs)",
+                "median time to target": ttb,
                 "median with / without bad saddle": "with / without bad saddle (linear runs)",
             }
         )
@@ -341,6 +354,13 @@ def _extra_tables(res: Results) -> dict[str, pd.DataFrame]:
         )  # fmt: skip
     if len(res.stalls):
         out["Escape times per stall class (Kaplan-Meier)"] = survival_summary(res)
+    if nonlinear_mask(res).any() and res.has_curves:
+        out[
+            "Time to target per depth, weight decay and activation (within target_gap x "
+            "L(0) of the configuration's best final loss, L* for deep linear runs; quantiles "
+            "over the runs that reached it; Kaplan-Meier median over all runs, censored at "
+            "their last step)"
+        ] = _format_ttb(time_to_best(res, _net_keys(res), q=(0.25, 0.5, 0.75)))
     if nonlinear_mask(res).any():
         ind = independence_summary(res, ["activation", "depth"])
         if len(ind):
@@ -359,6 +379,18 @@ def _extra_tables(res: Results) -> dict[str, pd.DataFrame]:
                 "point-biserial r with its Fisher-z 95 % interval)"
             ] = bins
     return out
+
+
+def _net_keys(res: Results) -> list[str]:
+    """Grouping of the time-to-target comparison: runs of the same shape side by side."""
+    w = runs_frame(res, ["widths"], columns=["depth"])
+    several = (w.groupby("depth")["widths"].nunique() > 1).any()  # widths beside depth
+    return ["depth", *(["widths"] if several else []), "weight_decay", "activation"]
+
+
+def _format_ttb(t: pd.DataFrame) -> pd.DataFrame:
+    return t.assign(reached=[f"{k}/{n}" for k, n in zip(t["n_reached"], t["n"], strict=True)]
+                    ).drop(columns=["n", "n_reached"])  # fmt: skip
 
 
 def summary_text(res_or_dir, *, n_boot: int = 1000, seed: int = 0) -> str:
@@ -425,7 +457,7 @@ def write_report(
     figures, skipped = [], []
     import matplotlib.pyplot as plt
 
-    if nl:
+    if nl and not res.has_curves:
         skipped.append(("Time to target of nonlinear runs", NL_TIME_TO_TARGET))
     for stem, title, build in [*FIGURES, *(NONLINEAR_FIGURES if nl else [])]:
         if nums["n_analysed"] == 0:

@@ -35,6 +35,7 @@ __all__ = [
     "survival",
     "theoretical_scale_slope",
     "time_shares",
+    "time_to_best",
     "time_to_target",
 ]
 
@@ -175,19 +176,41 @@ def time_shares(
 
 
 def time_to_target(
-    res: Results, by=("depth",), q=QUANTILES, split: str | None = "bad_saddle"
+    res: Results,
+    by=("depth",),
+    q=QUANTILES,
+    split: str | None = "bad_saddle",
+    *,
+    column: str = "time_to_target",
 ) -> pd.DataFrame:
     """Time to reach the target gap: exact quantiles, for runs with and without a stall.
 
     Per group and (when ``split`` names a class) per ``with_<split>`` in (True, False):
-    n runs (not failed), n_reached (``time_to_target`` not null), fraction reached,
-    and the quantiles ``q`` (:func:`stats.quantiles`, type 7) of ``time_to_target``
+    n runs (not failed), n_reached (``column`` not null), fraction reached,
+    and the quantiles ``q`` (:func:`stats.quantiles`, type 7) of ``column``
     over the runs that reached the target (columns ``q10``, ``q25``, ``median``, ...).
     Runs that never reach the target are counted in n, not in the quantiles.
+    ``km_median``: the Kaplan-Meier median over all n runs, a run that never reached
+    the target censored at its last step (training time T = steps x time_unit): the
+    smallest t with S(t) <= 1/2, NaN when fewer than half the runs are known to have
+    reached it by then.
+
+    ``column``: ``"time_to_target"`` (the trainer's: within target_gap of L* for deep
+    linear runs; of the floor 0 for nonlinear runs) or ``"time_to_best"`` (within
+    target_gap x gap_scale of the configuration's best final loss for nonlinear runs,
+    of L* for linear ones: comparable across activations and weight decays; see
+    ``load.best_target_times``, resolution ``record_every`` steps for nonlinear runs).
+    With ``"time_to_best"`` and a directory without curves the nonlinear runs, whose
+    time is then unknown, are left out.
     """
+    if column not in ("time_to_target", "time_to_best"):
+        raise AnalysisError(f"column must be 'time_to_target' or 'time_to_best', got {column!r}")
     by = _by(by)
-    cols = ["status", "time_to_target"] + ([f"steps_in_{split}"] if split else [])
-    df = _analysed(runs_frame(res, by, columns=cols))
+    cols = ["status", "steps", "time_unit", column] + ([f"steps_in_{split}"] if split else [])
+    df = runs_frame(res, by, columns=cols)
+    if column == "time_to_best" and not res.has_curves:
+        df = df[~nonlinear_mask(res)]
+    df = _analysed(df)
     keys = list(by)
     if split is not None:
         flag = f"with_{split}"
@@ -196,12 +219,33 @@ def time_to_target(
     names = ["median" if x == 0.5 else f"q{round(100 * x):02d}" for x in q]
     rows = []
     for key, sub in _groups(df, keys):
-        t = sub["time_to_target"].dropna().to_numpy(float)
+        t = sub[column].dropna().to_numpy(float)
         row = {**key, "n": len(sub), "n_reached": t.size,
                "reached": t.size / len(sub) if len(sub) else np.nan}  # fmt: skip
         row.update(zip(names, quantiles(t, q).tolist(), strict=True))
+        row["km_median"] = _km_median(sub, column)
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*keys, "n", "n_reached", "reached", *names])
+    return pd.DataFrame(rows, columns=[*keys, "n", "n_reached", "reached", *names, "km_median"])
+
+
+def _km_median(sub: pd.DataFrame, column: str) -> float:
+    """Kaplan-Meier median time to target; runs that never reached it censored at T."""
+    t = sub[column].to_numpy(float)
+    reached = np.isfinite(t)
+    total = sub["steps"].to_numpy(float) * sub["time_unit"].to_numpy(float)
+    d = np.where(reached, t, total)
+    ok = np.isfinite(d) & (d >= 0)
+    if not ok.any():
+        return np.nan
+    return kaplan_meier(d[ok], reached[ok]).median()
+
+
+def time_to_best(res: Results, by=("depth",), q=QUANTILES,
+                 split: str | None = None) -> pd.DataFrame:  # fmt: skip
+    """:func:`time_to_target` on ``time_to_best``: the time to come within target_gap x
+    gap_scale of the configuration's best final loss (nonlinear runs; L* for deep linear
+    runs), the same measure for every activation and weight decay."""
+    return time_to_target(res, by, q, split, column="time_to_best")
 
 
 def slowdown(res: Results, by=("depth",)) -> pd.DataFrame:
