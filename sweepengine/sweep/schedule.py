@@ -258,6 +258,8 @@ def connect(
             yield c
         return
     if in_process:
+        from threadpoolctl import threadpool_limits
+
         with (
             dask.config.set({**COMM_LOG, **NO_QUEUING}),
             LocalCluster(
@@ -270,6 +272,9 @@ def connect(
                 dashboard_address="127.0.0.1:0",
             ) as cluster,
             Client(cluster) as c,
+            # as worker_env() does for worker processes: chunks side by side, each on one
+            # thread, so BLAS (NumPy's and SciPy's, loaded by the preload) starts no pool
+            threadpool_limits(1, user_api="blas"),
         ):
             yield c
         return
