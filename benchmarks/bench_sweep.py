@@ -756,6 +756,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(C.RESULTS / "sweep"), help="output path stem")
     ap.add_argument("--budget", type=float, default=420.0,
                     help="seconds after which disturbed parts are not redone")  # fmt: skip
+    ap.add_argument("--keep", metavar="JSON",
+                    help="a previous run's JSON: its parts not in --parts are kept (the "
+                    "report's command line says so)")  # fmt: skip
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--part", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -771,6 +774,9 @@ def main(argv=None) -> None:
         k: C._version(k)
         for k in ("sweepengine", "numba", "numpy", "dask", "distributed", "pyarrow", "duckdb")
     }
+    if args.keep:  # parts measured before, on this machine, by the same script
+        kept = json.loads(Path(args.keep).read_text())["parts"]
+        res["parts"] = {k: v for k, v in kept.items() if k not in args.parts.split(",")}
     wargs = ["--quick"] if args.quick else []
     deadline = time.monotonic() + args.budget
     for part in args.parts.split(","):
