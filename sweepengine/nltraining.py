@@ -418,6 +418,7 @@ def train_flat_nonlinear(
         rough_newton=cfg_stall.rough_newton, polish_tol=cfg_stall.polish_tol,
         polish_newton=cfg_stall.polish_newton, polish_inner=cfg_stall.polish_inner,
         rank_tol=cfg_stall.rank_tol, mid_scale=1.0, polish=cfg_stall.polish,
+        psd_tol=cfg_stall.psd_tol,
     )  # fmt: skip
     cfgs = np.repeat(base, B)
     cfgs["gap_scale"] = scales
