@@ -12,8 +12,9 @@ decides by probing the loss around theta* (docs/nonlinear.md, "Non-strict saddle
    as the PSD test (eigenvalues above -psd_tol lam_ref count as >= 0, those below
    psd_tol lam_ref as 0). N empty: H is positive definite and theta* a strict local
    minimum (the second-order sufficient condition); nothing is probed.
-2. Paths: ``N_DIRS`` seeded random unit vectors of N (Gaussian coefficients on the
-   null basis), each taken with both signs. Each path climbs a ladder of radii
+2. Paths: ``N_DIRS`` seeded random unit vectors of N (isotropic Gaussians projected
+   on N; the projector is applied with the null or the range basis, whichever is
+   smaller), each taken with both signs. Each path climbs a ladder of radii
    t_j = RADIUS x ell x 2^(j + 1 - N_RADII), j = 0..N_RADII-1, ell = sqrt(gap_scale /
    lam_ref) (the problem's length scale: a quadratic of curvature lam_ref rises by
    gap_scale over ell), continuing from the direction it reached at the radius below.
@@ -100,16 +101,26 @@ def _admissible(z, sgn):
 
 
 @njit(**JIT)
-def _point(theta, t, B, a, v, x):
-    """v = B^T a (unit null vector), x = theta + t v."""
-    n = theta.size
-    for i in range(n):
-        v[i] = 0.0
-    for r in range(a.size):
-        c = a[r]
+def _project(B, null, u, out):
+    """out = P_N u: B holds the null basis (``null``) or the range basis (P_N = I - B^T B),
+    whichever is smaller, so a projection costs min(k, n - k) x n."""
+    n = u.size
+    if null:
         for i in range(n):
-            v[i] += c * B[r, i]
-    for i in range(n):
+            out[i] = 0.0
+    else:
+        out[:] = u
+    for r in range(B.shape[0]):
+        c = dot(B[r], u)
+        if not null:
+            c = -c
+        for i in range(n):
+            out[i] += c * B[r, i]
+
+
+@njit(**JIT)
+def _step_to(theta, t, v, x):
+    for i in range(theta.size):
         x[i] = theta[i] + t * v[i]
 
 
@@ -182,10 +193,11 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
     out[1] = 0.0
     if k == 0:
         return
-    B = np.empty((k, n))
+    null = k <= n - k
+    B = np.empty((k if null else n - k, n))
     r = 0
     for i in range(n):
-        if abs(w[i]) <= thr:
+        if (abs(w[i]) <= thr) == null:
             B[r, :] = U[:, i]
             r += 1
     # relu / leaky_relu: signs of the hidden pre-activations that are off the kink
@@ -207,32 +219,30 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                 elif ws[i] < -tol:
                     sgn[i - lo] = -1.0
     z = ws[lo:hi]  # the hidden pre-activations of the last point evaluated
-    # paths: N_DIRS seeded unit vectors of N, each with both signs
+    # paths: N_DIRS seeded unit vectors of N (an isotropic Gaussian projected), both signs
     P = 2 * N_DIRS
-    A = np.empty((P, k))
+    V = np.empty((P, n))
     rng = np.empty(1, dtype=np.uint64)
     rng[0] = mix64(np.uint64(seed) ^ _STREAM)
+    v = np.empty(n)
     for d in range(N_DIRS):
-        s = 0.0
-        for i in range(k):
-            A[2 * d, i] = next_normal(rng)
-            s += A[2 * d, i] ** 2
-        s = np.sqrt(s)
-        for i in range(k):
-            A[2 * d, i] /= s
-            A[2 * d + 1, i] = -A[2 * d, i]
+        for i in range(n):
+            v[i] = next_normal(rng)
+        _project(B, null, v, V[2 * d])
+        s = np.sqrt(dot(V[2 * d], V[2 * d]))
+        for i in range(n):
+            V[2 * d, i] /= s
+            V[2 * d + 1, i] = -V[2 * d, i]
     alive = np.ones(P, dtype=np.bool_)
     ups = np.zeros(P, dtype=np.int64)  # consecutive radii above the band
     ell = np.sqrt(gap_scale / lam_ref)
     floor = DROP_TOL * gap_scale
     step0 = 1.0 / max(w[n - 1], lam_ref)
-    v = np.empty(n)
     x = np.empty(n)
     xs = np.empty(n)
     y = np.empty(n)
     gy = np.empty(n)
-    c = np.empty(k)
-    at = np.empty(k)
+    c = np.empty(n)
     evals = 0
     for j in range(N_RADII):
         t = RADIUS * ell * 2.0 ** (j + 1 - N_RADII)
@@ -240,8 +250,8 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
         for p in range(P):
             if not alive[p]:
                 continue
-            a = A[p]
-            _point(theta, t, B, a, v, x)
+            a = V[p]  # the path's unit null vector, updated in place
+            _step_to(theta, t, a, x)
             l = loss_grad(x, dims, X, Y, act, alpha, lam, ws, g)
             evals += 1
             if kinked and not _admissible(z, sgn):
@@ -250,11 +260,10 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
             xs[:] = x
             # a. rotate towards the null-space part of -grad, tangent to the sphere
             for _ in range(ROT_STEPS):
-                for i in range(k):
-                    c[i] = dot(B[i], g)
+                _project(B, null, g, c)
                 ca = dot(c, a)
                 nt = 0.0
-                for i in range(k):
+                for i in range(n):
                     c[i] -= ca * a[i]
                     nt += c[i] * c[i]
                 nt = np.sqrt(nt)
@@ -265,17 +274,17 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                 for _ in range(ROT_TRIES):
                     cb, sb = np.cos(beta), np.sin(beta)
                     s = 0.0
-                    for i in range(k):
-                        at[i] = cb * a[i] - sb * c[i] / nt
-                        s += at[i] * at[i]
+                    for i in range(n):
+                        v[i] = cb * a[i] - sb * c[i] / nt
+                        s += v[i] * v[i]
                     s = np.sqrt(s)
-                    for i in range(k):
-                        at[i] /= s
-                    _point(theta, t, B, at, v, x)
+                    for i in range(n):
+                        v[i] /= s
+                    _step_to(theta, t, v, x)
                     lt = loss(x, dims, X, Y, act, alpha, lam, ws)
                     evals += 1
                     if lt < l and (not kinked or _admissible(z, sgn)):
-                        a[:] = at
+                        a[:] = v
                         xs[:] = x
                         l = loss_grad(x, dims, X, Y, act, alpha, lam, ws, g)
                         evals += 1
