@@ -17,7 +17,9 @@ L* is unknown here, so:
   to the linear network's on the same data and architecture
   (``training.reference(...).lam_ref``: the top Hessian eigenvalue at the balanced
   global minimizer of the linear problem) plus the weight decay; a number overrides it;
-- a stall's class is read from the Hessian alone (:func:`classify_nonlinear`), and
+- a stall's class is read from the Hessian at the polished point and, where that is
+  PSD, from a higher-order test of the loss along its near-null space
+  (:func:`classify_nonlinear`: strict saddle, non-strict ``bad_saddle`` or minimum);
   whether a minimum lies above the best loss is decided after a sweep, across seeds
   (:func:`best_loss_gaps`).
 """
@@ -60,19 +62,33 @@ from .training import (  # the linear trainer's validation and thread slicing, s
 _CODES = {"linear": _act.LINEAR, "relu": _act.RELU, "leaky_relu": _act.LEAKY_RELU,
           "tanh": _act.TANH}  # fmt: skip
 _STATUS_NAMES = np.array([STATUS[c] for c in sorted(STATUS)])
-#: classes of a nonlinear stall (``minimum_above_best`` only after :func:`best_loss_gaps`)
-NL_STALL_CLASSES = ("strict_saddle", "minimum", "minimum_above_best", "unresolved")
+#: classes of a nonlinear stall (``minimum_above_best`` only after :func:`best_loss_gaps`);
+#: ``bad_saddle`` is a non-strict saddle (PSD Hessian, higher-order descent): the linear
+#: runs' name for the saddles Kawaguchi calls bad
+NL_STALL_CLASSES = ("strict_saddle", "bad_saddle", "minimum", "minimum_above_best",
+                    "unresolved")  # fmt: skip
 #: Slices per thread (as ``training``): threads take slices as they finish.
 
 
-def classify_nonlinear(converged, rel_lam_min, *, psd_tol: float) -> np.ndarray:
-    """The class of each stall's polished point, from its Hessian alone (vectorised):
-    ``unresolved`` where Newton-MR did not converge, ``strict_saddle`` where lambda_min <
-    -psd_tol x lam_ref (``rel_lam_min`` = lambda_min / lam_ref), else ``minimum`` (a PSD
-    critical point; :func:`best_loss_gaps` relabels those above the best loss)."""
+def classify_nonlinear(converged, rel_lam_min, descent_drop=None, *,
+                       psd_tol: float) -> np.ndarray:  # fmt: skip
+    """The class of each stall's polished point (vectorised): ``unresolved`` where
+    Newton-MR did not converge, ``strict_saddle`` where lambda_min < -psd_tol x lam_ref
+    (``rel_lam_min`` = lambda_min / lam_ref); at the other (PSD) points the higher-order
+    test decides (``descent_drop``, from ``kernels.descent.descent_test``: > 0 where the
+    loss falls at higher order along the Hessian's near-null space): ``bad_saddle`` (a
+    non-strict saddle) there, else ``minimum`` (possibly degenerate;
+    :func:`best_loss_gaps` relabels those above the best loss). ``descent_drop`` None
+    or NaN: not tested, ``minimum``."""
     ok = np.asarray(converged, dtype=bool)
     strict = np.asarray(rel_lam_min, dtype=float) < -psd_tol
-    return np.where(~ok, "unresolved", np.where(strict, "strict_saddle", "minimum"))
+    if descent_drop is None:
+        bad = np.zeros(ok.shape, dtype=bool)
+    else:
+        with np.errstate(invalid="ignore"):
+            bad = np.asarray(descent_drop, dtype=float) > 0
+    return np.where(~ok, "unresolved", np.where(strict, "strict_saddle", np.where(
+        bad, "bad_saddle", "minimum")))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +99,8 @@ class NLTrainResult:
     ``stalls.Stall`` records with the linear-only fields empty: ``modes`` and
     ``occupancy`` (), ``critical_rank``, ``nearest_rank`` and ``kawaguchi_rank`` -1,
     ``nearest_value`` NaN; ``critical_value`` is the polished point's loss (NaN if not
-    polished) and ``stall_class`` one of ``NL_STALL_CLASSES``."""
+    polished), ``nullity`` / ``descent_drop`` / ``descent_radius`` the higher-order
+    test's (``kernels.descent``) and ``stall_class`` one of ``NL_STALL_CLASSES``."""
 
     weights: list[np.ndarray]
     losses: np.ndarray
@@ -169,7 +186,8 @@ class NLBatchOutput:
                          neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
         rel = rows["lam_min"] / self.lam_ref
         if cfg.polish:
-            cls = classify_nonlinear(rows["polish_converged"], rel, psd_tol=cfg.psd_tol)
+            cls = classify_nonlinear(rows["polish_converged"], rel, rows["descent_drop"],
+                                     psd_tol=cfg.psd_tol)  # fmt: skip
         else:
             cls = local
         start, end = rows["start"], rows["end"]
@@ -196,7 +214,8 @@ class NLBatchOutput:
                          neg_tol=self.stall.neg_tol, min_gap=self.stall.min_gap)  # fmt: skip
         rel = rows["lam_min"] / self.lam_ref
         if self.stall.polish:
-            cls = classify_nonlinear(rows["polish_converged"], rel, psd_tol=self.stall.psd_tol)
+            cls = classify_nonlinear(rows["polish_converged"], rel, rows["descent_drop"],
+                                     psd_tol=self.stall.psd_tol)  # fmt: skip
         else:
             cls = local
         return tuple(
@@ -233,6 +252,9 @@ class NLBatchOutput:
                 rel_lam_min=float(rel[i]),
                 kawaguchi_rank=int(r["kawaguchi_rank"]),
                 stall_class=str(cls[i]),
+                nullity=int(r["nullity"]),
+                descent_drop=float(r["descent_drop"]),
+                descent_radius=float(r["descent_radius"]),
             )  # fmt: skip
             for i, r in enumerate(rows)
         )
@@ -418,6 +440,7 @@ def train_flat_nonlinear(
         rough_newton=cfg_stall.rough_newton, polish_tol=cfg_stall.polish_tol,
         polish_newton=cfg_stall.polish_newton, polish_inner=cfg_stall.polish_inner,
         rank_tol=cfg_stall.rank_tol, mid_scale=1.0, polish=cfg_stall.polish,
+        psd_tol=cfg_stall.psd_tol,
     )  # fmt: skip
     cfgs = np.repeat(base, B)
     cfgs["gap_scale"] = scales

@@ -11,6 +11,7 @@ the same Parquet rows with other tolerances (docs/maths.md, "Stalls").
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -74,7 +75,12 @@ class Stall:
     (``local_class`` its threshold class). ``polish_*``: Newton-MR from the probe
     point; ``lam_min``/``lam_max``: the Hessian at the point it reached;
     ``rel_lam_min`` = lam_min / lam_ref; ``kawaguchi_rank``: rank(W_{K-1}..W_2)
-    there. ``stall_class`` is the class of that critical point.
+    there. ``stall_class`` is the class of that critical point. Nonlinear runs only
+    (``nltraining``): ``nullity`` (Hessian eigenvalues within psd_tol x lam_ref of 0 at
+    the polished point; -1 where the higher-order test was not run), ``descent_drop``
+    ((L* - L) / gap_scale at the higher-order descent it found: > 0 for a non-strict
+    saddle, 0 for none, NaN not run) and ``descent_radius`` (where, / sqrt(gap_scale /
+    lam_ref)); docs/nonlinear.md, "Non-strict saddles".
     """
 
     start: int
@@ -109,6 +115,9 @@ class Stall:
     rel_lam_min: float
     kawaguchi_rank: int
     stall_class: str
+    nullity: int = -1
+    descent_drop: float = math.nan
+    descent_radius: float = math.nan
 
     @property
     def length(self) -> int:

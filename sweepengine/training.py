@@ -280,7 +280,7 @@ def train_flat(
         rough_tol=cfg_stall.rough_tol, rough_newton=cfg_stall.rough_newton,
         polish_tol=cfg_stall.polish_tol, polish_newton=cfg_stall.polish_newton,
         polish_inner=cfg_stall.polish_inner, rank_tol=cfg_stall.rank_tol,
-        mid_scale=ref.mid_scale, polish=cfg_stall.polish,
+        mid_scale=ref.mid_scale, polish=cfg_stall.polish, psd_tol=cfg_stall.psd_tol,
     )  # fmt: skip
     runs_in = run_inputs(opts, seeds_arr, cfg_stall, ref, n)
     prob = state.Problem(stats.Cxx, stats.Cyx, float(stats.yy), X, Y, ref.modes_U, ref.modes_G)

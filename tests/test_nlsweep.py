@@ -194,7 +194,8 @@ def test_sweep_rows_columns_and_invariance(swept):
     stalls = _frame(outs["two"], "stalls", ("run_id", "stall_index"))
     srow = stalls.merge(runs[["run_id", "activation", "weight_decay"]], on="run_id")
     snl = srow[~((srow.activation == "linear") & (srow.weight_decay == 0))]
-    assert len(snl) and set(snl.stall_class) <= {"strict_saddle", "minimum", "unresolved"}
+    assert len(snl) and set(snl.stall_class) <= {"strict_saddle", "bad_saddle", "minimum",
+                                                 "unresolved"}  # fmt: skip
     assert (snl.critical_rank == -1).all() and (snl.nearest_rank == -1).all()
     assert snl.nearest_value.isna().all() and (snl.modes.map(len) == 0).all()
     assert (snl.occupancy.map(len) == 0).all()
@@ -369,7 +370,7 @@ def test_probe_points_are_kept_per_stall(nl_compiled):
     assert plain.probe_theta is None
     assert kept.probe_theta.shape == (3, kept.stall.max_stalls, theta0.shape[1])
     np.testing.assert_array_equal(plain.losses, kept.losses)  # keeping them changes nothing
-    np.testing.assert_array_equal(plain.stall_rows, kept.stall_rows)
+    assert plain.stall_rows.tobytes() == kept.stall_rows.tobytes()  # bit for bit (NaN fields)
     st = kept.stalls
     assert st.run.size > 0
     for b, i, loss in zip(st.run, st.index, st.rows["loss"], strict=True):

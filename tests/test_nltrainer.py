@@ -186,6 +186,44 @@ def test_strict_saddle_stall_two_layers():
 def test_classify_nonlinear():
     got = classify_nonlinear([True, True, False], [-1e-3, -1e-9, -1.0], psd_tol=1e-6)
     assert got.tolist() == ["strict_saddle", "minimum", "unresolved"]
+    got = classify_nonlinear([True] * 4 + [False], [-1e-3, -1e-9, -1e-9, 0.0, 0.0],
+                             [np.nan, 1e-7, 0.0, np.nan, 1e-7], psd_tol=1e-6)  # fmt: skip
+    assert got.tolist() == ["strict_saddle", "bad_saddle", "minimum", "minimum", "unresolved"]
+
+
+def test_stalls_at_constructed_critical_points_get_the_theorys_class():
+    """GD started exactly at a critical point stays there and the run is one stall,
+    polished at once: its class is the theory's (tests/test_nlsaddle.py). Deep linear
+    (K = 3): W = 0 and the balanced top-mode point are non-strict saddles (Hessian PSD,
+    the loss falls at third order), the global minimizer a degenerate minimum. relu with
+    one hidden layer: W = 0 is a non-strict saddle of the kink convention, and a unit dead
+    on every sample next to a least-squares fit a degenerate minimum."""
+    from sweepengine import theory
+    from tests.test_nlsaddle import _dead_unit_minimum
+
+    X, Y, _, _ = _data(8, (3, 2), 12)
+    widths = [4, 4]
+    W0 = [[np.zeros((4, 3)), np.zeros((4, 4)), np.zeros((2, 4))],
+          theory.critical_point(X, Y, widths, [0], rng=1),
+          theory.global_minimizer(X, Y, widths, scale=1.3, rng=2)]  # fmt: skip
+    lam_ref = training.reference(Stats.from_data(X, Y), [3, *widths, 2]).lam_ref
+    out = train_flat_nonlinear(X, Y, W0, "gd", 0.5 / lam_ref, 200, seeds=[0, 1, 2])
+    Wd, Xd, Yd = _dead_unit_minimum(1e-2)
+    out_relu = train_flat_nonlinear(Xd, Yd, [[np.zeros((4, 3)), np.zeros((2, 4))], Wd], "gd",
+                                    0.02, 400, activation="relu", seeds=[3, 4])  # fmt: skip
+    for o, want in ((out, ["bad_saddle", "bad_saddle", "minimum"]),
+                    (out_relu, ["bad_saddle", "minimum"])):  # fmt: skip
+        for r, cls in zip(o.results(), want, strict=True):
+            (s,) = r.stalls
+            assert s.end == r.steps and s.polish_converged and s.stall_class == cls, s
+            assert abs(s.rel_lam_min) < 1e-6 and s.nullity > 0
+            assert (s.descent_drop > 0) == (cls == "bad_saddle")
+            assert (s.descent_radius > 0) if cls == "bad_saddle" else np.isnan(s.descent_radius)
+        assert o.stalls.stall_class.tolist() == want
+        assert (o.stall_rows["descent_evals"][:, 0] > 0).all()
+    best = best_loss_gaps({"cfg": out.results()})["cfg"]  # bad saddles are never relabelled
+    got = [s.stall_class for r in best.results for s in r.stalls]
+    assert got == ["bad_saddle", "bad_saddle", "minimum"]
 
 
 def test_best_loss_gaps_plain_losses():

@@ -197,8 +197,9 @@ def headline(res: Results, *, n_boot: int = 1000, seed: int = 0) -> tuple[str, d
 
 def _nonlinear_sentence(res: Results) -> tuple[str, dict]:
     """For a sweep with nonlinear runs: per activation and per weight decay (when they
-    vary), the fraction of runs with a strict-saddle stall and with a minimum above the
-    best loss, and whether it changes detectably (some Wilson intervals do not overlap)."""
+    vary), the fraction of runs with a strict-saddle stall, with a bad-saddle stall and
+    with a minimum above the best loss, and whether it changes detectably (some Wilson
+    intervals do not overlap)."""
     if not nonlinear_mask(res).any():
         return "", {}
     axes = [a for a in NET_AXES if a in varying_axes(res)]
@@ -208,6 +209,7 @@ def _nonlinear_sentence(res: Results) -> tuple[str, dict]:
         nums[axis] = {}
         bits = []
         for cls, name in (("strict_saddle", "a strict-saddle stall"),
+                          ("bad_saddle", "a bad-saddle stall"),
                           ("minimum_above_best", "a minimum above the best loss")):  # fmt: skip
             f = saddle_frequency(res, [axis], cls)
             f = f[f["n"] > 0]
@@ -235,8 +237,9 @@ def _nonlinear_sentence(res: Results) -> tuple[str, dict]:
             }  # fmt: skip
     text = ". ".join(parts) + "." if parts else ""
     text += (
-        " (Nonlinear nets have no bad-saddle class yet: without a canonical member of "
-        "a degenerate critical set their saddles are classed strict, docs/nonlinear.md.)"
+        " (A nonlinear net's bad saddle is a critical point with a PSD Hessian where the "
+        "loss still falls at higher order, found by probing its null space; "
+        "docs/nonlinear.md.)"
     )
     return text.strip(), nums
 

@@ -23,16 +23,18 @@ What differs from the linear trainer:
   (``newton_mr``, the algorithm and constants of ``polish.newton_mr``: MINRES with
   the same forcing terms, line search on ||g||^2 and extrapolated step (K-1) d),
   then the Hessian's extremes there by Lanczos on the same HVPs (``lanczos_extremes``,
-  ``spectrum.lanczos_extremes``'s algorithm). ``kawaguchi_rank`` is written -1.
+  ``spectrum.lanczos_extremes``'s algorithm) and, at a PSD polished point, the
+  higher-order test ``descent.descent_test`` (non-strict saddle or minimum).
+  ``kawaguchi_rank`` is written -1.
   ``polish.newton_mr`` and ``spectrum.lanczos_extremes`` call the linear HVP directly
   (no callback), hence the copies here.
 
 Bit-identical whatever the batch size or slicing: each run owns its buffers and RNG.
 
 Numba's on-disk cache keys this module's compiled code on this file alone, not on
-``activation.py``, whose kernels are compiled into it: after a change there, change
-this file too (or clear ``NUMBA_CACHE_DIR``), or cached trainers keep running the old
-activation code. (Last for ``activation._tanh``, the branch-free tanh.)
+``activation.py`` or ``descent.py``, whose kernels are compiled into it: after a change
+there, change this file too (or clear ``NUMBA_CACHE_DIR``), or cached trainers keep
+running the old code. (Last for ``descent.descent_test``, the higher-order test.)
 """
 
 import numpy as np
@@ -40,6 +42,7 @@ from numba import njit
 
 from .._config import JIT
 from .activation import hvp_prepared, loss, loss_grad, ws_size
+from .descent import N_OUT, descent_test
 from .linalg import dot
 from .objective import sq_norm
 from .polish import ETA_EXP, ETA_LS, ETA_MAX, EXTRAP, MAX_HALVINGS, N_VECS, RHO
@@ -258,7 +261,10 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     """The Hessian at the probe point (local view), then unless ``cfg.polish`` is off:
     Newton-MR from there to ||grad|| / g_ref <= ``polish_tol`` (at most ``rough_newton``
     + ``polish_newton`` steps: the linear trainer's two passes, with no balancing between
-    them), and the Hessian extremes at the point reached."""
+    them), the Hessian extremes at the point reached and, where it converged with
+    lambda_min >= -psd_tol x lam_ref (PSD), the higher-order test of
+    ``descent.descent_test`` (``nullity``, ``descent_*``; lam_ref = g_ref^2 /
+    gap_scale)."""
     lz = np.empty(5)
     loss_grad(probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf)
     lanczos_extremes(probe_theta, dims, X, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
@@ -274,6 +280,10 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     row.polish_loss = np.nan
     row.lam_min = row.lam_max = row.err_min = row.err_max = np.nan
     row.kawaguchi_rank = -1
+    row.nullity = -1
+    row.descent_drop = np.nan
+    row.descent_radius = np.nan
+    row.descent_evals = 0
     if not cfg.polish:
         return
     n = probe_theta.size
@@ -291,6 +301,15 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     row.polish_loss = res[5]
     lanczos_extremes(x, dims, X, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
     row.lam_min, row.lam_max, row.err_min, row.err_max = lz[0], lz[1], lz[2], lz[3]
+    lam_ref = cfg.g_ref * cfg.g_ref / cfg.gap_scale
+    if row.polish_converged and lz[0] >= -cfg.psd_tol * lam_ref:
+        d = np.empty(N_OUT)
+        descent_test(x, dims, X, Y, act, alpha, lam, ws, cfg.gap_scale, lam_ref, cfg.psd_tol,
+                     seed, d)  # fmt: skip
+        row.nullity = int(d[0])
+        row.descent_drop = d[1]
+        row.descent_radius = d[2]
+        row.descent_evals = int(d[3])
 
 
 @njit(**JIT)

@@ -72,6 +72,7 @@ CONFIG = np.dtype(
         ("rank_tol", np.float64),  # singular values above rank_tol * mid_scale count
         ("mid_scale", np.float64),  # norm of W_{K-1}..W_2 at the balanced global minimizer
         ("polish", np.bool_),  # polish stalls (else only the local probe)
+        ("psd_tol", np.float64),  # nonlinear: PSD and null tolerance, relative to lam_ref
     ],
     align=True,
 )
@@ -159,6 +160,11 @@ STALL_OUT = np.dtype(
         ("err_min", np.float64),
         ("err_max", np.float64),
         ("kawaguchi_rank", np.int64),  # rank of W_{K-1}..W_2 at the polished point
+        # nonlinear only (kernels/descent.py): the higher-order test at a PSD polished point
+        ("nullity", np.int64),  # Hessian eigenvalues within psd_tol x lam_ref of 0; -1 not run
+        ("descent_drop", np.float64),  # (L* - L) / gap_scale at the descent found; 0 none
+        ("descent_radius", np.float64),  # its radius / ell; NaN if none
+        ("descent_evals", np.int64),  # loss evaluations the test spent
     ],
     align=True,
 )
