@@ -221,7 +221,7 @@ def test_compile_units_compile_a_unit_after_the_units_it_needs(tmp_path, monkeyp
     finally:
         holder.kill()
         holder.wait()
-    with pytest.raises(ValueError, match=r"unit 'b' needs \['x'\], which are not listed"):
+    with pytest.raises(ValueError, match=r"unit 'b' needs \['x'\], which are neither done nor listed"):
         cl.compile_units([unit("b", "x"), unit("x")])
     # a holder that never lets go: after the timeout this process compiles the unit itself
     lock, marker = cl.lock_paths("d")
@@ -255,6 +255,18 @@ def test_units_for_a_chunk_include_what_they_call_in_order():
             assert set(worker._UNITS[u][1]) <= set(units[:i])
     with pytest.raises(ValueError, match="driver must be one of"):
         worker.warm_up("bogus")
+
+
+def test_a_linear_chunk_after_a_nonlinear_one_warms_the_rest(monkeypatch):
+    """A process that warmed the nonlinear trainer's units (objective, hvp, reference)
+    then gets a linear chunk: the units left need those, which are done (a sweep with
+    both kinds of runs failed its linear chunks on this once)."""
+    from sweepengine.sweep import worker
+
+    worker.warm_up("lockstep")  # cached by the session's warm-up: loads
+    monkeypatch.setattr(worker, "_warmed", {"objective", "hvp", "reference", "nonlinear"})
+    worker.warm_up("lockstep")
+    assert set(worker.units_for("lockstep")) <= worker._warmed
 
 
 def test_compile_lock_times_out_with_a_clear_message(tmp_path, monkeypatch, caplog):

@@ -113,10 +113,11 @@ def _timeout() -> float:
         return LOCK_TIMEOUT_S
 
 
-def compile_units(units, timeout: float | None = None) -> None:
+def compile_units(units, timeout: float | None = None, done=()) -> None:
     """Call each ``fn`` of ``units`` once, taking turns per unit with the other processes
     of this install; each unit is ``(name, fn)`` or ``(name, fn, needs)``, ``needs`` the
-    names of units listed before it whose kernels ``fn``'s kernels call.
+    names of units listed before it, or in ``done`` (units this process has warmed up
+    already), whose kernels ``fn``'s kernels call.
 
     Repeatedly, in list order: the first unit whose ``needs`` this process has done and
     that no other process is compiling (a unit another process has warmed counts: it is
@@ -128,14 +129,16 @@ def compile_units(units, timeout: float | None = None) -> None:
     side by side.
     """
     pending = [(u[0], u[1], tuple(u[2]) if len(u) > 2 else ()) for u in units]
-    seen: set[str] = set()
+    seen: set[str] = set(done)
     for name, _, needs in pending:
         missing = [d for d in needs if d not in seen]
         if missing:
-            raise ValueError(f"unit {name!r} needs {missing}, which are not listed before it")
+            raise ValueError(
+                f"unit {name!r} needs {missing}, which are neither done nor listed before it"
+            )
         seen.add(name)
     limit = _timeout() if timeout is None else timeout
-    done: set[str] = set()
+    done = set(done)
     deadline = time.monotonic() + limit
     while pending:
         for i, (name, fn, needs) in enumerate(pending):

@@ -268,7 +268,7 @@ def warm_up(driver: str | None = None) -> float:
     notice.daemon = True
     notice.start()
     try:
-        compile_units([(u, *_UNITS[u]) for u in todo])
+        compile_units([(u, *_UNITS[u]) for u in todo], done=_warmed)
         _warmed.update(todo)
     finally:
         notice.cancel()
