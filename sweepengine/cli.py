@@ -431,7 +431,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from .sweep import worker
 
-    est = worker.COLD_COMPILE_S
+    est = worker.WARMUP_ALL_S
     print(f"compiling kernels, one-time, about {est} s (instant if already cached) ...",
           flush=True)  # fmt: skip
     seconds = worker.warm_up()

@@ -18,6 +18,7 @@ and calls the kernels in ``sweepengine.kernels.activation``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
