@@ -24,7 +24,7 @@ _EXPORTS = {
     "loss": "landscape",
     "loss_and_gradient": "landscape",
     "ACTIVATIONS": "options",
-    "nonlinear_classify_critical": "nonlinear",
+    "nonlinear_classify_critical": "nltraining",
     "nonlinear_gradient": "nonlinear",
     "nonlinear_hessian": "nonlinear",
     "nonlinear_hessian_extremes": "nonlinear",
@@ -79,7 +79,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .landscape import loss as loss
     from .landscape import loss_and_gradient as loss_and_gradient
     from .nltraining import NLTrainResult as NLTrainResult
-    from .nonlinear import nonlinear_classify_critical as nonlinear_classify_critical
+    from .nltraining import nonlinear_classify_critical as nonlinear_classify_critical
     from .nonlinear import nonlinear_gradient as nonlinear_gradient
     from .nonlinear import nonlinear_hessian as nonlinear_hessian
     from .nonlinear import nonlinear_hessian_extremes as nonlinear_hessian_extremes

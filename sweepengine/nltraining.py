@@ -32,15 +32,17 @@ import math
 import types
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from . import nonlinear as _nl
 from ._layout import dims_of, flatten, n_params, unflatten
 from ._validate import as_dims, as_matrix, as_weights
 from .kernels import activation as _act
+from .kernels import descent as _descent
 from .kernels import nltrainer as knl
 from .kernels import state
 from .nonlinear import ACTIVATIONS
@@ -536,3 +538,91 @@ def best_loss_gaps(final_losses_by_config: Mapping[Any, Sequence], *,
                 relabelled.append(dataclasses.replace(r, stalls=stalls))
         out[key] = BestLoss(best, gaps, relabelled)
     return out
+
+
+class CriticalClass(NamedTuple):
+    """What :func:`nonlinear_classify_critical` found at a point."""
+
+    #: ``not_critical`` (||grad|| / g_ref > grad_tol), ``strict_saddle`` (lambda_min <
+    #: -psd_tol lam_ref), ``bad_saddle`` (PSD, higher-order descent found) or ``minimum``
+    critical_class: str
+    loss: float
+    grad_rel: float  # ||grad|| / g_ref, g_ref = sqrt(lam_ref gap_scale)
+    lam_min: float  # the dense Hessian's extremes
+    lam_max: float
+    #: eigenvalues within psd_tol x lam_ref of 0 (-1: the descent test was not run)
+    nullity: int
+    #: (L - L_found) / gap_scale at the first descent found (0.0: none; NaN: not run)
+    descent_drop: float
+    descent_radius: float  # its radius / sqrt(gap_scale / lam_ref); NaN if none
+    evals: int  # loss evaluations of the descent test
+    lam_ref: float
+    gap_scale: float
+
+
+def nonlinear_classify_critical(
+    weights,
+    X,
+    Y,
+    activation="linear",
+    alpha=0.01,
+    weight_decay=0.0,
+    *,
+    lam_ref: float | None = None,
+    gap_scale: float | None = None,
+    psd_tol: float = 1e-6,
+    grad_tol: float = 1e-8,
+    seed: int = 0,
+) -> CriticalClass:
+    """The class of the critical point ``weights``, as the nonlinear trainer classes a
+    stall's polished point (docs/nonlinear.md, "Non-strict saddles").
+
+    ``not_critical`` if ||grad|| / g_ref > ``grad_tol`` (g_ref = sqrt(lam_ref x
+    gap_scale)); else ``strict_saddle`` if the dense Hessian's lambda_min < -``psd_tol``
+    x lam_ref; else the higher-order test of ``kernels.descent.descent_test`` (probes
+    of the loss along the Hessian's near-null space, seeded by ``seed``): ``bad_saddle``
+    (a non-strict saddle: PSD, the loss falls at higher order) or ``minimum``
+    (possibly degenerate). ``lam_ref`` defaults to the trainer's (the linear problem's
+    lam_ref on the same data and architecture plus the weight decay), ``gap_scale`` to
+    L(W = 0) = 1/2 ||Y||^2 (the trainer's default scale with floor 0). Dense: at most
+    ``DENSE_MAX`` parameters.
+    """
+    p = _nl._net(weights, X, Y, activation, alpha, weight_decay)
+    n = p.theta.size
+    if n > _descent.DENSE_MAX:
+        raise ValueError(
+            f"nonlinear_classify_critical is dense only: at most {_descent.DENSE_MAX} "
+            f"parameters, got {n}"
+        )
+    for name, v in (("psd_tol", psd_tol), ("grad_tol", grad_tol)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+            raise ValueError(f"{name} must be a number in (0, 1), got {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if gap_scale is None:
+        gap_scale = 0.5 * float(np.sum(p.Y * p.Y))
+    if lam_ref is None:
+        lam_ref = reference(Stats.from_data(p.X, p.Y), p.dims).lam_ref + p.wd
+    for name, v in (("lam_ref", lam_ref), ("gap_scale", gap_scale)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+            raise ValueError(f"{name} must be a finite positive number, got {v!r}")
+    lam_ref, gap_scale = float(lam_ref), float(gap_scale)
+    l, g, ws = _nl._prepare(p)
+    grad_rel = float(np.sqrt(g @ g) / np.sqrt(lam_ref * gap_scale))
+    out = np.empty(_descent.N_OUT)
+    _descent.descent_test(p.theta, p.dims, p.X, p.Y, p.act, p.alpha, p.wd, ws, gap_scale,
+                          lam_ref, float(psd_tol), int(seed), out)  # fmt: skip
+    lam_min, lam_max = float(out[4]), float(out[5])
+    if grad_rel > grad_tol:
+        cls = "not_critical"
+    elif lam_min < -psd_tol * lam_ref:
+        cls = "strict_saddle"
+    elif out[1] > 0:
+        cls = "bad_saddle"
+    else:
+        cls = "minimum"
+    return CriticalClass(
+        critical_class=cls, loss=l, grad_rel=grad_rel, lam_min=lam_min, lam_max=lam_max,
+        nullity=int(out[0]), descent_drop=float(out[1]), descent_radius=float(out[2]),
+        evals=int(out[3]), lam_ref=lam_ref, gap_scale=gap_scale,
+    )  # fmt: skip
