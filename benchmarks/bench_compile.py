@@ -14,9 +14,10 @@ and shapes are run-time arguments of one type signature: nothing is compiled per
 optimizer or per architecture (the ``per optimizer`` probes check that a second
 optimizer compiles nothing).
 
-The ``sweep warm-up`` probe is what a sweep worker pays (``worker.warm_up``: both
-drivers, and the kernels ``reference`` uses); ``all landscape kernels`` is the
-public landscape API in one process.
+The ``sweep warm-up`` probe is ``worker.warm_up()`` in one process: every linear
+compile unit (both drivers, the reference and the stall examination; a sweep worker
+needs one driver, and two workers share the units: results/coldstart.md);
+``all landscape kernels`` is the public landscape API in one process.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ PROBES: dict[str, tuple[str, str, str]] = {
     "sweep warm-up (both drivers)": (
         "from sweepengine.sweep.worker import warm_up",
         "warm_up()",
-        "sweep.worker.warm_up: what each sweep worker pays first",
+        "sweep.worker.warm_up(): every linear compile unit (both drivers), one process",
     ),
 }
 

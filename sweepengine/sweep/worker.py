@@ -86,11 +86,11 @@ if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is thread
     logging.getLogger("distributed.worker").addFilter(_QuietShutdown())
 
 # What a sweep worker's cold warm_up costs on an idle 2-core machine (results/coldstart.md:
-# 26.7 s with two workers sharing the units, 41.4 s alone), for the "compiling kernels,
+# 33.2 s with two workers sharing the units, 54.9 s alone), for the "compiling kernels,
 # one-time, about N s" notice; a warm cache loads in under a second.
-COLD_COMPILE_S = 30
-# ... and every linear unit in one process (``sweepengine warmup``): 47.8 s there
-WARMUP_ALL_S = 50
+COLD_COMPILE_S = 35
+# ... and every linear unit in one process (``sweepengine warmup``): 58.9 s there
+WARMUP_ALL_S = 60
 NOTICE_AFTER_S = 1.0  # a warm-up still running after this long is compiling, not loading
 
 
