@@ -130,14 +130,8 @@ def _problem(weights, X, Y, stats, *, need_cxx: bool) -> _Problem:
     return _Problem(theta, dims, plan, X, Y, Cxx, None, 0.0)
 
 
-_LINEAR = ("linear", 0.0, 0.0)
-
-
 def _network(activation, alpha, weight_decay, stats) -> tuple[str, float, float]:
     """Validated (activation, alpha, weight_decay); ``stats`` only for the linear net."""
-    if activation == "linear" and alpha is ALPHA and type(weight_decay) is float:
-        if weight_decay == 0.0:  # the defaults: nothing to check
-            return _LINEAR
     net = check_network(activation, alpha, weight_decay)
     if net[0] != "linear" and stats is not None:
         raise ValueError(

@@ -615,12 +615,8 @@ def nonlinear_classify_critical(
     lam_min, lam_max = float(out[4]), float(out[5])
     if grad_rel > grad_tol:
         cls = "not_critical"
-    elif lam_min < -psd_tol * lam_ref:
-        cls = "strict_saddle"
-    elif out[1] > 0:
-        cls = "bad_saddle"
-    else:
-        cls = "minimum"
+    else:  # the stall examination's rule (a NaN drop: the test did not run, minimum)
+        cls = str(classify_nonlinear(True, lam_min / lam_ref, out[1], psd_tol=psd_tol))
     return CriticalClass(
         critical_class=cls, loss=l, grad_rel=grad_rel, lam_min=lam_min, lam_max=lam_max,
         nullity=int(out[0]), descent_drop=float(out[1]), descent_radius=float(out[2]),

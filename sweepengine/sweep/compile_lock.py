@@ -67,7 +67,9 @@ def lock_paths(unit: str = "trainer") -> tuple[Path, Path]:
 # The compile units of a sweep worker and, for each, the units whose kernels its kernels
 # call (compiled first, see :func:`compile_units`); ``worker`` supplies what compiles
 # each. Here, not in ``worker``, so that the client can tell a warm cache (``warm``)
-# without importing Numba.
+# without importing Numba. Listed in the order a process tries them: the longest chain
+# first (objective, hvp, polish, examine), the drivers early, so that a second process
+# starts on a driver.
 UNIT_NEEDS = {
     "objective": (),
     "lockstep": (),
@@ -81,6 +83,25 @@ UNIT_NEEDS = {
     "nonlinear": (),
 }
 DRIVERS = ("lockstep", "per_run")
+NONLINEAR = "nonlinear"
+LINEAR_UNITS = tuple(u for u in UNIT_NEEDS if u != NONLINEAR)
+
+
+def units_for(driver: str | None) -> list[str]:
+    """The units a chunk with trainer ``driver`` (``DRIVERS`` or ``NONLINEAR``) needs,
+    with every unit they call, in ``UNIT_NEEDS`` order; None: every linear unit. The
+    nonlinear trainer has its own stall examination and takes lam_ref from the
+    reference."""
+    if driver is None:
+        return list(LINEAR_UNITS)
+    need = {driver, "reference"} if driver == NONLINEAR else {driver, "reference", "examine"}
+    todo = list(need)
+    while todo:
+        for d in UNIT_NEEDS[todo.pop()]:
+            if d not in need:
+                need.add(d)
+                todo.append(d)
+    return [u for u in UNIT_NEEDS if u in need]
 
 
 def warm(units) -> bool:
@@ -94,16 +115,12 @@ def warm(units) -> bool:
 
 
 def sweep_warm(linear: bool, nonlinear: bool) -> bool:
-    """Whether a sweep with deep linear and/or nonlinear runs finds its units warm: the
-    linear ones but the drivers and at least one driver (a chunk needs one of the two),
-    and the nonlinear trainer with what it calls."""
-    ok = True
-    if linear:
-        shared = [u for u in UNIT_NEEDS if u not in (*DRIVERS, "nonlinear")]
-        ok = warm(shared) and any(warm([d]) for d in DRIVERS)
-    if nonlinear:
-        ok = ok and warm(["objective", "hvp", "reference", "nonlinear"])
-    return ok
+    """Whether a sweep with deep linear and/or nonlinear runs finds what its chunks need
+    warm: for the linear runs, the units of at least one driver (a chunk needs one of
+    the two), for the nonlinear ones the nonlinear trainer's."""
+    return (not linear or any(warm(units_for(d)) for d in DRIVERS)) and (
+        not nonlinear or warm(units_for(NONLINEAR))
+    )
 
 
 def _timeout() -> float:

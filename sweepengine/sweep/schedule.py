@@ -166,11 +166,10 @@ def in_process_auto(spec: Spec, n_runs: int) -> bool:
     in this process (see ``IN_PROCESS_MAX_S``)."""
     from .compile_lock import sweep_warm
 
-    if estimated_cost_s(spec, n_runs) > IN_PROCESS_MAX_S:
+    runs, costs = _cost_sample(spec)
+    if n_runs * sum(costs) / len(costs) > IN_PROCESS_MAX_S:  # estimated_cost_s
         return False
-    runs = _cost_sample(spec)[0]
-    linear = any(r.linear for r in runs)
-    return sweep_warm(linear, nonlinear=not all(r.linear for r in runs))
+    return sweep_warm(any(r.linear for r in runs), not all(r.linear for r in runs))
 
 
 def chunk_size(spec: Spec, n_workers: int, sample: int = 256) -> int:
@@ -264,7 +263,7 @@ def connect(
             dask.config.set({**COMM_LOG, **NO_QUEUING}),
             LocalCluster(
                 n_workers=1,
-                threads_per_worker=(n_workers or 1) * threads_per_worker
+                threads_per_worker=n_workers * threads_per_worker
                 if n_workers
                 else max(1, os.cpu_count() or 1),
                 processes=False,
@@ -560,7 +559,7 @@ def run_sweep(
             connect(
                 scheduler, n_workers, threads_per_worker, client, in_process=report.in_process
             ) as c,  # fmt: skip
-            _watchdog(c, embedded=client is None and scheduler is None),
+            _watchdog(c, embedded=embedded),
         ):
             report.dashboard = c.dashboard_link
             log.info("Dask dashboard: %s", c.dashboard_link)

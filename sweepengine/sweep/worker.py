@@ -60,7 +60,7 @@ from ..store.schema import (
     stalls_table,
 )
 from ..training import Reference, driver_kind, reference, train_flat
-from .compile_lock import DRIVERS, UNIT_NEEDS, compile_units
+from .compile_lock import DRIVERS, LINEAR_UNITS, NONLINEAR, UNIT_NEEDS, compile_units, units_for
 from .notices import COMPILE_TOPIC, IGNORE_SIGINT
 from .spec import Run
 
@@ -125,7 +125,6 @@ def _reference(problem: str, params_json: str, dims: tuple[int, ...]):
 # again). Measured cold on 2 cores: results/coldstart.md. The nonlinear trainer
 # (activation or weight decay, ``nltraining``) is a unit of its own, ``NONLINEAR``, warmed
 # only by a chunk that needs it (or ``warm_up("nonlinear")``), not by ``warm_up()``.
-NONLINEAR = "nonlinear"
 # Above this many hidden-unit paths (the product of the hidden widths) the run's
 # path_dependence columns are NaN: the measure forms all pairs of paths (p^2 x m work).
 PATH_DEPENDENCE_MAX = 256
@@ -164,28 +163,29 @@ def _warm_nonlinear() -> None:
 def _toy_kernel_args():
     """(stats, dims, theta, poff, noff, ws) of the toy problem, typed as the trainer's
     kernels pass them to the kernels they share (1-d C-contiguous float64 vectors, int64
-    offsets), so that a unit compiled from here is the specialisation the others call."""
+    offsets), so that a unit compiled from here is the specialisation the others call;
+    ``ws`` prepared by ``loss_grad_stats`` (unit "objective", which every other one
+    needs) for the kernels that read it."""
     X, theta = _toy()
     dims = np.array((2, 2, 2), dtype=np.int64)
-    return Stats.from_data(X, X), dims, theta[0].copy(), kc.param_offsets(dims), \
-        kc.node_offsets(dims), np.zeros(ko.ws_size(dims))  # fmt: skip
+    st, theta = Stats.from_data(X, X), theta[0].copy()
+    ws = np.zeros(ko.ws_size(dims))
+    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
+    return st, dims, theta, kc.param_offsets(dims), kc.node_offsets(dims), ws
 
 
 def _warm_objective() -> None:
     st, dims, theta, _, _, ws = _toy_kernel_args()
     ko.loss_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws)
-    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
 
 
 def _warm_hvp() -> None:
     st, dims, theta, _, _, ws = _toy_kernel_args()
-    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
     khvp.hessian_prepared(theta, dims, st.Cxx, ws, np.empty((theta.size, theta.size)))
 
 
 def _warm_lanczos() -> None:
     st, dims, theta, _, _, ws = _toy_kernel_args()
-    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
     kspec.lanczos_extremes(theta, dims, st.Cxx, ws, 4, 1e-6, np.uint64(0), np.empty(5))
 
 
@@ -199,15 +199,12 @@ def _warm_polish() -> None:
 def _warm_modes() -> None:
     st, dims, theta, poff, noff, ws = _toy_kernel_args()
     eye = np.eye(2)
-    ko.loss_grad_stats(theta, dims, st.Cxx, st.Cyx, float(st.yy), ws, np.empty(theta.size))
     kpol.occupancy(theta, dims, poff, noff, ws, eye, eye.copy(), np.empty((1, 2))[0])
     kpol.balance(theta, dims, poff, noff, ws, 1)
     kt.middle_rank(theta, dims, poff, 1e-9)
 
 
-# unit -> (what compiles it, the units whose kernels it calls: ``UNIT_NEEDS``). Listed in
-# the order a process tries them (``compile_units``): the longest chain first (objective,
-# hvp, polish, examine), the drivers early, so that a second process starts on a driver.
+# unit -> (what compiles it, the units whose kernels it calls: ``UNIT_NEEDS``, in its order)
 _WARM = {
     "objective": _warm_objective,
     "lockstep": functools.partial(_warm, "train", "lockstep"),
@@ -221,22 +218,7 @@ _WARM = {
     NONLINEAR: _warm_nonlinear,
 }
 _UNITS = {u: (_WARM[u], needs) for u, needs in UNIT_NEEDS.items()}
-UNITS = tuple(u for u in _UNITS if u != NONLINEAR)
-
-
-def units_for(driver: str | None) -> list[str]:
-    """The units a chunk with trainer ``driver`` needs, with every unit they call, in
-    ``_UNITS`` order (None: every linear unit)."""
-    if driver is None:
-        return list(UNITS)
-    need = {driver, "reference"} if driver == NONLINEAR else {driver, "reference", "examine"}
-    todo = list(need)
-    while todo:
-        for d in _UNITS[todo.pop()][1]:
-            if d not in need:
-                need.add(d)
-                todo.append(d)
-    return [u for u in _UNITS if u in need]
+UNITS = LINEAR_UNITS
 
 
 _warmed: set[str] = set()  # units this process has compiled or loaded
@@ -259,7 +241,6 @@ def warm_up(driver: str | None = None) -> float:
     """
     if driver is not None and driver not in (*DRIVERS, NONLINEAR):
         raise ValueError(f"driver must be one of {(*DRIVERS, NONLINEAR)}, got {driver!r}")
-    # the nonlinear trainer has its own stall examination; lam_ref from the reference
     todo = [u for u in units_for(driver) if u not in _warmed]
     if not todo:
         return 0.0
