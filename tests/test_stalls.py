@@ -77,6 +77,51 @@ def test_rescaling_x_and_y_changes_no_record():
             assert x.gap_rel == pytest.approx(y.gap_rel, rel=1e-6)
 
 
+def _nl_run(X, Y, W, f, activation):
+    """The nonlinear trainer, GD at lr = f / lam_ref (its lam_ref: the linear one), for
+    1500 units of training time."""
+    dims = [W[0].shape[1]] + [w.shape[0] for w in W]
+    lr = f / _lam_ref(X, Y, dims)
+    return se.train(X, Y, W, "gd", lr=lr, max_steps=int(round(1500.0 / f)),
+                    activation=activation)  # fmt: skip
+
+
+_RELU_LR = pytest.mark.xfail(
+    strict=True,
+    reason="known: a relu net held at W ~ 0 polishes to a strict saddle from the probe "
+    "point at lr and fails to converge (unresolved) from the one at lr / 10, Newton-MR "
+    "steps crossing kinks (docs/nonlinear.md, 'Stall examination')",
+)
+
+
+@pytest.mark.slow  # the nonlinear trainer's cold compile
+@pytest.mark.parametrize("activation", ["tanh", pytest.param("relu", marks=_RELU_LR)])
+def test_nonlinear_records_do_not_depend_on_learning_rate(activation):
+    """The nonlinear trainer's stalls (its own classes, the higher-order test at PSD
+    polished points included) are the same at lr and lr / 10 over the same time."""
+    X, Y = _problem()
+    W = se.init_weights([4, 4, 4, 4], "gaussian", 1e-3, seed=1)
+    base = _nl_run(X, Y, W, 0.1, activation)
+    _assert_same_records(base, _nl_run(X, Y, W, 0.01, activation), rtol=0.02)
+
+
+@pytest.mark.slow
+def test_rescaling_x_and_y_changes_no_nonlinear_record():
+    """relu is positively homogeneous: X -> a X, Y -> c Y with W_k -> (c/a)^(1/K) W_k
+    gives the same trajectory in the problem's units, hence the same records."""
+    X, Y = _problem()
+    W = se.init_weights([4, 4, 4, 4], "gaussian", 1e-3, seed=1)
+    base = _nl_run(X, Y, W, 0.1, "relu")
+    for a, c in [(10.0, 0.1), (0.1, 10.0)]:
+        r = _nl_run(a * X, c * Y, [w * (c / a) ** (1 / 3) for w in W], 0.1, "relu")
+        _assert_same_records(base, r, rtol=1e-3, loss_scale=c**2)
+        for x, y in zip(base.stalls, r.stalls, strict=True):
+            # lambda_min itself is not compared: polished near W = 0, a relu net lands on
+            # different members of a degenerate set (-2.8e-5 vs -6.0e-5 lam_ref here),
+            # all strict saddles
+            assert x.nullity == y.nullity and x.polish_converged == y.polish_converged
+
+
 def test_class_of_a_plateau_does_not_depend_on_init_scale():
     """H >= 2 from small Gaussian init: the plateau of a given S is a bad saddle (unused
     units at zero, Hessian PSD) at every init scale over a factor 33, although the probe
