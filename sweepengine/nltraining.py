@@ -72,18 +72,29 @@ NL_STALL_CLASSES = ("strict_saddle", "bad_saddle", "minimum", "minimum_above_bes
 #: Slices per thread (as ``training``): threads take slices as they finish.
 
 
-def classify_nonlinear(converged, rel_lam_min, descent_drop=None, *,
-                       psd_tol: float) -> np.ndarray:  # fmt: skip
-    """The class of each stall's polished point (vectorised): ``unresolved`` where
-    Newton-MR did not converge, ``strict_saddle`` where lambda_min < -psd_tol x lam_ref
-    (``rel_lam_min`` = lambda_min / lam_ref); at the other (PSD) points the higher-order
-    test decides (``descent_drop``, from ``kernels.descent.descent_test``: > 0 where the
-    loss falls at higher order along the Hessian's near-null space): ``bad_saddle`` (a
-    non-strict saddle) there, else ``minimum`` (possibly degenerate;
-    :func:`best_loss_gaps` relabels those above the best loss). ``descent_drop`` None
-    or NaN: not tested, ``minimum``."""
+def classify_nonlinear(converged, rel_lam_min, descent_drop=None, *, psd_tol: float,
+                       grad_rel=None, rough_tol: float = 0.0,
+                       neg_tol: float = 1.0) -> np.ndarray:  # fmt: skip
+    """The class of each stall's polished point (vectorised): ``strict_saddle`` where
+    lambda_min < -psd_tol x lam_ref (``rel_lam_min`` = lambda_min / lam_ref) at a
+    converged point, or where Newton-MR stopped short of ``polish_tol`` but within
+    ``rough_tol`` (``grad_rel`` = ||grad|| / g_ref there) with lambda_min < -neg_tol x
+    lam_ref: negative curvature that large does not vanish within the distance left to
+    the critical point, and a relu net's kinks can stop Newton-MR there (docs/
+    nonlinear.md, "Stall examination"); ``unresolved`` at the other points that did not
+    converge; at converged PSD points the higher-order test decides (``descent_drop``,
+    from ``kernels.descent.descent_test``: > 0 where the loss falls at higher order
+    along the Hessian's near-null space): ``bad_saddle`` (a non-strict saddle) there,
+    else ``minimum`` (possibly degenerate; :func:`best_loss_gaps` relabels those above
+    the best loss). ``descent_drop`` None or NaN: not tested, ``minimum``."""
     ok = np.asarray(converged, dtype=bool)
-    strict = np.asarray(rel_lam_min, dtype=float) < -psd_tol
+    rel = np.asarray(rel_lam_min, dtype=float)
+    strict = rel < -psd_tol
+    if grad_rel is not None:
+        rough = np.asarray(grad_rel, dtype=float) <= rough_tol
+        strict_rough = rough & (rel < -neg_tol)
+        strict = np.where(ok, strict, strict_rough)
+        ok = ok | strict_rough
     if descent_drop is None:
         bad = np.zeros(ok.shape, dtype=bool)
     else:
@@ -167,6 +178,20 @@ class NLBatchOutput:
         """One :class:`NLTrainResult` per run."""
         return [self._result(b) for b in range(self.theta.shape[0])]
 
+    def _classes(self, rows: np.ndarray, gap_rel: np.ndarray) -> tuple:
+        """(local class, lambda_min / lam_ref at the polished point, stall class) of
+        stall rows: :func:`classify_nonlinear`, or the local class without polishing."""
+        cfg = self.stall
+        local = classify(rows["local_lam_min"], rows["local_err_min"], gap_rel, self.lam_ref,
+                         neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
+        rel = rows["lam_min"] / self.lam_ref
+        if not cfg.polish:
+            return local, rel, local
+        cls = classify_nonlinear(rows["polish_converged"], rel, rows["descent_drop"],
+                                 psd_tol=cfg.psd_tol, grad_rel=rows["polish_grad_rel"],
+                                 rough_tol=cfg.rough_tol, neg_tol=cfg.neg_tol)  # fmt: skip
+        return local, rel, cls
+
     @functools.cached_property
     def stalls(self) -> StallArrays:
         """Every recorded stall of the batch as columns (``training.StallArrays``, the
@@ -183,15 +208,7 @@ class NLBatchOutput:
         dt = self.time_unit[run]
         gap = rows["loss"] - floor
         gap_rel = gap / scale
-        cfg = self.stall
-        local = classify(rows["local_lam_min"], rows["local_err_min"], gap_rel, self.lam_ref,
-                         neg_tol=cfg.neg_tol, min_gap=cfg.min_gap)  # fmt: skip
-        rel = rows["lam_min"] / self.lam_ref
-        if cfg.polish:
-            cls = classify_nonlinear(rows["polish_converged"], rel, rows["descent_drop"],
-                                     psd_tol=cfg.psd_tol)  # fmt: skip
-        else:
-            cls = local
+        local, rel, cls = self._classes(rows, gap_rel)
         start, end = rows["start"], rows["end"]
         minus1 = np.full(R, -1, dtype=np.int64)
         return StallArrays(
@@ -212,14 +229,7 @@ class NLBatchOutput:
         rows = self.stall_rows[b, :n]
         floor, scale = float(cfg["lstar"]), float(cfg["gap_scale"])
         gap_rel = (rows["loss"] - floor) / scale
-        local = classify(rows["local_lam_min"], rows["local_err_min"], gap_rel, self.lam_ref,
-                         neg_tol=self.stall.neg_tol, min_gap=self.stall.min_gap)  # fmt: skip
-        rel = rows["lam_min"] / self.lam_ref
-        if self.stall.polish:
-            cls = classify_nonlinear(rows["polish_converged"], rel, rows["descent_drop"],
-                                     psd_tol=self.stall.psd_tol)  # fmt: skip
-        else:
-            cls = local
+        local, rel, cls = self._classes(rows, gap_rel)
         return tuple(
             Stall(
                 start=int(r["start"]),

@@ -191,6 +191,45 @@ def test_classify_nonlinear():
     assert got.tolist() == ["strict_saddle", "bad_saddle", "minimum", "minimum", "unresolved"]
 
 
+def test_classify_nonlinear_rough_strict_saddles():
+    """Not converged to polish_tol: strict_saddle only within rough_tol and with
+    lambda_min below -neg_tol x lam_ref; a converged point keeps the psd_tol rule."""
+    conv = [False, False, False, False, True]
+    rel = [-2e-3, -5e-4, -2e-3, -2e-3, -5e-4]
+    grad = [3e-7, 3e-7, 3e-3, np.nan, 1e-11]
+    got = classify_nonlinear(conv, rel, [np.nan] * 5, psd_tol=1e-6, grad_rel=grad,
+                             rough_tol=1e-4, neg_tol=1e-3)  # fmt: skip
+    assert got.tolist() == ["strict_saddle", "unresolved", "unresolved", "unresolved",
+                            "strict_saddle"]  # fmt: skip
+    assert classify_nonlinear(conv, rel, psd_tol=1e-6).tolist()[:4] == ["unresolved"] * 4
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_shadows_origin(act):
+    """The origin test: near W = 0 (loss at the level of L(0) along the ray) yes; a
+    point that learned something, two layers (K = 2), a frozen point (gradient 0: a
+    dead relu net) no."""
+    from sweepengine.kernels import activation as ak
+    from sweepengine.kernels.nltrainer import shadows_origin
+
+    code = {"relu": ak.RELU, "tanh": ak.TANH}[act]
+    X, Y, _, rng = _data(d=(3, 4, 4, 2))
+    gap = 0.5 * float(np.sum(Y * Y))
+
+    def check(dims, theta, gnorm=1.0):
+        dims = np.asarray(dims, dtype=np.int64)
+        ws = np.empty(ak.ws_size(dims, X.shape[1]))
+        buf = np.empty(theta.size)
+        return shadows_origin(theta, dims, X, Y, code, 0.01, 0.0, ws, gnorm, buf, gap)
+
+    n3 = 3 * 4 + 4 * 4 + 4 * 2
+    small = 1e-3 * rng.standard_normal(n3)
+    assert check((3, 4, 4, 2), small)
+    assert not check((3, 4, 4, 2), small, gnorm=0.0)
+    assert not check((3, 4, 4, 2), rng.standard_normal(n3))  # loss far from L(0)
+    assert not check((3, 4, 2), 1e-3 * rng.standard_normal(3 * 4 + 4 * 2))
+
+
 def test_stalls_at_constructed_critical_points_get_the_theorys_class():
     """GD started exactly at a critical point stays there and the run is one stall,
     polished at once: its class is the theory's (tests/test_nlsaddle.py). Deep linear

@@ -19,7 +19,8 @@ What differs from the linear trainer:
   floor given by the caller and ``gap_scale`` / ``g_ref`` / ``div_limit`` may differ
   per run (``sweepengine.nltraining`` fills them; docs/nonlinear.md, "Trainer").
 - The stall examination (``examine_stall``) has no modes, no balancing and no
-  Kawaguchi rank: from the probe point, Newton-MR on the exact nonlinear HVPs
+  Kawaguchi rank: a stall that shadows W = 0 (``shadows_origin``) is examined at
+  W = 0 itself; otherwise from the probe point, Newton-MR on the exact nonlinear HVPs
   (``newton_mr``, the algorithm and constants of ``polish.newton_mr``: MINRES with
   the same forcing terms, line search on ||g||^2 and extrapolated step (K-1) d),
   then the Hessian's extremes there by Lanczos on the same HVPs (``lanczos_extremes``,
@@ -256,9 +257,42 @@ def lanczos_extremes(theta, dims, X, act, alpha, lam, ws, maxiter, tol, seed, ou
     out[4] = j + 1
 
 
+ORIGIN_BAND = 1e-3  # origin test: the ray to 0 stays within this x gap_scale of L(0)
+ORIGIN_RAY = 8  # ... at t = 1, 1/2, .., 2^-ORIGIN_RAY along the ray
+
+
+@njit(**JIT)
+def shadows_origin(probe, dims, X, Y, act, alpha, lam, ws, gnorm, buf, gap_scale):
+    """Whether a stall whose probe point is ``probe`` shadows W = 0 (docs/nonlinear.md,
+    "Stall examination"): K >= 3 and no weight decay (W = 0 is then a critical point
+    whose Hessian vanishes, every activation here having s(0) = 0; with decay it is a
+    strict minimum, Hessian lam I, which Newton-MR reaches), the probe point moves (gradient
+    norm ``gnorm`` > 0: a dead relu net at the level of L(0) does not) and the loss
+    along the ray t x probe, t = 1, 1/2, .., 2^-ORIGIN_RAY, stays within
+    ORIGIN_BAND x gap_scale of L(0): the probe point lies on the level set of W = 0
+    that gradient flow from small weights follows. ``buf``: n scratch values; leaves
+    ``ws`` prepared at an arbitrary point of the ray."""
+    if dims.size - 1 < 3 or lam != 0.0 or not gnorm > 0.0:
+        return False
+    n = probe.size
+    for i in range(n):
+        buf[i] = 0.0
+    l0 = loss(buf, dims, X, Y, act, alpha, lam, ws)
+    band = ORIGIN_BAND * gap_scale
+    t = 1.0
+    for _ in range(ORIGIN_RAY + 1):
+        for i in range(n):
+            buf[i] = t * probe[i]
+        if not abs(loss(buf, dims, X, Y, act, alpha, lam, ws) - l0) <= band:
+            return False
+        t *= 0.5
+    return True
+
+
 @njit(**JIT)
 def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work, cfg, seed):
     """The Hessian at the probe point (local view), then unless ``cfg.polish`` is off:
+    W = 0 itself where the stall shadows it (``shadows_origin``: no Newton-MR), else
     Newton-MR from there to ||grad|| / g_ref <= ``polish_tol`` (at most ``rough_newton``
     + ``polish_newton`` steps: the linear trainer's two passes, with no balancing between
     them), the Hessian extremes at the point reached and, where it converged with
@@ -288,10 +322,23 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
         return
     n = probe_theta.size
     x = work[:n]
-    x[:] = probe_theta
     res = np.empty(6)
-    newton_mr(x, dims, X, Y, act, alpha, lam, ws, work[n:], cfg.g_ref, cfg.polish_tol,
-              cfg.rough_newton + cfg.polish_newton, cfg.polish_inner, res)  # fmt: skip
+    gnorm = np.sqrt(dot(gbuf, gbuf))
+    if shadows_origin(probe_theta, dims, X, Y, act, alpha, lam, ws, gnorm, x, cfg.gap_scale):
+        # the critical point is W = 0 itself: no Newton-MR (iterations 0), distance
+        # from the probe point, its gradient (0 exactly) and loss
+        for i in range(n):
+            x[i] = 0.0
+        res[5] = loss_grad(x, dims, X, Y, act, alpha, lam, ws, gbuf)
+        res[0] = np.sqrt(dot(gbuf, gbuf)) / cfg.g_ref
+        res[1] = 0.0
+        res[2] = 0.0
+        res[3] = 1.0 if res[0] <= cfg.polish_tol else 0.0
+        res[4] = np.sqrt(dot(probe_theta, probe_theta))
+    else:
+        x[:] = probe_theta
+        newton_mr(x, dims, X, Y, act, alpha, lam, ws, work[n:], cfg.g_ref, cfg.polish_tol,
+                  cfg.rough_newton + cfg.polish_newton, cfg.polish_inner, res)  # fmt: skip
     row.polished = True
     row.polish_grad_rel = res[0]
     row.polish_iters = int(res[1])
