@@ -159,7 +159,11 @@ def _nonlinear_numbers(res) -> dict[str, str]:
     independence measures and whether they predict saddle stalls."""
     from sweepengine import analysis as A
     from sweepengine.analysis.report import summary_table
-    from sweepengine.analysis.tables import independence_summary, stall_prediction
+    from sweepengine.analysis.tables import (
+        independence_summary,
+        stall_prediction,
+        stall_prediction_by,
+    )
 
     out = {a: _table(summary_table(res, a, n_boot=1000)) for a in ("activation", "weight_decay")}
     by = ["activation", "weight_decay", "depth"]
@@ -184,7 +188,10 @@ def _nonlinear_numbers(res) -> dict[str, str]:
     out["prediction"] = (
         f"point-biserial r = {_fmt(summ['r'])} (95 % CI {_fmt(summ['lo'])} to "
         f"{_fmt(summ['hi'])}) over n = {summ['n']} relu / leaky_relu runs, {summ['k']} with "
-        f"a saddle stall\n\n" + _table(bins)
+        f"a saddle stall\n\n"
+        + _table(bins)
+        + "\n\nWithin each depth:\n\n"
+        + _table(stall_prediction_by(res, ["depth"], "input_dependence"))
     )
     return out
 

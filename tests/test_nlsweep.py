@@ -510,6 +510,16 @@ def test_report_on_a_hand_made_v3_directory(tmp_path):
     assert summ["r"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
     assert summ["lo"] < summ["r"] < summ["hi"]
     assert bins.n.sum() == 16
+    by = A.tables.stall_prediction_by(res, ["depth"], "input_dependence")
+    assert by.depth.tolist() == sorted(set(by.depth)) and by.n.sum() == 16
+    runs = A.tables.runs_frame(res, ["depth"], columns=["input_dependence", "status",
+                                                        "steps_in_strict_saddle",
+                                                        "steps_in_bad_saddle"])  # fmt: skip
+    for row in by.itertuples():
+        g = runs[(runs.depth == row.depth) & runs.input_dependence.notna()]
+        yg = ((g.steps_in_strict_saddle + g.steps_in_bad_saddle) > 0).to_numpy(float)
+        assert row.n == len(g) and row.k == yg.sum()
+        assert row.r == pytest.approx(np.corrcoef(g.input_dependence, yg)[0, 1], abs=1e-12)
     A.write_report(out, n_boot=50)
     summary = _check_report(out)
     assert {"nonlinear_classes", "independence"} <= set(summary["figures"])

@@ -30,6 +30,7 @@ from .tables import (
     scale_scaling,
     slowdown,
     stall_prediction,
+    stall_prediction_by,
     survival_summary,
     time_shares,
     time_to_best,
@@ -381,6 +382,10 @@ def _extra_tables(res: Results) -> dict[str, pd.DataFrame]:
                 "Runs with a saddle stall per input-dependence bin (Wilson 95 %; "
                 "point-biserial r with its Fisher-z 95 % interval)"
             ] = bins
+            out[
+                "Point-biserial r of input dependence and a saddle stall within each "
+                "depth (Fisher-z 95 %)"
+            ] = stall_prediction_by(res, ["depth"], "input_dependence")
     return out
 
 

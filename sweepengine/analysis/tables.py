@@ -32,6 +32,7 @@ __all__ = [
     "saddle_frequency",
     "scale_scaling",
     "stall_prediction",
+    "stall_prediction_by",
     "survival",
     "theoretical_scale_slope",
     "time_shares",
@@ -479,6 +480,53 @@ def independence_summary(res: Results, by=("activation", "depth")) -> pd.DataFra
     return pd.DataFrame(rows, columns=out_cols)
 
 
+def _prediction_columns(measure: str) -> list[str]:
+    return [measure, "status", *(f"steps_in_{c}" for c in SADDLE_CLASSES)]
+
+
+def _saddle_runs(df: pd.DataFrame, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """(measure, had a saddle stall) over the runs of ``df`` with ``measure`` defined."""
+    x = df[measure].to_numpy(float)
+    ok = np.isfinite(x)
+    y = sum(df[f"steps_in_{c}"].to_numpy(float) for c in SADDLE_CLASSES) > 0
+    return x[ok], np.asarray(y, dtype=bool)[ok]
+
+
+def _point_biserial(x: np.ndarray, y: np.ndarray, conf: float) -> dict:
+    """{n, k, r, lo, hi}: the correlation of x with the 0/1 variable y and its Fisher-z
+    interval; r NaN when either is constant or n < 4."""
+    from .stats import _z
+
+    n, k = int(x.size), int(y.sum())
+    out = {"n": n, "k": k, "r": np.nan, "lo": np.nan, "hi": np.nan}
+    if n >= 4 and 0 < k < n and np.ptp(x) > 0:
+        r = float(np.corrcoef(x, y.astype(float))[0, 1])
+        half = _z(conf) / np.sqrt(n - 3)
+        zr = np.arctanh(np.clip(r, -0.999999, 0.999999))
+        out.update(r=r, lo=float(np.tanh(zr - half)), hi=float(np.tanh(zr + half)))
+    return out
+
+
+def stall_prediction_by(res: Results, by=("depth",), measure: str = "input_dependence", *,
+                        conf: float = 0.95) -> pd.DataFrame:  # fmt: skip
+    """:func:`stall_prediction`'s point-biserial r within each group of ``by`` (one row
+    per group with runs that have ``measure``: the group's values, n, k, r, lo, hi), so
+    that a correlation driven by the groups (depth: H = 1 nets cannot have a bad saddle)
+    can be told from one within them."""
+    by = list(_by(by))
+    cols = [*by, "n", "k", "r", "lo", "hi"]
+    if not _has(res, "runs", [measure]):
+        return pd.DataFrame(columns=cols)
+    df = _analysed(runs_frame(res, by, columns=_prediction_columns(measure)))
+    rows = []
+    for key, g in df.groupby(by, sort=True):
+        x, y = _saddle_runs(g, measure)
+        if x.size:
+            key = key if isinstance(key, tuple) else (key,)
+            rows.append({**dict(zip(by, key, strict=True)), **_point_biserial(x, y, conf)})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def stall_prediction(res: Results, measure: str = "input_dependence", *, bins: int = 4,
                      conf: float = 0.95) -> tuple[dict, pd.DataFrame]:  # fmt: skip
     """Does the distance from the independence model predict saddle stalls?
@@ -491,25 +539,13 @@ def stall_prediction(res: Results, measure: str = "input_dependence", *, bins: i
     frame with columns lo_edge, hi_edge, n, k, fraction, lo, hi). r is NaN when either
     variable is constant or n < 4.
     """
-    from .stats import _z
-
-    cols = [measure, "status", *(f"steps_in_{c}" for c in SADDLE_CLASSES)]
     empty = pd.DataFrame(columns=["lo_edge", "hi_edge", "n", "k", "fraction", "lo", "hi"])
-    nan = {"n": 0, "k": 0, "r": np.nan, "lo": np.nan, "hi": np.nan}
     if not _has(res, "runs", [measure]):
-        return nan, empty
-    df = _analysed(runs_frame(res, columns=cols))
-    x = df[measure].to_numpy(float)
-    ok = np.isfinite(x)
-    x = x[ok]
-    y = (sum(df[f"steps_in_{c}"].to_numpy(float) for c in SADDLE_CLASSES) > 0)[ok]
-    n, k = int(x.size), int(y.sum())
-    summary = {**nan, "n": n, "k": k}
-    if n >= 4 and 0 < k < n and np.ptp(x) > 0:
-        r = float(np.corrcoef(x, y.astype(float))[0, 1])
-        half = _z(conf) / np.sqrt(n - 3)
-        zr = np.arctanh(np.clip(r, -0.999999, 0.999999))
-        summary.update(r=r, lo=float(np.tanh(zr - half)), hi=float(np.tanh(zr + half)))
+        return _point_biserial(np.empty(0), np.empty(0, dtype=bool), conf), empty
+    x, y = _saddle_runs(_analysed(runs_frame(res, columns=_prediction_columns(measure))),
+                        measure)  # fmt: skip
+    summary = _point_biserial(x, y, conf)
+    n = summary["n"]
     if n == 0:
         return summary, empty
     edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
