@@ -117,6 +117,25 @@ def test_linear_activation_equals_the_linear_kernels(rng, dims):
     assert nhi == pytest.approx(hi, abs=1e-12 * scale)
 
 
+def test_tanh_within_two_ulp_of_numpy():
+    """The kernels' branch-free tanh (kernels/activation.py) against np.tanh: at most 2
+    ulp on a uniform grid over [-30, 30], a geometric one down to 1e-300 (both signs)
+    and the branch points; exact 0, +-1 at +-inf, NaN for NaN."""
+    from sweepengine.kernels.activation import TANH, _activate
+
+    g = np.geomspace(1e-300, 30.0, 100_001)
+    x = np.concatenate([np.linspace(-30.0, 30.0, 400_001), g, -g,
+                        [0.625, -0.625, np.nextafter(0.625, 0.0), 20.0, -20.0]])  # fmt: skip
+    out = np.empty((1, x.size))
+    _activate(x.reshape(1, -1), out, TANH, 0.0)
+    ref = np.tanh(x)
+    assert np.max(np.abs(out[0] - ref) / np.spacing(np.abs(ref))) <= 2.0
+    special = np.array([[0.0, np.inf, -np.inf, np.nan]])
+    got = np.empty_like(special)
+    _activate(special, got, TANH, 0.0)
+    assert got[0, :3].tolist() == [0.0, 1.0, -1.0] and np.isnan(got[0, 3])
+
+
 @pytest.mark.parametrize("act,slope", [("relu", 0.0), ("leaky_relu", ALPHA)])
 def test_kink_convention_left_derivative(rng, act, slope):
     """A hidden pre-activation exactly 0 has s'(0) = 0 (relu) or alpha (leaky_relu),
