@@ -35,7 +35,7 @@ Bit-identical whatever the batch size or slicing: each run owns its buffers and 
 Numba's on-disk cache keys this module's compiled code on this file alone, not on
 ``activation.py`` or ``descent.py``, whose kernels are compiled into it: after a change
 there, change this file too (or clear ``NUMBA_CACHE_DIR``), or cached trainers keep
-running the old code. (Last for ``descent.descent_test``, the higher-order test.)
+running the old code. (Last for ``activation._tanh``, the fused multiply-add form.)
 """
 
 import numpy as np
