@@ -63,8 +63,8 @@ from numba.extending import intrinsic
 
 from .._config import JIT
 from .chain import param_offsets, weight
-from .linalg import dot, mm, mm_acc, mm_nt
-from .simd import view2
+from .linalg import copy2, dot, mm, mm_acc, mm_nt
+from .simd import view1, view2
 
 LINEAR, RELU, LEAKY_RELU, TANH = 0, 1, 2, 3
 
@@ -177,7 +177,8 @@ def _node(ws, b, noff, dims, m, k):
 
 @njit(inline="always", **JIT)
 def _scratch(ws, noff, dims):
-    return ws[7 * noff[dims.size] :]
+    start = 7 * noff[dims.size]
+    return view1(ws, start, ws.size - start)
 
 
 @njit(inline="always", **JIT)
@@ -340,7 +341,7 @@ def hvp_prepared(theta, dims, X, act, alpha, lam, ws, v, out):
             A = _node(ws, 1, noff, dims, m, k)
             _gate(Z, A, dZ, _node(ws, 5, noff, dims, m, k), act, alpha)
     # reverse: dD_k
-    _node(ws, 6, noff, dims, m, K)[:, :] = _node(ws, 4, noff, dims, m, K)
+    copy2(_node(ws, 6, noff, dims, m, K), _node(ws, 4, noff, dims, m, K))
     for k in range(K, 1, -1):
         dG = _node(ws, 6, noff, dims, m, k - 1)  # dG_{k-1}, then dD_{k-1} in place
         mm(weight(v, dims, poff, k).T, _node(ws, 2, noff, dims, m, k), dG)

@@ -27,7 +27,10 @@ def hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, out):
     K = dims.size - 1
     pre, E, dB, dE, _, _, scratch = ws_views(ws, dims, noff)
     # directional derivative of the prefix products
-    node(dB, dims, noff, 0)[:, :] = 0.0
+    d0 = node(dB, dims, noff, 0)
+    for i in range(d0.shape[0]):
+        for j in range(d0.shape[1]):
+            d0[i, j] = 0.0
     for k in range(1, K + 1):
         Vk = weight(v, dims, poff, k)
         cur = node(dB, dims, noff, k)

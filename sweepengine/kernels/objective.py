@@ -15,7 +15,7 @@ from numba import njit
 from .._config import JIT
 from .chain import backprop, node, node_offsets, param_offsets, prefix, weight
 from .linalg import copy2, dot, mm, mm_nt
-from .simd import view2
+from .simd import view1, view2
 
 
 @njit(**JIT)
@@ -39,7 +39,9 @@ def ws_views(ws, dims, noff):
     o = dims[K] * dims[0]
     G = view2(ws, 4 * S, dims[K], dims[0])
     M = view2(ws, 4 * S + o, dims[K], dims[0])
-    return (ws[:S], ws[S : 2 * S], ws[2 * S : 3 * S], ws[3 * S : 4 * S], G, M, ws[4 * S + 2 * o :])
+    rest = ws.size - 4 * S - 2 * o
+    return (view1(ws, 0, S), view1(ws, S, S), view1(ws, 2 * S, S), view1(ws, 3 * S, S), G, M,
+            view1(ws, 4 * S + 2 * o, rest))  # fmt: skip
 
 
 @njit(**JIT)

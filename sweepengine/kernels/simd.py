@@ -16,6 +16,10 @@ explicit and does not depend on the optimiser's heuristics:
 ``view2(buf, off, m, n)`` is the (m, n) row-major view of ``buf[off:off + m*n]``
 built in place: ``buf[a:b].reshape(...)`` calls into Numba's C helper (about
 16 ns), which at the widths sweeps use costs as much as a small product.
+``view1(buf, off, n)`` is ``buf[off:off + n]`` built the same way: a slice goes
+through Numba's general slicing (bounds clipping, step), about 17 ns a view; the
+seven workspace views of ``objective.ws_views`` cost 118 ns a call that way, under
+1 ns this way (d = 8: the statistics-form gradient 2.44 -> 2.22 us).
 
 With ``NUMBA_DISABLE_JIT=1`` plain NumPy versions with the same arithmetic
 are used, so the kernels stay runnable (and give the same numbers) as Python.
@@ -176,6 +180,28 @@ def _view2(typingctx, buf, off, m, n):
     return retty(buf, off, m, n), codegen
 
 
+@intrinsic
+def _view1(typingctx, buf, off, n):
+    if not (_is_f64_array(buf, 1) and _are_ints(off, n)):
+        return None
+    retty = types.Array(types.float64, 1, buf.layout, readonly=not buf.mutable)
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        off, n = (context.cast(builder, args[q], sig.args[q], types.intp) for q in (1, 2))
+        s = cgutils.unpack_tuple(builder, src.strides, 1)[0]
+        byte = builder.bitcast(src.data, ir.IntType(8).as_pointer())
+        data = builder.bitcast(builder.gep(byte, [builder.mul(off, s)]), src.data.type)
+        dst = context.make_array(sig.return_type)(context, builder)
+        context.populate_array(
+            dst, data=data, shape=[n], strides=[s],
+            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
+        )  # fmt: skip
+        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
+
+    return retty(buf, off, n), codegen
+
+
 if config.DISABLE_JIT:  # plain NumPy with the same per-lane arithmetic
 
     def zero4():
@@ -202,6 +228,10 @@ if config.DISABLE_JIT:  # plain NumPy with the same per-lane arithmetic
     def view2(buf, off, m, n):
         return buf[off : off + m * n].reshape((m, n))
 
+    def view1(buf, off, n):
+        return buf[off : off + n]
+
 else:
     zero4, load4, store4, madd4, madd4s, view2 = _zero4, _load4, _store4, _madd4, _madd4s, _view2
+    view1 = _view1
     splat4, add4 = _splat4, _add4
