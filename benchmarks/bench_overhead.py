@@ -8,7 +8,9 @@ pool at 1 thread. Per size (d = d_x = d_y = widths, H hidden layers, m samples):
 - NumPy: ``benchmarks/_impl_numpy.py`` from X and Y (loss + gradient; loss,
   gradient and H V), as a user who knows the formulas writes it;
 - kernel: the compiled kernel with a preallocated workspace, in the form the
-  prepared objective picks (statistics when m > d_0);
+  prepared objective picks (statistics when m > d_0); for ``hvp`` the one the
+  prepared objective calls, ``loss_grad_hvp_*`` (the loss and gradient pass the HVP
+  needs, then the HVP, in one compiled call);
 - one-shot: ``se.gradient(W, X, Y)``, ``se.hvp(W, X, Y, V)`` (validation, the form
   chosen per call, allocation, list in and out);
 - prepared: ``obj = se.objective(X, Y, dims)``, then ``obj.gradient(theta)`` and
@@ -41,7 +43,7 @@ import numpy as np  # noqa: E402
 
 import sweepengine as se  # noqa: E402
 from sweepengine._layout import flatten  # noqa: E402
-from sweepengine.kernels.hvp import hvp_prepared  # noqa: E402
+from sweepengine.kernels.hvp import loss_grad_hvp_data, loss_grad_hvp_stats  # noqa: E402
 from sweepengine.kernels.objective import loss_grad_data, loss_grad_stats, ws_size  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -93,9 +95,14 @@ def cases(d: int, m: int, H: int) -> dict:
         def kgrad():
             return loss_grad_data(theta, dims, X, Y, ws, R, g)
 
-    def khvp():
-        kgrad()
-        hvp_prepared(theta, dims, obj.Cxx, ws, v, out)
+    if obj.form == "stats":
+
+        def khvp():
+            return loss_grad_hvp_stats(theta, dims, obj.Cxx, obj.Cyx, obj.yy, ws, g, v, out)
+    else:
+
+        def khvp():
+            return loss_grad_hvp_data(theta, dims, X, Y, obj.Cxx, ws, R, g, v, out)
 
     return obj.form, {
         "gradient": {

@@ -4,8 +4,8 @@
 the data once, picks the cheaper form (statistics when m > d_0: every call then
 costs nothing in m), computes what that form needs (Cxx, Cyx, yy) and allocates
 the workspaces. Its ``loss``, ``loss_and_gradient``, ``gradient`` and ``hvp``
-then do little but call the compiled kernel: about a microsecond more than the
-kernel itself on a flat parameter vector (``results/overhead.md``).
+then do little but call the compiled kernel: about 1-1.5 us more than the kernel
+itself on a flat parameter vector (``results/overhead.md``).
 
 Weights may be a list [W_1, ..., W_K] (checked and flattened per call) or one
 flat float64 vector of ``n_params`` entries (W_1..W_K, each row-major: the fast
@@ -19,18 +19,24 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_data, as_dims, as_direction, as_matrix, as_stats
-from .kernels.hvp import hvp_prepared
+from .kernels.hvp import loss_grad_hvp_data, loss_grad_hvp_stats
 from .kernels.objective import loss_data, loss_grad_data, loss_grad_stats, loss_stats
 from .landscape import _chain, _plan, _split
 
 FORMS = ("auto", "stats", "data")
 
 
+def _plain(flags) -> bool:
+    """C-contiguous and writable (a read-only array is another Numba type): the flags
+    object read once (each ``a.flags`` builds a new one)."""
+    return flags.c_contiguous and flags.writeable
+
+
 class Objective:
     """L(W) = 1/2 ||W_K ... W_1 X - Y||_F^2 for one data set and one architecture."""
 
     __slots__ = ("dims", "form", "n", "_plan", "_dims_list", "X", "Y", "Cxx", "Cyx", "yy", "_ws",
-                 "_R")  # fmt: skip
+                 "_R", "_g")  # fmt: skip
 
     def __init__(self, X=None, Y=None, dims=None, *, stats=None, form: str = "auto") -> None:
         if dims is None:
@@ -62,6 +68,7 @@ class Objective:
                 self.X, self.Y, self.yy = X, Y, 0.0
                 self._R = np.empty((int(d[-1]), m))
         self._ws = np.zeros(plan.ws_size)
+        self._g = np.empty(self.n)  # the gradient an hvp passes through (not returned)
 
     def __repr__(self) -> str:
         return f"Objective(dims={self._dims_list}, form={self.form!r}, n_params={self.n})"
@@ -75,8 +82,7 @@ class Objective:
             and weights.ndim == 1
             and weights.dtype == np.float64
             and weights.size == self.n
-            and weights.flags.c_contiguous
-            and weights.flags.writeable  # a read-only array is another Numba type
+            and _plain(weights.flags)
         ):
             return weights, True
         if isinstance(weights, np.ndarray) and weights.ndim == 1:
@@ -134,18 +140,20 @@ class Objective:
             and direction.ndim == 1
             and direction.dtype == np.float64
             and direction.size == self.n
-            and direction.flags.c_contiguous
-            and direction.flags.writeable
+            and _plain(direction.flags)
         ):
             v = direction
         else:
             v = as_direction(direction, _split(theta, self._plan))
             if not v.flags.writeable:
                 v = v.copy()
-        g = np.empty(self.n)
-        self._loss_grad(theta, g)  # leaves the prefix products and errors in the workspace
         out = np.empty(self.n)
-        hvp_prepared(theta, self.dims, self.Cxx, self._ws, v, out)
+        if self.form == "stats":
+            loss_grad_hvp_stats(theta, self.dims, self.Cxx, self.Cyx, self.yy, self._ws, self._g,
+                                v, out)  # fmt: skip
+        else:
+            loss_grad_hvp_data(theta, self.dims, self.X, self.Y, self.Cxx, self._ws, self._R,
+                               self._g, v, out)  # fmt: skip
         return self._out(out, flat)
 
 

@@ -12,13 +12,32 @@ from numba import njit
 from .._config import JIT
 from .chain import node, node_offsets, param_offsets, weight
 from .linalg import copy1, copy2, mm, mm_acc, mm_nt
-from .objective import ws_views
+from .objective import loss_grad_data_at, loss_grad_stats_at, ws_views
 
 
 @njit(**JIT)
 def hvp_prepared(theta, dims, Cxx, ws, v, out):
     """out = H(theta) v, using B and E already in ``ws``."""
     hvp_prepared_at(theta, dims, param_offsets(dims), node_offsets(dims), Cxx, ws, v, out)
+
+
+@njit(**JIT)
+def loss_grad_hvp_stats(theta, dims, Cxx, Cyx, yy, ws, grad, v, out):
+    """``loss_grad_stats`` then ``hvp_prepared`` in one call (the prepared objective's
+    ``hvp``: one dispatch from Python instead of two); returns L."""
+    poff, noff = param_offsets(dims), node_offsets(dims)
+    l = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, grad)
+    hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, out)
+    return l
+
+
+@njit(**JIT)
+def loss_grad_hvp_data(theta, dims, X, Y, Cxx, ws, R, grad, v, out):
+    """``loss_grad_data`` then ``hvp_prepared`` (Cxx = X X^T) in one call; returns L."""
+    poff, noff = param_offsets(dims), node_offsets(dims)
+    l = loss_grad_data_at(theta, dims, poff, noff, X, Y, ws, R, grad)
+    hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, out)
+    return l
 
 
 @njit(**JIT)
