@@ -216,18 +216,21 @@ def test_shadows_origin(act):
     X, Y, _, rng = _data(d=(3, 4, 4, 2))
     gap = 0.5 * float(np.sum(Y * Y))
 
-    def check(dims, theta, gnorm=1.0):
+    def check(dims, theta, X=X):
         dims = np.asarray(dims, dtype=np.int64)
         ws = np.empty(ak.ws_size(dims, X.shape[1]))
-        buf = np.empty(theta.size)
-        return shadows_origin(theta, dims, X, Y, code, 0.01, 0.0, ws, gnorm, buf, gap)
+        g, buf = np.empty(theta.size), np.empty(2 * theta.size)
+        return shadows_origin(theta, dims, X, Y, code, 0.01, 0.0, ws, g, buf, gap)
 
     n3 = 3 * 4 + 4 * 4 + 4 * 2
     small = 1e-3 * rng.standard_normal(n3)
     assert check((3, 4, 4, 2), small)
-    assert not check((3, 4, 4, 2), small, gnorm=0.0)
+    assert not check((3, 4, 4, 2), small, X=np.zeros_like(X))  # gradient 0
     assert not check((3, 4, 4, 2), rng.standard_normal(n3))  # loss far from L(0)
     assert not check((3, 4, 2), 1e-3 * rng.standard_normal(3 * 4 + 4 * 2))
+    if act == "tanh":  # W_1 of order one, the rest near 0: not homogeneous there
+        w1 = 3.0 * rng.standard_normal(12)
+        assert not check((3, 4, 4, 2), np.concatenate([w1, small[12:]]))
 
 
 def test_stalls_at_constructed_critical_points_get_the_theorys_class():

@@ -143,6 +143,26 @@ def test_rescaling_x_and_y_changes_no_nonlinear_record():
             assert x.nullity == y.nullity and x.polish_converged == y.polish_converged
 
 
+@pytest.mark.slow
+def test_a_tanh_net_with_one_large_layer_is_not_taken_for_w_zero():
+    """W_1 of order one, W_2 and W_3 near 0: the output is near 0 (loss at L(0)) but the
+    critical point near the start is (W_1, 0, 0), a strict saddle, not W = 0; tanh
+    saturates, so the loss is not homogeneous there and the origin test's Euler
+    condition fails (docs/nonlinear.md, "The origin test"). The relu net from the same
+    start dies (every unit of a hidden layer off on every sample: its gradient at the
+    probe point is exactly 0): a flat region at the level of L(0), a minimum, not W = 0."""
+    X, Y = _problem()
+    rng = np.random.default_rng(5)
+    W = [rng.standard_normal((4, 4)), 1e-3 * rng.standard_normal((4, 4)),
+         1e-3 * rng.standard_normal((4, 4))]  # fmt: skip
+    st = _nl_run(X, Y, W, 0.1, "tanh").stalls[0]
+    assert st.start_time == 0.0 and st.stall_class == "strict_saddle", st
+    assert st.polish_iters > 0 and st.local_rel_lam_min < -0.1
+    dead = _nl_run(X, Y, W, 0.1, "relu").stalls[0]
+    assert dead.stall_class == "minimum" and dead.min_grad_norm == 0.0
+    assert dead.polish_iters == 0 and dead.polish_distance == 0.0  # not moved to W = 0
+
+
 def test_class_of_a_plateau_does_not_depend_on_init_scale():
     """H >= 2 from small Gaussian init: the plateau of a given S is a bad saddle (unused
     units at zero, Hessian PSD) at every init scale over a factor 33, although the probe

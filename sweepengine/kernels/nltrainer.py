@@ -259,31 +259,53 @@ def lanczos_extremes(theta, dims, X, act, alpha, lam, ws, maxiter, tol, seed, ou
 
 ORIGIN_BAND = 1e-3  # origin test: the ray to 0 stays within this x gap_scale of L(0)
 ORIGIN_RAY = 8  # ... at t = 1, 1/2, .., 2^-ORIGIN_RAY along the ray
+ORIGIN_EULER = 0.1  # ... and H theta = (K - 1) grad within this x ||H theta|| at the probe
 
 
 @njit(**JIT)
-def shadows_origin(probe, dims, X, Y, act, alpha, lam, ws, gnorm, buf, gap_scale):
+def shadows_origin(probe, dims, X, Y, act, alpha, lam, ws, g, buf, gap_scale):
     """Whether a stall whose probe point is ``probe`` shadows W = 0 (docs/nonlinear.md,
     "Stall examination"): K >= 3 and no weight decay (W = 0 is then a critical point
     whose Hessian vanishes, every activation here having s(0) = 0; with decay it is a
-    strict minimum, Hessian lam I, which Newton-MR reaches), the probe point moves (gradient
-    norm ``gnorm`` > 0: a dead relu net at the level of L(0) does not) and the loss
-    along the ray t x probe, t = 1, 1/2, .., 2^-ORIGIN_RAY, stays within
-    ORIGIN_BAND x gap_scale of L(0): the probe point lies on the level set of W = 0
-    that gradient flow from small weights follows. ``buf``: n scratch values; leaves
-    ``ws`` prepared at an arbitrary point of the ray."""
-    if dims.size - 1 < 3 or lam != 0.0 or not gnorm > 0.0:
+    strict minimum, Hessian lam I, which Newton-MR reaches), and at the probe point
+
+    - the gradient is not 0 (a dead relu net at the level of L(0) does not move);
+    - the loss is homogeneous of degree K there, as the network output is near 0:
+      Euler's relation for the gradient, H theta = (K - 1) grad, holds within
+      ORIGIN_EULER x ||H theta|| (a net with one layer of order one and the others
+      near 0 is not in that regime: tanh saturates; its critical point is not 0);
+    - the loss along the ray t x probe, t = 1, 1/2, .., 2^-ORIGIN_RAY, stays within
+      ORIGIN_BAND x gap_scale of L(0): the probe point lies on the level set of W = 0
+      that gradient flow from small weights follows.
+
+    ``g`` and ``buf``: 2n scratch values (``buf[:n]``, ``buf[n:2n]``); leaves ``ws``
+    prepared at an arbitrary point."""
+    K = dims.size - 1
+    if K < 3 or lam != 0.0:
         return False
     n = probe.size
+    loss_grad(probe, dims, X, Y, act, alpha, lam, ws, g)
+    gg = dot(g, g)
+    if not gg > 0.0:
+        return False
+    hv = buf[n : 2 * n]
+    hvp_prepared(probe, dims, X, act, alpha, lam, ws, probe, hv)
+    rr = 0.0
     for i in range(n):
-        buf[i] = 0.0
-    l0 = loss(buf, dims, X, Y, act, alpha, lam, ws)
+        r = hv[i] - (K - 1) * g[i]
+        rr += r * r
+    if not rr <= ORIGIN_EULER * ORIGIN_EULER * dot(hv, hv):
+        return False
+    ray = buf[:n]
+    for i in range(n):
+        ray[i] = 0.0
+    l0 = loss(ray, dims, X, Y, act, alpha, lam, ws)
     band = ORIGIN_BAND * gap_scale
     t = 1.0
     for _ in range(ORIGIN_RAY + 1):
         for i in range(n):
-            buf[i] = t * probe[i]
-        if not abs(loss(buf, dims, X, Y, act, alpha, lam, ws) - l0) <= band:
+            ray[i] = t * probe[i]
+        if not abs(loss(ray, dims, X, Y, act, alpha, lam, ws) - l0) <= band:
             return False
         t *= 0.5
     return True
@@ -323,8 +345,8 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     n = probe_theta.size
     x = work[:n]
     res = np.empty(6)
-    gnorm = np.sqrt(dot(gbuf, gbuf))
-    if shadows_origin(probe_theta, dims, X, Y, act, alpha, lam, ws, gnorm, x, cfg.gap_scale):
+    if shadows_origin(probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work[n : 3 * n],
+                      cfg.gap_scale):  # fmt: skip
         # the critical point is W = 0 itself: no Newton-MR (iterations 0), distance
         # from the probe point, its gradient (0 exactly) and loss
         for i in range(n):
