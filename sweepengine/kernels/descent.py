@@ -69,7 +69,7 @@ from numba import njit
 
 from .._config import JIT
 from .activation import LEAKY_RELU, RELU, data_offsets, hessian_prepared, loss, loss_grad
-from .linalg import dot
+from .linalg import copy1, dot
 from .rng import mix64, next_normal
 
 N_DIRS = 8  # random null directions, each probed with both signs (2 N_DIRS paths)
@@ -109,7 +109,7 @@ def _project(B, null, u, out):
         for i in range(n):
             out[i] = 0.0
     else:
-        out[:] = u
+        copy1(out, u)
     for r in range(B.shape[0]):
         c = dot(B[r], u)
         if not null:
@@ -257,7 +257,7 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
             if kinked and not _admissible(z, sgn):
                 alive[p] = False
                 continue
-            xs[:] = x
+            copy1(xs, x)
             # a. rotate towards the null-space part of -grad, tangent to the sphere
             for _ in range(ROT_STEPS):
                 _project(B, null, g, c)
@@ -284,8 +284,8 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                     lt = loss(x, dims, X, Y, act, alpha, lam, ws)
                     evals += 1
                     if lt < l and (not kinked or _admissible(z, sgn)):
-                        a[:] = v
-                        xs[:] = x
+                        copy1(a, v)
+                        copy1(xs, x)
                         l = loss_grad(x, dims, X, Y, act, alpha, lam, ws, g)
                         evals += 1
                         moved = True
@@ -314,8 +314,8 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                 continue
             ups[p] = 0
             # c. gradient steps from the (in-band) sphere point; g is the gradient there
-            y[:] = xs
-            gy[:] = g
+            copy1(y, xs)
+            copy1(gy, g)
             ly = l
             for _ in range(DESCENT_STEPS):
                 gg = dot(gy, gy)
@@ -334,7 +334,7 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                     h *= 0.5
                 if not ok:
                     break
-                y[:] = x
+                copy1(y, x)
                 ly = loss_grad(y, dims, X, Y, act, alpha, lam, ws, gy)
                 evals += 1
                 if l0 - ly > floor + gres * _distance(y, theta):

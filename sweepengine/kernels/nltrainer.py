@@ -44,7 +44,7 @@ from numba import njit
 from .._config import JIT
 from .activation import hvp_prepared, loss, loss_grad, ws_size
 from .descent import N_OUT, descent_test
-from .linalg import dot
+from .linalg import copy1, dot
 from .objective import sq_norm
 from .polish import ETA_EXP, ETA_LS, ETA_MAX, EXTRAP, MAX_HALVINGS, N_VECS, RHO
 from .rng import next_uniform
@@ -152,7 +152,7 @@ def newton_mr(theta, dims, X, Y, act, alpha, lam, ws, work, g_ref, tol, max_newt
     base = vecs[3]
     d = vecs[4]
     mr = vecs[5:]
-    start[:] = theta
+    copy1(start, theta)
     l = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, g)
     gg = dot(g, g)
     it = 0
@@ -166,7 +166,7 @@ def newton_mr(theta, dims, X, Y, act, alpha, lam, ws, work, g_ref, tol, max_newt
         hvps += k
         it += 1
         slope = -(gg - min(rnorm * rnorm, gg))
-        base[:] = theta
+        copy1(base, theta)
         ggx = np.inf
         if extrap > 1.0:
             _step_to(theta, base, extrap, d)
@@ -189,13 +189,13 @@ def newton_mr(theta, dims, X, Y, act, alpha, lam, ws, work, g_ref, tol, max_newt
             lt = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, gt)
             ggt = dot(gt, gt)
         elif not accepted:
-            theta[:] = base
+            copy1(theta, base)
             l = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, g)
             gg = dot(g, g)
             break
         l = lt
         gg = ggt
-        g[:] = gt
+        copy1(g, gt)
     s = 0.0
     for i in range(n):
         t = theta[i] - start[i]
@@ -358,7 +358,7 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
         res[3] = 1.0 if res[0] <= cfg.polish_tol else 0.0
         res[4] = np.sqrt(dot(probe_theta, probe_theta))
     else:
-        x[:] = probe_theta
+        copy1(x, probe_theta)
         newton_mr(x, dims, X, Y, act, alpha, lam, ws, work[n:], cfg.g_ref, cfg.polish_tol,
                   cfg.rough_newton + cfg.polish_newton, cfg.polish_inner, res)  # fmt: skip
     row.polished = True
@@ -476,7 +476,7 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
         gnorm = np.sqrt(sq_norm(g))
         action = track(t, l, gnorm, st, ring, rin, cfg, max_steps, rec_every, losses)
         if action & A_SAVE_PROBE:
-            probe_theta[:] = theta
+            copy1(probe_theta, theta)
         if action & A_END_STALL:
             i = st.n_stalls
             end_stall(t, st, stalls, probe_theta, dims, X, Y, act, alpha, lam, ws, gprobe, work,
