@@ -122,6 +122,22 @@ PROBES: dict[str, tuple[str, str, str]] = {
         "drive(lockstep.MIN_BATCH, 'adam')",
         "second optimizer, same process",
     ),  # fmt: skip
+    "nonlinear trainer (tanh gd)": (
+        "from sweepengine.nltraining import train_flat_nonlinear\nth = theta[None, :] * 0.1",
+        "train_flat_nonlinear(X, Y, th, 'gd', 0.01, 20, dims=dims, activation='tanh', "
+        "lam_ref=1.0, threads=1)",
+        "kernels.nltrainer.train_batch: every activation, weight decay, stall examination "
+        "(Newton-MR, Lanczos, the higher-order test)",
+    ),
+    "nonlinear trainer (tanh then relu)": (
+        "from sweepengine.nltraining import train_flat_nonlinear\n"
+        "th = theta[None, :] * 0.1\n"
+        "train_flat_nonlinear(X, Y, th, 'gd', 0.01, 20, dims=dims, activation='tanh', "
+        "lam_ref=1.0, threads=1)",
+        "train_flat_nonlinear(X, Y, th, 'gd', 0.01, 20, dims=dims, activation='relu', "
+        "lam_ref=1.0, threads=1)",
+        "second activation, same process (a run-time argument: nothing compiled)",
+    ),
     "sweep warm-up (both drivers)": (
         "from sweepengine.sweep.worker import warm_up",
         "warm_up()",
