@@ -7,7 +7,7 @@ sweepengine status DIR [--json]
 sweepengine summary DIR
 sweepengine report DIR
 sweepengine compact DIR
-sweepengine warmup [--cache-dir DIR]
+sweepengine warmup [--cache-dir DIR] [--nonlinear]
 sweepengine selfcheck
 
 Exit codes: 0 success, 1 a sweep left incomplete or a failed self-check, 2 a
@@ -431,10 +431,12 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from .sweep import worker
 
-    est = worker.WARMUP_ALL_S
+    est = worker.WARMUP_ALL_S + (worker.WARMUP_NONLINEAR_S if args.nonlinear else 0)
     print(f"compiling kernels, one-time, about {est} s (instant if already cached) ...",
           flush=True)  # fmt: skip
     seconds = worker.warm_up()
+    if args.nonlinear:
+        seconds += worker.warm_up(worker.NONLINEAR)
     import numba
 
     where = numba.config.CACHE_DIR or "__pycache__ beside the sources"
@@ -539,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--cache-dir", metavar="DIR", help="set NUMBA_CACHE_DIR for this command "
                    "(workers must then use the same NUMBA_CACHE_DIR)")  # fmt: skip
+    w.add_argument("--nonlinear", action="store_true", help="also the nonlinear trainer "
+                   "(sweeps with an activation other than linear or weight decay; about "
+                   "50 s more cold)")  # fmt: skip
     w.set_defaults(func=_cmd_warmup)
 
     k = sub.add_parser(

@@ -318,6 +318,36 @@ def test_warmup_command(tmp_path):
     assert "kernels ready in" in proc.stdout
 
 
+@pytest.mark.slow  # compiles the nonlinear trainer unless a test before it did
+def test_warmup_nonlinear_warms_the_nonlinear_unit(tmp_path):
+    """``warmup --nonlinear`` leaves the nonlinear unit's marker: a later process finds
+    it warm (``compile_lock.warm``), as sweeps check before choosing a cluster."""
+    from sweepengine.sweep import compile_lock
+
+    runtime = tmp_path / "run"  # markers of this test only (the Numba cache is shared)
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, **worker_env(), "XDG_RUNTIME_DIR": str(runtime)}
+    units = compile_lock.units_for(compile_lock.NONLINEAR)
+    check = f"from sweepengine.sweep import compile_lock as c; print(c.warm({units!r}))"
+
+    def warm() -> str:
+        out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                             env=env, timeout=TIMEOUT)  # fmt: skip
+        return out.stdout.strip() or out.stderr
+
+    assert warm() == "False"
+    exe = _exe()
+    proc = subprocess.run([*exe, "warmup"], capture_output=True, text=True, env=env,
+                          timeout=TIMEOUT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert warm() == "False"  # the linear units only
+    proc = subprocess.run([*exe, "warmup", "--nonlinear"], capture_output=True, text=True,
+                          env=env, timeout=TIMEOUT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "kernels ready in" in proc.stdout
+    assert warm() == "True"
+
+
 @pytest.mark.cluster
 def test_compact_preserves_rows(results, tmp_path):
     src, _ = results

@@ -91,6 +91,8 @@ if os.environ.get(IGNORE_SIGINT) == "1" and threading.current_thread() is thread
 COLD_COMPILE_S = 35
 # ... and every linear unit in one process (``sweepengine warmup``): 58.9 s there
 WARMUP_ALL_S = 60
+#: ... and the nonlinear trainer's unit on top (``warmup --nonlinear``; results/compile.md)
+WARMUP_NONLINEAR_S = 50
 NOTICE_AFTER_S = 1.0  # a warm-up still running after this long is compiling, not loading
 
 
