@@ -220,6 +220,7 @@ def test_shadows_origin(act):
         dims = np.asarray(dims, dtype=np.int64)
         ws = np.empty(ak.ws_size(dims, X.shape[1]))
         g, buf = np.empty(theta.size), np.empty(2 * theta.size)
+        ak.loss_grad(theta, dims, X, Y, code, 0.01, 0.0, ws, g)  # as examine_stall leaves it
         return shadows_origin(theta, dims, X, Y, code, 0.01, 0.0, ws, g, buf, gap)
 
     n3 = 3 * 4 + 4 * 4 + 4 * 2

@@ -385,6 +385,14 @@ FIGURES = [
 # -- nonlinear sweeps (issue 14): drawn only when the sweep has nonlinear runs ----------
 
 
+def _decay_by_activation_axes(n_wd: int, n_act: int):
+    """(fig, axes, n_act, bar width): two rows of one column per weight decay, the
+    activations side by side within each depth (the nonlinear comparison figures)."""
+    fig, axes = _plt().subplots(2, n_wd, figsize=(4.2 * n_wd + 2, 7.5), squeeze=False,
+                                layout="constrained", sharey="row")  # fmt: skip
+    return fig, axes, n_act, 0.8 / n_act
+
+
 def _nets(res: Results) -> pd.DataFrame:
     return runs_frame(res, columns=["activation", "weight_decay", "depth", "status"])
 
@@ -416,11 +424,7 @@ def fig_nonlinear_classes(res: Results):
     )
     runs = runs[runs["status"] != "failed"]
     depths = sorted(df["depth"].unique())
-    plt = _plt()
-    fig, axes = plt.subplots(2, len(wds), figsize=(4.2 * len(wds) + 2, 7.5), squeeze=False,
-                             layout="constrained", sharey="row")  # fmt: skip
-    nb = len(acts)
-    w = 0.8 / nb
+    fig, axes, nb, w = _decay_by_activation_axes(len(wds), len(acts))
     for j, wd in enumerate(wds):
         ax = axes[0, j]
         s = sh[sh["weight_decay"] == wd]
@@ -507,11 +511,7 @@ def fig_nonlinear_time_to_target(res: Results):
     if not (t["median"] > 0).any():
         return None, "no run reached the target: no time-to-target comparison"
     depths = sorted(df["depth"].unique())
-    plt = _plt()
-    fig, axes = plt.subplots(2, len(wds), figsize=(4.2 * len(wds) + 2, 7.5), squeeze=False,
-                             layout="constrained", sharey="row")  # fmt: skip
-    nb = len(acts)
-    w = 0.8 / nb
+    fig, axes, nb, w = _decay_by_activation_axes(len(wds), len(acts))
     for j, wd in enumerate(wds):
         s = t[t["weight_decay"] == wd]
         for i, act in enumerate(acts):

@@ -150,6 +150,14 @@ def _distance(x, theta):
     return np.sqrt(s)
 
 
+@njit(inline="always", **JIT)
+def _found(out, drop, radius, evals):
+    """Record a descent: its drop (of gap_scale), radius (of ell) and the evaluations."""
+    out[1] = drop
+    out[2] = radius
+    out[3] = evals
+
+
 @njit(**JIT)
 def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd_tol, seed,
                  out):  # fmt: skip
@@ -304,9 +312,7 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                                 z, sgn, kinked, x)  # fmt: skip
                 evals += e
                 if ok:
-                    out[1] = (l0 - l) / gap_scale
-                    out[2] = t / ell
-                    out[3] = evals
+                    _found(out, (l0 - l) / gap_scale, t / ell, evals)
                     return
                 ups[p] += 1
                 if ups[p] >= BLOCK_AFTER:
@@ -342,9 +348,7 @@ def descent_test(theta, dims, X, Y, act, alpha, lam, ws, gap_scale, lam_ref, psd
                                     lam, ws, z, sgn, kinked, x)  # fmt: skip
                     evals += e
                     if ok:
-                        out[1] = (l0 - ly) / gap_scale
-                        out[2] = t / ell
-                        out[3] = evals
+                        _found(out, (l0 - ly) / gap_scale, t / ell, evals)
                         return
                     break
     out[3] = evals

@@ -278,13 +278,13 @@ def shadows_origin(probe, dims, X, Y, act, alpha, lam, ws, g, buf, gap_scale):
       ORIGIN_BAND x gap_scale of L(0): the probe point lies on the level set of W = 0
       that gradient flow from small weights follows.
 
-    ``g`` and ``buf``: 2n scratch values (``buf[:n]``, ``buf[n:2n]``); leaves ``ws``
-    prepared at an arbitrary point."""
+    ``ws`` prepared at the probe point (``loss_grad``) and ``g`` its gradient there, as
+    ``examine_stall`` leaves them; ``buf``: 2n scratch values. Leaves ``ws`` prepared at
+    an arbitrary point."""
     K = dims.size - 1
     if K < 3 or lam != 0.0:
         return False
     n = probe.size
-    loss_grad(probe, dims, X, Y, act, alpha, lam, ws, g)
     gg = dot(g, g)
     if not gg > 0.0:
         return False

@@ -157,27 +157,35 @@ def _add4(typingctx, u, v):
     return vec4(vec4, vec4), codegen
 
 
+def _view_codegen(ndim):
+    """Codegen of a view of a 1-D float64 buffer from entry ``off`` on: args (buf, off,
+    *shape); row-major strides from the buffer's own stride; shares its meminfo."""
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        off, *shape = (context.cast(builder, a, t, types.intp)
+                       for a, t in zip(args[1:], sig.args[1:], strict=True))  # fmt: skip
+        s = cgutils.unpack_tuple(builder, src.strides, 1)[0]
+        byte = builder.bitcast(src.data, ir.IntType(8).as_pointer())
+        data = builder.bitcast(builder.gep(byte, [builder.mul(off, s)]), src.data.type)
+        strides = [builder.mul(shape[1], s), s] if ndim == 2 else [s]
+        dst = context.make_array(sig.return_type)(context, builder)
+        context.populate_array(
+            dst, data=data, shape=shape, strides=strides,
+            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
+        )  # fmt: skip
+        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
+
+    return codegen
+
+
 @intrinsic
 def _view2(typingctx, buf, off, m, n):
     if not (_is_f64_array(buf, 1) and _are_ints(off, m, n)):
         return None
     layout = "C" if buf.layout == "C" else "A"
     retty = types.Array(types.float64, 2, layout, readonly=not buf.mutable)
-
-    def codegen(context, builder, sig, args):
-        src = context.make_array(sig.args[0])(context, builder, args[0])
-        off, m, n = (context.cast(builder, args[q], sig.args[q], types.intp) for q in (1, 2, 3))
-        s = cgutils.unpack_tuple(builder, src.strides, 1)[0]
-        byte = builder.bitcast(src.data, ir.IntType(8).as_pointer())
-        data = builder.bitcast(builder.gep(byte, [builder.mul(off, s)]), src.data.type)
-        dst = context.make_array(sig.return_type)(context, builder)
-        context.populate_array(
-            dst, data=data, shape=[m, n], strides=[builder.mul(n, s), s],
-            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
-        )  # fmt: skip
-        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
-
-    return retty(buf, off, m, n), codegen
+    return retty(buf, off, m, n), _view_codegen(2)
 
 
 @intrinsic
@@ -185,21 +193,7 @@ def _view1(typingctx, buf, off, n):
     if not (_is_f64_array(buf, 1) and _are_ints(off, n)):
         return None
     retty = types.Array(types.float64, 1, buf.layout, readonly=not buf.mutable)
-
-    def codegen(context, builder, sig, args):
-        src = context.make_array(sig.args[0])(context, builder, args[0])
-        off, n = (context.cast(builder, args[q], sig.args[q], types.intp) for q in (1, 2))
-        s = cgutils.unpack_tuple(builder, src.strides, 1)[0]
-        byte = builder.bitcast(src.data, ir.IntType(8).as_pointer())
-        data = builder.bitcast(builder.gep(byte, [builder.mul(off, s)]), src.data.type)
-        dst = context.make_array(sig.return_type)(context, builder)
-        context.populate_array(
-            dst, data=data, shape=[n], strides=[s],
-            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
-        )  # fmt: skip
-        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
-
-    return retty(buf, off, n), codegen
+    return retty(buf, off, n), _view_codegen(1)
 
 
 if config.DISABLE_JIT:  # plain NumPy with the same per-lane arithmetic
