@@ -11,7 +11,7 @@ import pytest
 from numba import njit
 
 from sweepengine.kernels import linalg, lockstep
-from sweepengine.kernels.simd import view2
+from sweepengine.kernels.simd import view1, view2
 
 # (m, k, n): row and column remainders of the 4 x 8 blocks, vectors of one, the
 # largest loop-kernel size and BLAS sizes just above it
@@ -86,18 +86,31 @@ def test_product_with_strided_rows_of_b(rng):
 
 
 @njit
-def _view2(buf, off, m, n):
-    return view2(buf, off, m, n)
+def _view2_written(buf, off, m, n):
+    """A copy of view2(buf, off, m, n) after writing -1 at [1, 2] through the view (views
+    are borrowed: they never go back to Python themselves)."""
+    v = view2(buf, off, m, n)
+    v[1, 2] = -1.0
+    return v.copy()
+
+
+@njit
+def _view1_sum(buf, off, n):
+    return view1(buf, off, n).sum()
 
 
 def test_view2_of_contiguous_and_strided_buffers():
     buf = np.arange(40.0)
-    v = _view2(buf, 3, 4, 5)
-    np.testing.assert_array_equal(v, buf[3:23].reshape(4, 5))
-    v[1, 2] = -1.0  # a view, not a copy
-    assert buf[3 + 7] == -1.0
+    want = buf[3:23].reshape(4, 5).copy()
+    want[1, 2] = -1.0
+    np.testing.assert_array_equal(_view2_written(buf, 3, 4, 5), want)
+    assert buf[3 + 7] == -1.0  # written through: a view, not a copy
     strided = np.arange(80.0)[::2]
-    np.testing.assert_array_equal(_view2(strided, 2, 3, 4), strided[2:14].reshape(3, 4))
+    want = strided[2:14].reshape(3, 4).copy()
+    want[1, 2] = -1.0
+    np.testing.assert_array_equal(_view2_written(strided, 2, 3, 4), want)
+    assert strided[2 + 6] == -1.0
+    assert _view1_sum(np.arange(10.0), 2, 5) == 2 + 3 + 4 + 5 + 6
 
 
 def _lanes(rng, rows, nb, pad):

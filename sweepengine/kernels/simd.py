@@ -21,6 +21,16 @@ through Numba's general slicing (bounds clipping, step), about 17 ns a view; the
 seven workspace views of ``objective.ws_views`` cost 118 ns a call that way, under
 1 ns this way (d = 8: the statistics-form gradient 2.44 -> 2.22 us).
 
+These views are *borrowed*: they hold no reference to the buffer (a null meminfo),
+so Numba's reference counting skips them. A view that shares the buffer's meminfo
+costs an atomic increment when made and a decrement when it dies, and a kernel at the
+widths sweeps use makes dozens per call: at d = 8, H = 4 the statistics-form gradient
+took 2.05 us with counted views and 1.25 us with borrowed ones (compiled loop, one
+core). The rule that makes this safe: a view is used only while its buffer is alive,
+which holds for every buffer passed in as an argument (the caller holds it for the
+whole call) and for a local buffer still used after the view's last use. A view is
+never returned to Python (it would be an array that does not own its memory).
+
 With ``NUMBA_DISABLE_JIT=1`` plain NumPy versions with the same arithmetic
 are used, so the kernels stay runnable (and give the same numbers) as Python.
 """
@@ -29,7 +39,7 @@ import numpy as np
 from llvmlite import ir
 from numba import config, types
 from numba.core import cgutils
-from numba.core.imputils import impl_ret_borrowed
+from numba.core.imputils import impl_ret_untracked
 from numba.extending import intrinsic, models, register_model
 
 _V4 = ir.VectorType(ir.DoubleType(), 4)
@@ -159,7 +169,8 @@ def _add4(typingctx, u, v):
 
 def _view_codegen(ndim):
     """Codegen of a view of a 1-D float64 buffer from entry ``off`` on: args (buf, off,
-    *shape); row-major strides from the buffer's own stride; shares its meminfo."""
+    *shape); row-major strides from the buffer's own stride; borrowed (no meminfo, no
+    parent: not reference-counted, see the module docstring)."""
 
     def codegen(context, builder, sig, args):
         src = context.make_array(sig.args[0])(context, builder, args[0])
@@ -172,9 +183,9 @@ def _view_codegen(ndim):
         dst = context.make_array(sig.return_type)(context, builder)
         context.populate_array(
             dst, data=data, shape=shape, strides=strides,
-            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
+            itemsize=src.itemsize, meminfo=None, parent=None,
         )  # fmt: skip
-        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
+        return impl_ret_untracked(context, builder, sig.return_type, dst._getvalue())
 
     return codegen
 
