@@ -30,6 +30,7 @@ from sweepengine.analysis.report import summary_text, write_report
 from sweepengine.analysis.synthetic import synthetic_directory
 from sweepengine.analysis.v2 import write_directory
 from sweepengine.store.schema import RUNS_SCHEMA
+from tests.benchmods import benchmark_module
 from tests.browser import chromium, inspect_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -712,19 +713,10 @@ def test_no_report_flag(real_sweep):
 # -- reproductions ---------------------------------------------------------------------------
 
 
-def _reproduce_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import reproduce
-    finally:
-        sys.path.pop(0)
-    return reproduce
-
-
 def test_reproduction_write_ups_fill_from_a_real_report(real_sweep, tmp_path):
     out, proc = real_sweep
     assert proc.returncode == 0
-    reproduce = _reproduce_module()
+    reproduce = benchmark_module("reproduce")
     for study in reproduce.STUDIES:
         readme = reproduce.write_up(study, out, tmp_path / study, size="test", wall_s="0",
                                     spec="tiny", command="pytest")  # fmt: skip
@@ -737,7 +729,7 @@ def test_reproduction_write_ups_fill_from_a_real_report(real_sweep, tmp_path):
 def test_reproduction_specs_and_templates():
     import string
 
-    reproduce = _reproduce_module()
+    reproduce = benchmark_module("reproduce")
     from sweepengine.sweep import load_spec
 
     known = {"headline", "schema_version", "n_runs", "notes", "per_depth", "figures", "skipped",
@@ -757,7 +749,7 @@ def test_reproduction_specs_and_templates():
 def test_committed_reproductions_are_filled_from_their_reports():
     # every study's write-up under results/ quotes its own report's headline, has every
     # placeholder filled and its "disagree" section written, and its figures exist
-    reproduce = _reproduce_module()
+    reproduce = benchmark_module("reproduce")
     for study in reproduce.STUDIES:
         d = ROOT / "results" / "reproductions" / study
         text = (d / "README.md").read_text()

@@ -1,18 +1,10 @@
 """Benchmark bookkeeping that decides what results/ tables say (no timing here)."""
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.benchmods import benchmark_module
 
 
 def _bench_nonlinear():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import bench_nonlinear
-    finally:
-        sys.path.pop(0)
-    return bench_nonlinear
+    return benchmark_module("bench_nonlinear")
 
 
 def _worker(load, rates):
