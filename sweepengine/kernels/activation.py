@@ -260,11 +260,12 @@ def _gate(Z, A, G, out, act, alpha):
 
 
 @njit(**JIT)
-def forward(theta, dims, X, act, alpha, ws):
-    """Fill Z_k and A_k (k = 1..K; A_K = Z_K = F) from X; returns nothing."""
+def forward_at(theta, dims, poff, noff, X, act, alpha, ws):
+    """Fill Z_k and A_k (k = 1..K; A_K = Z_K = F) from X; ``poff`` / ``noff`` are
+    ``param_offsets(dims)`` / ``data_offsets(dims, m)`` (the ``_at`` kernels allocate
+    nothing: a trainer computes them once per run)."""
     K = dims.size - 1
     m = X.shape[1]
-    poff, noff = param_offsets(dims), data_offsets(dims, m)
     for k in range(1, K + 1):
         Z = _node(ws, 0, noff, dims, m, k)
         prev = X if k == 1 else _node(ws, 1, noff, dims, m, k - 1)
@@ -273,12 +274,17 @@ def forward(theta, dims, X, act, alpha, ws):
 
 
 @njit(**JIT)
-def loss(theta, dims, X, Y, act, alpha, lam, ws):
+def forward(theta, dims, X, act, alpha, ws):
+    """Fill Z_k and A_k from X (see ``forward_at``)."""
+    forward_at(theta, dims, param_offsets(dims), data_offsets(dims, X.shape[1]), X, act, alpha, ws)
+
+
+@njit(**JIT)
+def loss_at(theta, dims, poff, noff, X, Y, act, alpha, lam, ws):
     """L = 1/2 ||F - Y||^2 + lam/2 ||theta||^2; leaves Z, A and D_K = F - Y in ws."""
     K = dims.size - 1
     m = X.shape[1]
-    noff = data_offsets(dims, m)
-    forward(theta, dims, X, act, alpha, ws)
+    forward_at(theta, dims, poff, noff, X, act, alpha, ws)
     F = _node(ws, 0, noff, dims, m, K)
     R = _node(ws, 2, noff, dims, m, K)
     s = 0.0
@@ -294,13 +300,19 @@ def loss(theta, dims, X, Y, act, alpha, lam, ws):
 
 
 @njit(**JIT)
-def loss_grad(theta, dims, X, Y, act, alpha, lam, ws, grad):
+def loss(theta, dims, X, Y, act, alpha, lam, ws):
+    """L (see ``loss_at``)."""
+    poff, noff = param_offsets(dims), data_offsets(dims, X.shape[1])
+    return loss_at(theta, dims, poff, noff, X, Y, act, alpha, lam, ws)
+
+
+@njit(**JIT)
+def loss_grad_at(theta, dims, poff, noff, X, Y, act, alpha, lam, ws, grad):
     """L and dL/dtheta (into ``grad``); leaves Z, A, D and G in ws for ``hvp_prepared``."""
     K = dims.size - 1
     m = X.shape[1]
-    poff, noff = param_offsets(dims), data_offsets(dims, m)
     scratch = _scratch(ws, noff, dims)
-    l = loss(theta, dims, X, Y, act, alpha, lam, ws)
+    l = loss_at(theta, dims, poff, noff, X, Y, act, alpha, lam, ws)
     for k in range(K, 0, -1):
         D = _node(ws, 2, noff, dims, m, k)
         prev = X if k == 1 else _node(ws, 1, noff, dims, m, k - 1)
@@ -318,6 +330,13 @@ def loss_grad(theta, dims, X, Y, act, alpha, lam, ws, grad):
             A = _node(ws, 1, noff, dims, m, k - 1)
             _gate(Z, A, G, _node(ws, 2, noff, dims, m, k - 1), act, alpha)
     return l
+
+
+@njit(**JIT)
+def loss_grad(theta, dims, X, Y, act, alpha, lam, ws, grad):
+    """L and dL/dtheta (see ``loss_grad_at``)."""
+    poff, noff = param_offsets(dims), data_offsets(dims, X.shape[1])
+    return loss_grad_at(theta, dims, poff, noff, X, Y, act, alpha, lam, ws, grad)
 
 
 @njit(**JIT)

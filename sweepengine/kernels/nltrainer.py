@@ -35,14 +35,15 @@ Bit-identical whatever the batch size or slicing: each run owns its buffers and 
 Numba's on-disk cache keys this module's compiled code on this file alone, not on
 ``activation.py`` or ``descent.py``, whose kernels are compiled into it: after a change
 there, change this file too (or clear ``NUMBA_CACHE_DIR``), or cached trainers keep
-running the old code. (Last for ``activation._tanh``, the fused multiply-add form.)
+running the old code. (Last for ``activation.loss_grad_at``, offsets computed once.)
 """
 
 import numpy as np
 from numba import njit
 
 from .._config import JIT
-from .activation import hvp_prepared, loss, loss_grad, ws_size
+from .activation import data_offsets, hvp_prepared, loss, loss_grad, loss_grad_at, ws_size
+from .chain import param_offsets
 from .descent import N_OUT, descent_test
 from .linalg import copy1, dot
 from .objective import sq_norm
@@ -451,6 +452,7 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
     Xb = np.empty((dims[0], bsz))
     Yb = np.empty((dims[dims.size - 1], bsz))
     wsb = np.zeros(ws_size(dims, bsz) if opt == SGD else 1)
+    poff, noff, noffb = param_offsets(dims), data_offsets(dims, m), data_offsets(dims, bsz)
     state = new_states(1)
     st = state[0]
     reset_state(st)
@@ -464,7 +466,7 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
                 perm[i], perm[j] = perm[j], perm[i]
                 Xb[:, i] = X[:, perm[i]]
                 Yb[:, i] = Y[:, perm[i]]
-            loss_grad(theta, dims, Xb, Yb, act, alpha, 0.0, wsb, g)
+            loss_grad_at(theta, dims, poff, noffb, Xb, Yb, act, alpha, 0.0, wsb, g)
             s = m / bsz
             for i in range(n):
                 g[i] *= s
@@ -472,7 +474,7 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
                 for i in range(n):
                     g[i] += lam * theta[i]
         else:
-            l = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, g)
+            l = loss_grad_at(theta, dims, poff, noff, X, Y, act, alpha, lam, ws, g)
         gnorm = np.sqrt(sq_norm(g))
         action = track(t, l, gnorm, st, ring, rin, cfg, max_steps, rec_every, losses)
         if action & A_SAVE_PROBE:
