@@ -133,8 +133,8 @@ def _lanczos(p: _Net, maxiter: int, tol: float, seed: int) -> np.ndarray:
 
     _, _, ws = _prepare(p)
     out = np.zeros(5)
-    nltrainer.lanczos_extremes(p.theta, p.dims, p.X, p.act, p.alpha, p.wd, ws, maxiter, tol,
-                               seed, out)  # fmt: skip
+    nltrainer.lanczos_extremes(p.theta, p.dims, p.X, p.Y, p.act, p.alpha, p.wd, ws, maxiter,
+                               tol, seed, out)  # fmt: skip
     return out
 
 

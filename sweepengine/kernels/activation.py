@@ -50,20 +50,23 @@ multiply-add) took about 2.4 ns. The elementwise loops branch on the activation
 outside the loop (one loop per activation), so relu's loops vectorise too.
 
 Numba's cache keys a caller's compiled code on the caller's file: after a change
-here, change ``nltrainer.py`` and ``descent.py`` too (or clear ``NUMBA_CACHE_DIR``).
+here, change ``nltrainer.py``, ``descent.py``, ``polish.py`` and ``spectrum.py`` too (their
+solvers run this file's kernels through ``operator.py``), or clear ``NUMBA_CACHE_DIR``.
 """
 
 import math
+from collections import namedtuple
 from fractions import Fraction
 
 import numpy as np
 from llvmlite import ir
 from numba import config, njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .._config import JIT
 from .chain import param_offsets, weight
 from .linalg import copy2, dot, mm, mm_acc, mm_nt
+from .operator import hvp_op, is_operator, loss_grad_op
 from .simd import view1, view2
 
 LINEAR, RELU, LEAKY_RELU, TANH = 0, 1, 2, 3
@@ -404,3 +407,33 @@ def hessian_prepared(theta, dims, X, act, alpha, lam, ws, H):
         hvp_prepared(theta, dims, X, act, alpha, lam, ws, e, col)
         H[:, j] = col
         e[j] = 0.0
+
+
+class NetObjective(namedtuple("NetObjective", "dims X Y act alpha lam ws")):
+    """The network as an operator of ``kernels.operator``: ``polish.newton_mr`` and
+    ``spectrum.lanczos`` reach ``loss_grad`` and ``hvp_prepared`` through it."""
+
+    __slots__ = ()
+
+    def loss_grad(self, theta, g):
+        return loss_grad(theta, self.dims, self.X, self.Y, self.act, self.alpha, self.lam,
+                         self.ws, g)  # fmt: skip
+
+    def hvp(self, theta, v, out):
+        hvp_prepared(theta, self.dims, self.X, self.act, self.alpha, self.lam, self.ws, v, out)
+
+
+@overload(loss_grad_op, jit_options={"cache": True})
+def _net_loss_grad(op, theta, g):
+    if is_operator(op, NetObjective):
+        return lambda op, theta, g: loss_grad(theta, op.dims, op.X, op.Y, op.act, op.alpha,
+                                              op.lam, op.ws, g)  # fmt: skip
+    return None
+
+
+@overload(hvp_op, jit_options={"cache": True})
+def _net_hvp(op, theta, v, out):
+    if is_operator(op, NetObjective):
+        return lambda op, theta, v, out: hvp_prepared(theta, op.dims, op.X, op.act, op.alpha,
+                                                      op.lam, op.ws, v, out)  # fmt: skip
+    return None

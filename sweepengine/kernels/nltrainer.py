@@ -21,241 +21,50 @@ What differs from the linear trainer:
 - The stall examination (``examine_stall``) has no modes, no balancing and no
   Kawaguchi rank: a stall that shadows W = 0 (``shadows_origin``) is examined at
   W = 0 itself; otherwise from the probe point, Newton-MR on the exact nonlinear HVPs
-  (``newton_mr``, the algorithm and constants of ``polish.newton_mr``: MINRES with
-  the same forcing terms, line search on ||g||^2 and extrapolated step (K-1) d),
-  then the Hessian's extremes there by Lanczos on the same HVPs (``lanczos_extremes``,
-  ``spectrum.lanczos_extremes``'s algorithm) and, at a PSD polished point, the
-  higher-order test ``descent.descent_test`` (non-strict saddle or minimum).
-  ``kawaguchi_rank`` is written -1.
-  ``polish.newton_mr`` and ``spectrum.lanczos_extremes`` call the linear HVP directly
-  (no callback), hence the copies here.
+  (``polish.newton_mr`` on an ``activation.NetObjective``: the linear network's
+  solver, forcing terms, line search on ||g||^2 and extrapolated step (K-1) d), then
+  the Hessian's extremes there by ``spectrum.lanczos`` on the same HVPs and, at a PSD
+  polished point, the higher-order test ``descent.descent_test`` (non-strict saddle
+  or minimum). ``kawaguchi_rank`` is written -1.
 
 Bit-identical whatever the batch size or slicing: each run owns its buffers and RNG.
 
 Numba's on-disk cache keys this module's compiled code on this file alone, not on
-``activation.py`` or ``descent.py``, whose kernels are compiled into it: after a change
-there, change this file too (or clear ``NUMBA_CACHE_DIR``), or cached trainers keep
-running the old code. (Last for ``activation.loss_grad_at``, offsets computed once.)
+``activation.py``, ``descent.py``, ``operator.py``, ``polish.py`` or ``spectrum.py``,
+whose kernels are compiled into it: after a change there, change this file too (or
+clear ``NUMBA_CACHE_DIR``), or cached trainers keep running the old code. (Last for
+the shared solvers of ``kernels.operator``.)
 """
 
 import numpy as np
 from numba import njit
 
 from .._config import JIT
-from .activation import data_offsets, hvp_prepared, loss, loss_grad, loss_grad_at, ws_size
+from .activation import (
+    NetObjective,
+    data_offsets,
+    hvp_prepared,
+    loss,
+    loss_grad,
+    loss_grad_at,
+    ws_size,
+)
 from .chain import param_offsets
 from .descent import N_OUT, descent_test
 from .linalg import copy1, dot
 from .objective import sq_norm
-from .polish import ETA_EXP, ETA_LS, ETA_MAX, EXTRAP, MAX_HALVINGS, N_VECS, RHO
+from .polish import ETA_EXP, ETA_LS, ETA_MAX, EXTRAP, N_VECS, newton_mr
 from .rng import next_uniform
-from .spectrum import _ritz_extremes, _start_vector
+from .spectrum import lanczos
 from .state import DIVERGED, RING, SGD, new_states
 from .trainer import A_END_STALL, A_SAVE_PROBE, A_STOP, reset_state, track, update
 
 
 @njit(**JIT)
-def minres(theta, dims, X, act, alpha, lam, ws, b, eta, eta_ls, max_inner, x, vecs):
-    """``polish.minres`` with the nonlinear HVP (``ws`` prepared by ``loss_grad`` at theta)."""
-    n = b.size
-    r1 = vecs[0]
-    r2 = vecs[1]
-    y = vecs[2]
-    v = vecs[3]
-    w = vecs[4]
-    w1 = vecs[5]
-    w2 = vecs[6]
-    for i in range(n):
-        x[i] = 0.0
-        r1[i] = b[i]
-        r2[i] = b[i]
-        y[i] = b[i]
-        w[i] = 0.0
-        w2[i] = 0.0
-    beta1 = np.sqrt(dot(b, b))
-    if beta1 == 0.0:
-        return 0.0, 0
-    oldb = 0.0
-    beta = beta1
-    dbar = 0.0
-    epsln = 0.0
-    phibar = beta1
-    tnorm2 = 0.0
-    cs = -1.0
-    sn = 0.0
-    itn = 0
-    while itn < max_inner:
-        itn += 1
-        s = 1.0 / beta
-        for i in range(n):
-            v[i] = s * y[i]
-        hvp_prepared(theta, dims, X, act, alpha, lam, ws, v, y)
-        if itn >= 2:
-            c = beta / oldb
-            for i in range(n):
-                y[i] -= c * r1[i]
-        alfa = dot(v, y)
-        c = alfa / beta
-        for i in range(n):
-            y[i] -= c * r2[i]
-            r1[i] = r2[i]
-            r2[i] = y[i]
-        oldb = beta
-        beta = np.sqrt(dot(y, y))
-        tnorm2 += alfa * alfa + oldb * oldb + beta * beta
-        oldeps = epsln
-        delta = cs * dbar + sn * alfa
-        gbar = sn * dbar - cs * alfa
-        epsln = sn * beta
-        dbar = -cs * beta
-        root = np.sqrt(gbar * gbar + dbar * dbar)
-        gamma = max(np.sqrt(gbar * gbar + beta * beta), 1e-300)
-        cs = gbar / gamma
-        sn = beta / gamma
-        phi = cs * phibar
-        phibar = sn * phibar
-        denom = 1.0 / gamma
-        for i in range(n):
-            t = w2[i]
-            w2[i] = w[i]
-            w1[i] = t
-            w[i] = (v[i] - oldeps * w1[i] - delta * w2[i]) * denom
-            x[i] += phi * w[i]
-        anorm = np.sqrt(tnorm2)
-        if phibar <= eta * beta1:
-            break
-        if root <= eta_ls * anorm:
-            break
-        if beta <= 1e-14 * anorm:
-            break
-    return phibar, itn
-
-
-@njit(**JIT)
-def _step_to(theta, base, a, d):
-    for i in range(theta.size):
-        theta[i] = base[i] + a * d[i]
-
-
-@njit(**JIT)
-def newton_mr(theta, dims, X, Y, act, alpha, lam, ws, work, g_ref, tol, max_newton, max_inner,
-              out):  # fmt: skip
-    """``polish.newton_mr`` (default forcing terms, extrapolation (K-1) d) on the nonlinear
-    loss; theta is overwritten by the polished point and ``ws`` is left prepared there.
-    ``work``: ``polish.polish_work_size(n)``. ``out`` (6): ||g|| / g_ref, Newton
-    iterations, HVPs, converged (1.0 / 0.0), ||theta_end - theta_start||, final loss."""
-    n = theta.size
-    extrap = EXTRAP * (dims.size - 2)
-    vecs = work[: N_VECS * n].reshape(N_VECS, n)
-    g = vecs[0]
-    gt = vecs[1]
-    start = vecs[2]
-    base = vecs[3]
-    d = vecs[4]
-    mr = vecs[5:]
-    copy1(start, theta)
-    l = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, g)
-    gg = dot(g, g)
-    it = 0
-    hvps = 0
-    while np.sqrt(gg) > tol * g_ref and it < max_newton:
-        gnorm = np.sqrt(gg)
-        eta = min(ETA_MAX, (gnorm / g_ref) ** ETA_EXP)
-        for i in range(n):
-            gt[i] = -g[i]
-        rnorm, k = minres(theta, dims, X, act, alpha, lam, ws, gt, eta, ETA_LS, max_inner, d, mr)
-        hvps += k
-        it += 1
-        slope = -(gg - min(rnorm * rnorm, gg))
-        copy1(base, theta)
-        ggx = np.inf
-        if extrap > 1.0:
-            _step_to(theta, base, extrap, d)
-            loss_grad(theta, dims, X, Y, act, alpha, lam, ws, gt)
-            ggx = dot(gt, gt)
-        a = 1.0
-        accepted = False
-        lt = l
-        ggt = gg
-        for _ in range(MAX_HALVINGS + 1):
-            _step_to(theta, base, a, d)
-            lt = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, gt)
-            ggt = dot(gt, gt)
-            if ggt <= gg + 2.0 * RHO * a * slope:
-                accepted = True
-                break
-            a *= 0.5
-        if ggx < (ggt if accepted else gg + 2.0 * RHO * slope):
-            _step_to(theta, base, extrap, d)
-            lt = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, gt)
-            ggt = dot(gt, gt)
-        elif not accepted:
-            copy1(theta, base)
-            l = loss_grad(theta, dims, X, Y, act, alpha, lam, ws, g)
-            gg = dot(g, g)
-            break
-        l = lt
-        gg = ggt
-        copy1(g, gt)
-    s = 0.0
-    for i in range(n):
-        t = theta[i] - start[i]
-        s += t * t
-    rel = np.sqrt(gg) / g_ref
-    out[0] = rel
-    out[1] = it
-    out[2] = hvps
-    out[3] = 1.0 if rel <= tol else 0.0
-    out[4] = np.sqrt(s)
-    out[5] = l
-
-
-@njit(**JIT)
-def lanczos_extremes(theta, dims, X, act, alpha, lam, ws, maxiter, tol, seed, out):
-    """``spectrum.lanczos_extremes`` on the nonlinear HVP (``ws`` prepared at theta):
-    out = (lam_min, lam_max, err_min, err_max, iterations). Capped at n iterations: with
-    full re-orthogonalisation the n-th gives the exact extremes (bounds 0)."""
-    n = theta.size
-    m = min(maxiter, n)
-    Q = np.empty((m, n))
-    a_ = np.zeros(m)
-    b_ = np.zeros(m)
-    w = np.empty(n)
-    coef = np.empty(m)
-    Q[0] = _start_vector(n, seed)
-    scale = 0.0
-    lo = hi = elo = ehi = 0.0
-    j = 0
-    for j in range(m):
-        hvp_prepared(theta, dims, X, act, alpha, lam, ws, Q[j], w)
-        a = dot(Q[j], w)
-        a_[j] = a
-        for _ in range(2):
-            for i in range(j + 1):
-                coef[i] = dot(Q[i], w)
-            for i in range(j + 1):
-                c = coef[i]
-                for t in range(n):
-                    w[t] -= c * Q[i, t]
-        b = np.sqrt(dot(w, w))
-        b_[j] = b
-        scale = max(scale, abs(a), b)
-        breakdown = b <= 1e-13 * scale or scale == 0.0
-        if breakdown or j == n - 1:
-            b_[j] = 0.0
-        if breakdown or j == m - 1 or j % 4 == 3:
-            lo, hi, elo, ehi = _ritz_extremes(a_, b_, j)
-            big = max(abs(lo), abs(hi))
-            if breakdown or (elo <= tol * big and ehi <= tol * big):
-                break
-        if j + 1 < m:
-            for t in range(n):
-                Q[j + 1, t] = w[t] / b
-    out[0] = lo
-    out[1] = hi
-    out[2] = elo
-    out[3] = ehi
-    out[4] = j + 1
+def lanczos_extremes(theta, dims, X, Y, act, alpha, lam, ws, maxiter, tol, seed, out):
+    """``spectrum.lanczos`` on the network's Hessian at theta (``ws`` prepared there by
+    ``loss_grad``): out = (lam_min, lam_max, err_min, err_max, iterations)."""
+    lanczos(NetObjective(dims, X, Y, act, alpha, lam, ws), theta, maxiter, tol, seed, out)
 
 
 ORIGIN_BAND = 1e-3  # origin test: the ray to 0 stays within this x gap_scale of L(0)
@@ -324,7 +133,8 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     gap_scale)."""
     lz = np.empty(5)
     loss_grad(probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf)
-    lanczos_extremes(probe_theta, dims, X, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+    lanczos_extremes(probe_theta, dims, X, Y, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed,
+                     lz)  # fmt: skip
     row.local_lam_min, row.local_lam_max = lz[0], lz[1]
     row.local_err_min, row.local_err_max = lz[2], lz[3]
     row.lanczos_iters = int(lz[4])
@@ -360,8 +170,10 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
         res[4] = np.sqrt(dot(probe_theta, probe_theta))
     else:
         copy1(x, probe_theta)
-        newton_mr(x, dims, X, Y, act, alpha, lam, ws, work[n:], cfg.g_ref, cfg.polish_tol,
-                  cfg.rough_newton + cfg.polish_newton, cfg.polish_inner, res)  # fmt: skip
+        op = NetObjective(dims, X, Y, act, alpha, lam, ws)
+        newton_mr(op, x, work[n:], cfg.g_ref, cfg.polish_tol, cfg.rough_newton + cfg.polish_newton,
+                  cfg.polish_inner, ETA_MAX, ETA_EXP, ETA_LS, EXTRAP * (dims.size - 2),
+                  res)  # fmt: skip
     row.polished = True
     row.polish_grad_rel = res[0]
     row.polish_iters = int(res[1])
@@ -369,7 +181,7 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     row.polish_converged = res[3] != 0.0
     row.polish_distance = res[4]
     row.polish_loss = res[5]
-    lanczos_extremes(x, dims, X, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+    lanczos_extremes(x, dims, X, Y, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
     row.lam_min, row.lam_max, row.err_min, row.err_max = lz[0], lz[1], lz[2], lz[3]
     lam_ref = cfg.g_ref * cfg.g_ref / cfg.gap_scale
     if row.polish_converged and lz[0] >= -cfg.psd_tol * lam_ref:
@@ -423,7 +235,8 @@ def finish(t, theta, st, out, dims, X, Y, act, alpha, lam, ws, gbuf, cfg, seed):
     if st.status != DIVERGED and cfg.final_probe:
         lz = np.empty(5)
         loss_grad(theta, dims, X, Y, act, alpha, lam, ws, gbuf)
-        lanczos_extremes(theta, dims, X, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+        lanczos_extremes(theta, dims, X, Y, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed,
+                         lz)  # fmt: skip
         out.lam_min, out.lam_max, out.err_min, out.err_max = lz[0], lz[1], lz[2], lz[3]
 
 

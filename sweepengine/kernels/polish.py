@@ -58,9 +58,9 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node, prefix, weight
-from .hvp import hvp_prepared_at
 from .linalg import copy1, dot
-from .objective import loss_grad_stats_at, ws_views
+from .objective import ws_views
+from .operator import StatsObjective, hvp_op, loss_grad_op
 
 # Armijo constant of the line search on ||g||^2 (Newton-MR uses 1e-4): accept any
 # step that realises at least this fraction of the decrease predicted by the model.
@@ -108,10 +108,11 @@ def _axpy_into(out, x, a, y):
 
 
 @njit(**JIT)
-def minres(theta, dims, poff, noff, Cxx, ws, b, eta, eta_ls, max_inner, x, vecs):
+def minres(op, theta, b, eta, eta_ls, max_inner, x, vecs):
     """Approximate solution x of H x = b by MINRES (x0 = 0); returns (||r||, iterations).
 
-    H is the Hessian at theta (``ws`` prepared there). Stops when the residual
+    H is the Hessian of the operator ``op`` (``kernels.operator``) at theta, its
+    workspace prepared there. Stops when the residual
     estimate phibar = ||b - H x|| <= eta ||b||, when ||H r|| <= ETA_LS ||H|| ||r||
     (least squares reached on a singular H), on a Lanczos breakdown (the Krylov
     space is invariant: x is exact there), or after ``max_inner`` iterations.
@@ -150,7 +151,7 @@ def minres(theta, dims, poff, noff, Cxx, ws, b, eta, eta_ls, max_inner, x, vecs)
         s = 1.0 / beta
         for i in range(n):
             v[i] = s * y[i]
-        hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, v, y)
+        hvp_op(op, theta, v, y)
         if itn >= 2:
             c = beta / oldb
             for i in range(n):
@@ -195,51 +196,19 @@ def minres(theta, dims, poff, noff, Cxx, ws, b, eta, eta_ls, max_inner, x, vecs)
 
 @njit(**JIT)
 def polish(theta, dims, poff, noff, Cxx, Cyx, yy, ws, work, g_ref, tol, max_newton, max_inner, out):
-    """Newton-MR with the default forcing terms (``ETA_MAX``, ``ETA_EXP``); see ``newton_mr``."""
-    newton_mr(
-        theta,
-        dims,
-        poff,
-        noff,
-        Cxx,
-        Cyx,
-        yy,
-        ws,
-        work,
-        g_ref,
-        tol,
-        max_newton,
-        max_inner,
-        ETA_MAX,
-        ETA_EXP,
-        ETA_LS,
-        EXTRAP * (dims.size - 2),
-        out,
-    )
+    """Newton-MR on the deep linear network (statistics form) with the default forcing
+    terms (``ETA_MAX``, ``ETA_EXP``) and extrapolation (K - 1) d; see ``newton_mr``."""
+    op = StatsObjective(dims, poff, noff, Cxx, Cyx, yy, ws)
+    newton_mr(op, theta, work, g_ref, tol, max_newton, max_inner, ETA_MAX, ETA_EXP, ETA_LS,
+              EXTRAP * (dims.size - 2), out)  # fmt: skip
 
 
 @njit(**JIT)
-def newton_mr(
-    theta,
-    dims,
-    poff,
-    noff,
-    Cxx,
-    Cyx,
-    yy,
-    ws,
-    work,
-    g_ref,
-    tol,
-    max_newton,
-    max_inner,
-    eta_max,
-    eta_exp,
-    eta_ls,
-    extrap,
-    out,
-):
-    """Newton-MR from theta (overwritten by the polished point) to a critical point.
+def newton_mr(op, theta, work, g_ref, tol, max_newton, max_inner, eta_max, eta_exp, eta_ls,
+              extrap, out):  # fmt: skip
+    """Newton-MR from theta (overwritten by the polished point) to a critical point of
+    the operator ``op`` (``kernels.operator``: any network; ``op.ws`` is left prepared
+    at the final theta).
 
     Stops when ||g|| / g_ref <= tol, after ``max_newton`` Newton iterations, or
     when the line search finds no acceptable step (then theta is the last
@@ -257,7 +226,7 @@ def newton_mr(
     d = vecs[4]
     mr = vecs[5:]
     copy1(start, theta)
-    loss = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
+    loss = loss_grad_op(op, theta, g)
     gg = dot(g, g)
     it = 0
     hvps = 0
@@ -266,7 +235,7 @@ def newton_mr(
         eta = min(eta_max, (gnorm / g_ref) ** eta_exp)
         for i in range(n):
             gt[i] = -g[i]
-        rnorm, k = minres(theta, dims, poff, noff, Cxx, ws, gt, eta, eta_ls, max_inner, d, mr)
+        rnorm, k = minres(op, theta, gt, eta, eta_ls, max_inner, d, mr)
         hvps += k
         it += 1
         slope = -(gg - min(rnorm * rnorm, gg))  # <H g, d> = -(||g||^2 - ||r||^2)
@@ -274,13 +243,13 @@ def newton_mr(
         ggx = np.inf
         if extrap > 1.0:
             _axpy_into(theta, base, extrap, d)
-            loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
+            loss_grad_op(op, theta, gt)
             ggx = dot(gt, gt)
         alpha = 1.0
         accepted = False
         for _ in range(MAX_HALVINGS + 1):
             _axpy_into(theta, base, alpha, d)
-            lt = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
+            lt = loss_grad_op(op, theta, gt)
             ggt = dot(gt, gt)
             if ggt <= gg + 2.0 * RHO * alpha * slope:
                 accepted = True
@@ -288,11 +257,11 @@ def newton_mr(
             alpha *= 0.5
         if ggx < (ggt if accepted else gg + 2.0 * RHO * slope):
             _axpy_into(theta, base, extrap, d)  # the extrapolated step is better: take it
-            lt = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, gt)
+            lt = loss_grad_op(op, theta, gt)
             ggt = dot(gt, gt)
         elif not accepted:
             copy1(theta, base)
-            loss = loss_grad_stats_at(theta, dims, poff, noff, Cxx, Cyx, yy, ws, g)
+            loss = loss_grad_op(op, theta, g)
             gg = dot(g, g)
             break
         loss = lt

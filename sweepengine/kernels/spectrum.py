@@ -4,7 +4,9 @@ Lanczos with full re-orthogonalisation from a deterministic pseudo-random
 start. Ritz values lie inside [lam_min, lam_max] of the Hessian; each comes
 with the residual bound |beta_j y_j| (an eigenvalue lies within it). A
 breakdown (beta ~ 0) means the Krylov space is invariant: the Ritz values are
-then exact eigenvalues and the bounds are 0.
+then exact eigenvalues and the bounds are 0. ``lanczos`` runs on any operator of
+``kernels.operator`` (the deep linear network's Hessian, or a network with an
+activation); ``lanczos_extremes`` is it on the linear Hessian.
 """
 
 import numpy as np
@@ -12,8 +14,8 @@ from numba import njit
 
 from .._config import JIT
 from .chain import node_offsets, param_offsets
-from .hvp import hvp_prepared_at
 from .linalg import copy1, dot
+from .operator import StatsHvp, hvp_op
 from .rng import mix64
 
 
@@ -41,13 +43,21 @@ def _ritz_extremes(alpha, beta, j):
 
 @njit(**JIT)
 def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
-    """out = (lam_min, lam_max, err_min, err_max, iterations) at a prepared point.
+    """``lanczos`` on the deep linear network's Hessian at a point prepared in ``ws``."""
+    op = StatsHvp(dims, param_offsets(dims), node_offsets(dims), Cxx, ws)
+    lanczos(op, theta, maxiter, tol, seed, out)
+
+
+@njit(**JIT)
+def lanczos(op, theta, maxiter, tol, seed, out):
+    """out = (lam_min, lam_max, err_min, err_max, iterations) of the Hessian of ``op`` at
+    theta (its workspace prepared there).
 
     Stops once both residual bounds are <= tol * max(|lam_min|, |lam_max|), on
-    breakdown, or after ``maxiter`` iterations (capped at n).
+    breakdown, or after ``maxiter`` iterations, capped at n: with full
+    re-orthogonalisation the n-th gives the exact extremes (bounds 0).
     """
     n = theta.size
-    poff, noff = param_offsets(dims), node_offsets(dims)
     m = min(maxiter, n)
     Q = np.empty((m, n))
     alpha = np.zeros(m)
@@ -59,7 +69,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
     lo = hi = elo = ehi = 0.0
     j = 0
     for j in range(m):
-        hvp_prepared_at(theta, dims, poff, noff, Cxx, ws, Q[j], w)
+        hvp_op(op, theta, Q[j], w)
         a = dot(Q[j], w)
         alpha[j] = a
         for _ in range(2):  # classical Gram-Schmidt, twice is enough (Kahan)
@@ -73,7 +83,7 @@ def lanczos_extremes(theta, dims, Cxx, ws, maxiter, tol, seed, out):
         beta[j] = b
         scale = max(scale, abs(a), b)
         breakdown = b <= 1e-13 * scale or scale == 0.0
-        if breakdown:
+        if breakdown or j == n - 1:
             beta[j] = 0.0
         if breakdown or j == m - 1 or j % 4 == 3:
             lo, hi, elo, ehi = _ritz_extremes(alpha, beta, j)
