@@ -57,7 +57,7 @@ from .polish import ETA_EXP, ETA_LS, ETA_MAX, EXTRAP, N_VECS, newton_mr
 from .rng import next_uniform
 from .spectrum import lanczos
 from .state import DIVERGED, RING, SGD, new_states
-from .trainer import A_END_STALL, A_SAVE_PROBE, A_STOP, reset_state, track, update
+from .trainer import A_END_STALL, A_SAVE_PROBE, A_STOP, record_stall, reset_state, track, update
 
 
 @njit(**JIT)
@@ -195,31 +195,6 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
 
 
 @njit(**JIT)
-def end_stall(t, st, stalls, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work, cfg,
-              seed):  # fmt: skip
-    """``trainer.end_stall``'s rule (unstable stretches left out and counted; recorded if
-    there is room, counted either way), with the nonlinear ``examine_stall``."""
-    if st.status == DIVERGED:
-        t -= 1
-    if not (st.rise <= cfg.rel_drop * st.start_gap):
-        st.n_unstable += 1
-        st.unstable_steps += t - st.start
-        return
-    i = st.n_stalls
-    if i < stalls.shape[0]:
-        row = stalls[i]
-        row.start = st.start
-        row.end = t
-        row.probe = st.probe_step
-        row.loss = st.probe_loss
-        row.gnorm = st.min_g
-        row.rise = st.rise
-        row.start_gap = st.start_gap
-        examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work, cfg, seed)
-    st.n_stalls = i + 1
-
-
-@njit(**JIT)
 def finish(t, theta, st, out, dims, X, Y, act, alpha, lam, ws, gbuf, cfg, seed):
     """``trainer.finish`` with the nonlinear Hessian at the final point."""
     out.status = st.status
@@ -293,11 +268,12 @@ def train_one(theta, dims, X, Y, act, alpha, lam, opt, rin, max_steps, rec_every
         if action & A_SAVE_PROBE:
             copy1(probe_theta, theta)
         if action & A_END_STALL:
-            i = st.n_stalls
-            end_stall(t, st, stalls, probe_theta, dims, X, Y, act, alpha, lam, ws, gprobe, work,
-                      cfg, rin.seed)  # fmt: skip
-            if st.n_stalls > i and i < stalls.shape[0] and i < probes.shape[0]:
-                probes[i, :] = probe_theta
+            i = record_stall(t, st, stalls, cfg)
+            if i >= 0:
+                examine_stall(stalls[i], probe_theta, dims, X, Y, act, alpha, lam, ws, gprobe,
+                              work, cfg, rin.seed)  # fmt: skip
+                if i < probes.shape[0]:
+                    copy1(probes[i], probe_theta)
         if action & A_STOP:
             break
         update(opt, h, t, theta, g, buf1, buf2, rng, gnorm, st)

@@ -227,30 +227,40 @@ def examine_stall(row, occ, probe_theta, dims, poff, noff, prob, ws, gbuf, work,
 
 
 @njit(**JIT)
-def end_stall(t, st, stalls, probes, probe_theta, cfg):
+def record_stall(t, st, stalls, cfg):
     """The stall that ended at step t: left out as unstable if the gap climbed back, in
     all, by more than a flat window may lose (``rise`` > rel_drop x its gap at the start:
-    the loss rose or oscillated, no plateau); else recorded with its probe point (in
-    ``probes``, for ``examine_runs``), if there is room for it (it is counted either
-    way)."""
+    the loss rose or oscillated, no plateau); else counted, and written to its row of
+    ``stalls`` if there is room. Returns that row's index, or -1 (unstable, or no room).
+    Every trainer's rule: what each then does with the row differs."""
     if st.status == DIVERGED:  # ended by a blow-up at t: it lasted until t - 1
         t -= 1
     if not (st.rise <= cfg.rel_drop * st.start_gap):
         st.n_unstable += 1
         st.unstable_steps += t - st.start
-        return
+        return -1
     i = st.n_stalls
-    if i < stalls.shape[0]:
-        row = stalls[i]
-        row.start = st.start
-        row.end = t
-        row.probe = st.probe_step
-        row.loss = st.probe_loss
-        row.gnorm = st.min_g
-        row.rise = st.rise
-        row.start_gap = st.start_gap
-        copy1(probes[i], probe_theta)
     st.n_stalls = i + 1
+    if i >= stalls.shape[0]:
+        return -1
+    row = stalls[i]
+    row.start = st.start
+    row.end = t
+    row.probe = st.probe_step
+    row.loss = st.probe_loss
+    row.gnorm = st.min_g
+    row.rise = st.rise
+    row.start_gap = st.start_gap
+    return i
+
+
+@njit(**JIT)
+def end_stall(t, st, stalls, probes, probe_theta, cfg):
+    """``record_stall``, keeping a recorded stall's probe point in ``probes`` (for
+    ``examine_runs``)."""
+    i = record_stall(t, st, stalls, cfg)
+    if i >= 0:
+        copy1(probes[i], probe_theta)
 
 
 @njit(**JIT)
