@@ -122,6 +122,30 @@ def cases(d: int, m: int, H: int) -> dict:
     }
 
 
+def floor_cases(d: int, m: int, H: int) -> dict:
+    """What any one-shot ``gradient(W, X, Y)`` pays besides the arithmetic, measured
+    without it: the Python checks of the K + 2 arrays (type, dtype, ndim, layout: what
+    decides that the compiled code may take them as they are) and one compiled call that
+    takes the weights as a tuple with X and Y and returns K new arrays shaped like them
+    (no arithmetic; the cheapest way to hand a list of matrices in and out)."""
+    from numba import njit
+
+    p = C.make_problem(d, m, H)
+    W, X, Y = p.weights, p.X, p.Y
+
+    @njit(cache=False)
+    def round_trip(Ws, X, Y):
+        return [np.empty_like(w) for w in Ws]
+
+    def checks():
+        for a in (*W, X, Y):
+            if not (type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 2
+                    and a.flags.c_contiguous):  # fmt: skip
+                raise TypeError
+
+    return {"checks": checks, "list in and out": lambda: round_trip(tuple(W), X, Y)}
+
+
 def main() -> None:
     load0 = os.getloadavg()[0]
     res = {}
@@ -133,6 +157,7 @@ def main() -> None:
             res[size][op] = timing(fns)
             t = res[size][op]
             print(size, op, {k: f"{v['best'] * 1e6:.2f}" for k, v in t.items()}, flush=True)
+        res[size]["floor"] = timing(floor_cases(d, m, H))
     load1 = os.getloadavg()[0]
     info = C.machine_info()
     RESULTS.mkdir(exist_ok=True)
@@ -169,6 +194,26 @@ def main() -> None:
                 + f" | {one:.1f}x | {prep:.1f}x | {extra:.2f} us |"
             )  # fmt: skip
             checks.append((size, op, one, prep, extra))
+    lines += [
+        "",
+        "## Floor of a one-shot call",
+        "",
+        "What a one-shot `gradient(W, X, Y)` pays besides its arithmetic (`floor_cases`): "
+        "the Python checks of the weights, X and Y (type, dtype, ndim, layout), and one "
+        "compiled call that takes the weights as a tuple with X and Y and returns new "
+        "arrays shaped like the weights, with no arithmetic. `3x NumPy leaves` = NumPy's "
+        "gradient / 3, the whole budget of a one-shot call at the target; `kernel` as above.",
+        "",
+        "| size | checks (us) | list in and out (us) | kernel (us) | sum (us) | "
+        "3x NumPy leaves (us) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size, r in res.items():
+        f = {k: v["best"] * 1e6 for k, v in r["floor"].items()}
+        kern, numpy_ = r["gradient"]["kernel"]["best"] * 1e6, r["gradient"]["NumPy"]["best"] * 1e6
+        total = f["checks"] + f["list in and out"] + kern
+        lines.append(f"| {size} | {f['checks']:.2f} | {f['list in and out']:.2f} | {kern:.2f} | "
+                     f"{total:.2f} | {numpy_ / 3:.2f} |")  # fmt: skip
     lines += ["", "## Targets", "", "| target | size | op | value | met |"]
     lines.append("| --- | --- | --- | ---: | --- |")
     for size, op, one, prep, extra in checks:
