@@ -416,3 +416,24 @@ def write_report(
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+# ---------------------------------------------------------------- training reports
+
+
+def rate(case: dict | None) -> float | None:
+    """Runs x steps per second of a training benchmark's case (None if it did not run)."""
+    return None if case is None else case["run_steps_per_s"]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if not a or not b else a / b
+
+
+def agree(case: dict | None, ref: dict | None) -> float | None:
+    """Largest relative difference of two cases' cross-check losses (None if either is
+    missing or they ran different step counts)."""
+    if case is None or ref is None or case["check_steps"] != ref["check_steps"]:
+        return None
+    pairs = zip(case["check_losses"], ref["check_losses"], strict=True)
+    return max(abs(a - b) / abs(b) for a, b in pairs)

@@ -129,21 +129,6 @@ def _case(res, mode, impl, key):
         return None
 
 
-def _rate(c):
-    return None if c is None else c["run_steps_per_s"]
-
-
-def _ratio(a, b):
-    return None if not a or not b else a / b
-
-
-def _agree(c, ref):
-    if c is None or ref is None or c["check_steps"] != ref["check_steps"]:
-        return None
-    pairs = zip(c["check_losses"], ref["check_losses"], strict=True)
-    return max(abs(a - b) / abs(b) for a, b in pairs)
-
-
 def _keys(res):
     return [(sid, act) for sid in res["size_ids"] for act in res["acts"]]
 
@@ -168,17 +153,17 @@ def targets(res: dict) -> list[list[str]]:
         for sid, act in _keys(res):
             key = f"{sid}/{act}"
             ref = _case(res, mode, "sweepengine", key)
-            se = _rate(ref)
+            se = C.rate(ref)
             if se is None:
                 missing.append(f"sweepengine {mode} {key}")
                 continue
             for impl in ("jax", "torch"):
                 c = _case(res, mode, impl, key)
-                r = _rate(c)
-                a = _agree(c, ref)
+                r = C.rate(c)
+                a = C.agree(c, ref)
                 if a is not None and a > worst_agree:
                     worst_agree, worst_case = a, f"{impl} {mode} {sid} {act}"
-                    peer_spread = _agree(_case(res, mode, "jax", key),
+                    peer_spread = C.agree(_case(res, mode, "jax", key),
                                          _case(res, mode, "torch", key)) or 0.0  # fmt: skip
                 if r and r > se:
                     slower.append(f"{impl} {mode} at {sid} {act} ({se / r:.2f}x)")
@@ -249,16 +234,16 @@ def render(res: dict, command: str) -> str:
             key = f"{sid}/{act}"
             se = _case(res, mode, "sweepengine", key)
             j, t = _case(res, mode, "jax", key), _case(res, mode, "torch", key)
-            best = max((_rate(c) or 0) for c in (j, t)) or None
-            vj, vb = _ratio(_rate(se), _rate(j)), _ratio(_rate(se), best)
-            agree = [a for a in (_agree(j, se), _agree(t, se)) if a is not None]
+            best = max((C.rate(c) or 0) for c in (j, t)) or None
+            vj, vb = C.ratio(C.rate(se), C.rate(j)), C.ratio(C.rate(se), best)
+            agree = [a for a in (C.agree(j, se), C.agree(t, se)) if a is not None]
             rows.append([
-                sid, act, C.fmt_rate(_rate(se)), C.fmt_rate(_rate(j)), C.fmt_rate(_rate(t)),
+                sid, act, C.fmt_rate(C.rate(se)), C.fmt_rate(C.rate(j)), C.fmt_rate(C.rate(t)),
                 C.fmt_x(vj), C.fmt_x(vb),
                 "n/a" if vj is None else ("yes" if vj >= 3 else "**no**"),
                 "n/a" if vb is None else ("yes" if vb > 1 else "**no**"),
                 f"{max(agree):.1e}" if agree else "n/a",
-                "n/a" if _agree(j, t) is None else f"{_agree(j, t):.1e}",
+                "n/a" if C.agree(j, t) is None else f"{C.agree(j, t):.1e}",
             ])  # fmt: skip
         md.append(C.table(hdr, rows, "llrrrrrllrr"))
     if "single" in res:

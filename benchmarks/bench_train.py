@@ -116,21 +116,6 @@ def _case(res, mode, impl, sid, form):
         return None
 
 
-def _rate(c):
-    return None if c is None else c["run_steps_per_s"]
-
-
-def _ratio(a, b):
-    return None if not a or not b else a / b
-
-
-def _agree(c, ref):
-    if c is None or ref is None or c["check_steps"] != ref["check_steps"]:
-        return None
-    pairs = zip(c["check_losses"], ref["check_losses"], strict=True)
-    return max(abs(a - b) / abs(b) for a, b in pairs)
-
-
 def render(res: dict, command: str) -> str:
     info = res["machine"]
     sids = res["size_ids"]
@@ -175,20 +160,20 @@ def render(res: dict, command: str) -> str:
         rows = []
         for sid in sids:
             se = _case(res, mode, "sweepengine", sid, "stats")
-            extra = ([C.fmt_rate(_rate(_case(res, mode, "sweepengine_blas2", sid, "stats")))]
+            extra = ([C.fmt_rate(C.rate(_case(res, mode, "sweepengine_blas2", sid, "stats")))]
                      if pitfall else [])  # fmt: skip
             peers = {(i, f): _case(res, mode, i, sid, f)
                      for i in ("jax", "torch") for f in ("stats", "data")}  # fmt: skip
-            bj = max((_rate(peers[("jax", f)]) or 0) for f in ("stats", "data")) or None
-            bt = max((_rate(peers[("torch", f)]) or 0) for f in ("stats", "data")) or None
-            agree = [_agree(c, se) for c in peers.values()]
+            bj = max((C.rate(peers[("jax", f)]) or 0) for f in ("stats", "data")) or None
+            bt = max((C.rate(peers[("torch", f)]) or 0) for f in ("stats", "data")) or None
+            agree = [C.agree(c, se) for c in peers.values()]
             agree = [a for a in agree if a is not None]
             steps = se["check_steps"] if se else "?"
             rows.append(
-                [sid, se["B"] if se else "?", C.fmt_rate(_rate(se))] + extra
-                + [C.fmt_rate(_rate(peers[k])) for k in
+                [sid, se["B"] if se else "?", C.fmt_rate(C.rate(se))] + extra
+                + [C.fmt_rate(C.rate(peers[k])) for k in
                    (("jax", "stats"), ("jax", "data"), ("torch", "stats"), ("torch", "data"))]
-                + [C.fmt_x(_ratio(_rate(se), bj)), C.fmt_x(_ratio(_rate(se), bt)),
+                + [C.fmt_x(C.ratio(C.rate(se), bj)), C.fmt_x(C.ratio(C.rate(se), bt)),
                    f"{max(agree):.1e} ({steps})" if agree else "n/a"]
             )  # fmt: skip
         md.append(C.table(hdr, rows))
@@ -244,13 +229,13 @@ def targets(res: dict) -> list[list[str]]:
     jax3 = {"data": [], "stats": []}
     for mode in ("single", "batch"):
         for sid in res["size_ids"]:
-            se = _rate(_case(res, mode, "sweepengine", sid, "stats"))
+            se = C.rate(_case(res, mode, "sweepengine", sid, "stats"))
             ref = _case(res, mode, "sweepengine", sid, "stats")
             for impl in ("jax", "torch"):
                 for form in ("stats", "data"):
                     c = _case(res, mode, impl, sid, form)
-                    r = _rate(c)
-                    a = _agree(c, ref)
+                    r = C.rate(c)
+                    a = C.agree(c, ref)
                     if a is not None:
                         worst_agree = max(worst_agree, a)
                     if se and r and r > se:
