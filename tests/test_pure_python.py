@@ -20,6 +20,26 @@ assert abs(H - naive.hessian(W, X, Y)).max() < 1e-9
 info = se.hessian_extremes_info(W, X, Y, method="lanczos")
 ev = np.linalg.eigvalsh(H)
 assert abs(info.lam_min - ev[0]) < 1e-7 * abs(ev[-1])
+# the solvers' operators (kernels/operator.py, activation.NetObjective) as plain Python
+from sweepengine._layout import flatten
+from sweepengine.kernels import activation, chain, objective, operator
+theta, d = flatten(W), np.array(dims, dtype=np.int64)
+g = np.empty(theta.size)
+ws = np.zeros(objective.ws_size(d))
+st = (X @ X.T, Y @ X.T, float(np.sum(Y * Y)))
+op = operator.StatsObjective(d, chain.param_offsets(d), chain.node_offsets(d), *st, ws)
+l_ref, g_ref = se.loss_and_gradient(W, stats=se.Stats(*st))
+assert abs(operator.loss_grad_op(op, theta, g) - l_ref) < 1e-10
+assert abs(g - flatten(g_ref)).max() < 1e-10
+for act, code in (("tanh", activation.TANH), ("relu", activation.RELU)):
+    ws = np.zeros(activation.ws_size(d, X.shape[1]))
+    op = activation.NetObjective(d, X, Y, code, 0.01, 0.1, ws)
+    l_ref, g_ref = se.loss_and_gradient(W, X, Y, activation=act, weight_decay=0.1)
+    assert abs(operator.loss_grad_op(op, theta, g) - l_ref) < 1e-10
+    assert abs(g - flatten(g_ref)).max() < 1e-10
+info = se.hessian_extremes_info(W, X, Y, method="lanczos", activation="tanh")
+ev = np.linalg.eigvalsh(se.nonlinear_hessian(W, X, Y, "tanh"))
+assert abs(info.lam_min - ev[0]) < 1e-7 * abs(ev[-1])
 r = se.train(X, Y, se.init_weights(dims, "gaussian", 0.3, 0), "momentum", 1e-3, 50)
 print(r.final_loss)
 """
