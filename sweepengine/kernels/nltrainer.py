@@ -21,7 +21,7 @@ What differs from the linear trainer:
 - The stall examination (``examine_stall``) has no modes, no balancing and no
   Kawaguchi rank: a stall that shadows W = 0 (``shadows_origin``) is examined at
   W = 0 itself; otherwise from the probe point, Newton-MR on the exact nonlinear HVPs
-  (``polish.newton_mr`` on an ``activation.NetObjective``: the linear network's
+  (``polish.polish_op`` on an ``activation.NetObjective``: the linear network's
   solver, forcing terms, line search on ||g||^2 and extrapolated step (K-1) d), then
   the Hessian's extremes there by ``spectrum.lanczos`` on the same HVPs and, at a PSD
   polished point, the higher-order test ``descent.descent_test`` (non-strict saddle
@@ -53,7 +53,7 @@ from .chain import param_offsets
 from .descent import N_OUT, descent_test
 from .linalg import copy1, dot
 from .objective import sq_norm
-from .polish import ETA_EXP, ETA_LS, ETA_MAX, EXTRAP, N_VECS, newton_mr
+from .polish import N_VECS, polish_op
 from .rng import next_uniform
 from .spectrum import lanczos
 from .state import DIVERGED, RING, SGD, new_states
@@ -132,9 +132,9 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     ``descent.descent_test`` (``nullity``, ``descent_*``; lam_ref = g_ref^2 /
     gap_scale)."""
     lz = np.empty(5)
+    op = NetObjective(dims, X, Y, act, alpha, lam, ws)
     loss_grad(probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf)
-    lanczos_extremes(probe_theta, dims, X, Y, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed,
-                     lz)  # fmt: skip
+    lanczos(op, probe_theta, cfg.lz_iter, cfg.lz_tol, seed, lz)
     row.local_lam_min, row.local_lam_max = lz[0], lz[1]
     row.local_err_min, row.local_err_max = lz[2], lz[3]
     row.lanczos_iters = int(lz[4])
@@ -170,10 +170,8 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
         res[4] = np.sqrt(dot(probe_theta, probe_theta))
     else:
         copy1(x, probe_theta)
-        op = NetObjective(dims, X, Y, act, alpha, lam, ws)
-        newton_mr(op, x, work[n:], cfg.g_ref, cfg.polish_tol, cfg.rough_newton + cfg.polish_newton,
-                  cfg.polish_inner, ETA_MAX, ETA_EXP, ETA_LS, EXTRAP * (dims.size - 2),
-                  res)  # fmt: skip
+        polish_op(op, x, work[n:], cfg.g_ref, cfg.polish_tol, cfg.rough_newton + cfg.polish_newton,
+                  cfg.polish_inner, res)  # fmt: skip
     row.polished = True
     row.polish_grad_rel = res[0]
     row.polish_iters = int(res[1])
@@ -181,7 +179,7 @@ def examine_stall(row, probe_theta, dims, X, Y, act, alpha, lam, ws, gbuf, work,
     row.polish_converged = res[3] != 0.0
     row.polish_distance = res[4]
     row.polish_loss = res[5]
-    lanczos_extremes(x, dims, X, Y, act, alpha, lam, ws, cfg.lz_iter, cfg.lz_tol, seed, lz)
+    lanczos(op, x, cfg.lz_iter, cfg.lz_tol, seed, lz)
     row.lam_min, row.lam_max, row.err_min, row.err_max = lz[0], lz[1], lz[2], lz[3]
     lam_ref = cfg.g_ref * cfg.g_ref / cfg.gap_scale
     if row.polish_converged and lz[0] >= -cfg.psd_tol * lam_ref:

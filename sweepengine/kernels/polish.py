@@ -196,11 +196,17 @@ def minres(op, theta, b, eta, eta_ls, max_inner, x, vecs):
 
 @njit(**JIT)
 def polish(theta, dims, poff, noff, Cxx, Cyx, yy, ws, work, g_ref, tol, max_newton, max_inner, out):
-    """Newton-MR on the deep linear network (statistics form) with the default forcing
-    terms (``ETA_MAX``, ``ETA_EXP``) and extrapolation (K - 1) d; see ``newton_mr``."""
+    """``polish_op`` on the deep linear network (statistics form)."""
     op = StatsObjective(dims, poff, noff, Cxx, Cyx, yy, ws)
+    polish_op(op, theta, work, g_ref, tol, max_newton, max_inner, out)
+
+
+@njit(**JIT)
+def polish_op(op, theta, work, g_ref, tol, max_newton, max_inner, out):
+    """Newton-MR on any operator with the default forcing terms (``ETA_MAX``,
+    ``ETA_EXP``, ``ETA_LS``) and extrapolation (K - 1) d; see ``newton_mr``."""
     newton_mr(op, theta, work, g_ref, tol, max_newton, max_inner, ETA_MAX, ETA_EXP, ETA_LS,
-              EXTRAP * (dims.size - 2), out)  # fmt: skip
+              EXTRAP * (op.dims.size - 2), out)  # fmt: skip
 
 
 @njit(**JIT)
