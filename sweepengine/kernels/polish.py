@@ -45,7 +45,7 @@ units exactly zero), polished once more. Recommended use at a stall probe:
     and the loss is the level of S -> lanczos_extremes (ws is prepared) -> class.
 
 (results/polish.md: S right and converged at 12/12 benchmark probes, polish + final
-Lanczos <= 2x the current Lanczos probe's time at 11/12.)
+Lanczos <= 2x the current Lanczos probe's time at 12/12.)
 
 Workspace: ``ws`` (``objective.ws_size``) is the usual loss/gradient/HVP
 workspace; on return it is prepared at the final theta (``hvp_prepared_at`` and
